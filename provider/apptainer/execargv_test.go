@@ -42,6 +42,18 @@ func TestExecArgv(t *testing.T) {
 			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval", "--pwd", "/w",
 				"instance://gym-1", "/bin/sh", "-c", suWrapperScript, "sh", "alice", "id -u"},
 		},
+		{
+			name: "command in a file",
+			spec: execSpec{Instance: "gym-1", CommandFile: "/sandbox/.gym-transfer/c1"},
+			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval",
+				"instance://gym-1", "/bin/sh", "-c", fileWrapperScript, "sh", "/sandbox/.gym-transfer/c1"},
+		},
+		{
+			name: "su form with the command in a file",
+			spec: execSpec{Instance: "gym-1", CommandFile: "/sandbox/.gym-transfer/c1", User: "alice"},
+			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval",
+				"instance://gym-1", "/bin/sh", "-c", suFileWrapperScript, "sh", "alice", "/sandbox/.gym-transfer/c1"},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
