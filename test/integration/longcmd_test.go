@@ -1,0 +1,83 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gym-apptainer/gym-apptainer/plugin"
+	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/resources"
+)
+
+// longCommand is a 1 MiB shell command (far over the kernel's 128 KiB for
+// one argv string) that prints its own payload's length and exits 3.
+func longCommand() (string, string) {
+	payload := strings.Repeat("x", 1<<20)
+	return "printf %s '" + payload + "' | wc -c; exit 3", fmt.Sprint(1 << 20)
+}
+
+// checkLongCommand runs a 1 MiB command through the plugin (with stdin, which
+// the command must still get) and through the gym-host CLI, and an env over
+// the kernel's limits, which must be refused as invalid (exit 2), not
+// blamed on the sandbox (125).
+func checkLongCommand(t *testing.T, ctx context.Context, e *env, h *plugin.Host, id string) {
+	cmd, want := longCommand()
+	r := e.exec(ctx, h, id, provider.ExecRequest{Command: cmd})
+	require.NoError(t, r.Err)
+	assert.Equal(t, "", r.ErrorType, r.Message)
+	assert.Equal(t, 3, r.ExitCode, r.Stderr)
+	assert.Equal(t, want, strings.TrimSpace(r.Stdout))
+
+	r = e.exec(ctx, h, id, provider.ExecRequest{
+		Command: "wc -c; : '" + strings.Repeat("y", 200<<10) + "'",
+		Stdin:   strings.NewReader("from stdin\n"),
+	})
+	require.NoError(t, r.Err)
+	assert.Equal(t, 0, r.ExitCode, r.Message+r.Stderr)
+	assert.Equal(t, "11", strings.TrimSpace(r.Stdout), "stdin still reaches a long command")
+
+	// The CLI: sixteen 64 KiB words make one command line of over 1 MiB.
+	args := []string{"exec", id, "--", "sh", "-c", `printf %s "$@" | wc -c; exit 4`, "sh"}
+	for range 16 {
+		args = append(args, strings.Repeat("w", 64<<10))
+	}
+	c := e.cli(t, ctx, "", args...)
+	assert.Equal(t, 4, c.Code, c.Stderr)
+	assert.Equal(t, fmt.Sprint(16*64<<10), strings.TrimSpace(c.Stdout))
+
+	r = e.exec(ctx, h, id, provider.ExecRequest{Command: "true", Env: map[string]string{"BIG": strings.Repeat("b", 200<<10)}})
+	require.ErrorIs(t, r.Err, provider.ErrInvalid)
+	assert.Contains(t, r.Err.Error(), "MAX_ARG_STRLEN")
+
+	// The sandbox is fine afterwards.
+	assert.Equal(t, "ok\n", e.requireOK(t, ctx, h, id, "echo ok"))
+}
+
+// TestLongCommand: a command over 128 KiB runs, with its own exit code, in a
+// local sandbox.
+func TestLongCommand(t *testing.T) {
+	e := newEnv(t)
+	ctx := e.ctx(3 * time.Minute)
+	h := e.host()
+	id := e.create(t, ctx, h, provider.Spec{Image: sifImage})
+	checkLongCommand(t, ctx, e, h, id)
+	e.close(t, ctx, h, id)
+}
+
+// TestSlurmLongCommand: the same on SLURM placement, where the command also
+// passes srun and node-exec.
+func TestSlurmLongCommand(t *testing.T) {
+	e := newSlurmEnv(t, "job")
+	ctx := e.ctx(4 * time.Minute)
+	h := e.host()
+	id := e.createAll(t, ctx, h, provider.Spec{Image: sifImage, Resources: resources.Resources{CPU: 1, MemoryMiB: 256}})[0]
+	checkLongCommand(t, ctx, e.env, h, id)
+	e.close(t, ctx, h, id)
+	e.requireNothingLeftSlurm(t)
+}
