@@ -3,6 +3,7 @@ package apptainer
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
 )
@@ -89,7 +90,7 @@ func execArgv(prefix []string, s execSpec) []string {
 	if s.Cwd != "" {
 		argv = append(argv, "--pwd", s.Cwd)
 	}
-	argv = append(argv, s.Extra...)
+	argv = append(argv, withDropCaps(s.Extra, dropCaps)...)
 	argv = append(argv, "instance://"+s.Instance, "/bin/sh", "-c")
 	switch {
 	case s.User != "" && s.CommandFile != "":
@@ -102,6 +103,33 @@ func execArgv(prefix []string, s execSpec) []string {
 		argv = append(argv, wrapperScript, "sh", s.Command)
 	}
 	return append(argv, s.Args...)
+}
+
+// dropCaps are dropped from every exec. Root inside a sandbox started by
+// root (--userns, --fakeroot) holds every capability in the sandbox's user
+// namespace: with CAP_SYS_ADMIN it could unmount the read-only /proc/sys
+// (or mount a fresh proc) and write the node's sysctls as uid 0. Without it
+// the read-only bind holds, also in nested namespaces (their copies of it are
+// locked). Caps are per exec: apptainer takes them from exec, not from the
+// instance.
+const dropCaps = "CAP_SYS_ADMIN"
+
+// withDropCaps returns extra (exec.extra_exec_args) with caps dropped too.
+// apptainer's --drop-caps is a single string (the last one wins), so a
+// --drop-caps in extra gets caps added to its list instead of a second flag.
+func withDropCaps(extra []string, caps string) []string {
+	out := cloneArgv(extra)
+	for i, a := range out {
+		if v, ok := strings.CutPrefix(a, "--drop-caps="); ok {
+			out[i] = "--drop-caps=" + caps + "," + v
+			return out
+		}
+		if a == "--drop-caps" && i+1 < len(out) {
+			out[i+1] = caps + "," + out[i+1]
+			return out
+		}
+	}
+	return append([]string{"--drop-caps", caps}, out...)
 }
 
 // execEnv is the runner env of an exec: every variable as
