@@ -68,7 +68,7 @@ func TestIsolation(t *testing.T) {
 		h := e.host()
 		id := e.create(t, ctx, h, provider.Spec{Image: sifImage})
 
-		out := e.requireOK(t, ctx, h, id, "readlink /proc/self/ns/uts /proc/self/ns/ipc /proc/self/ns/net")
+		out := e.requireOK(t, ctx, h, id, "for n in uts ipc net; do readlink /proc/self/ns/$n; done")
 		ns := strings.Fields(out)
 		require.Len(t, ns, 3, out)
 		assert.NotEqual(t, hostNS["uts"], ns[0], "own UTS namespace")
