@@ -82,3 +82,24 @@ func TestSlurmLongCommand(t *testing.T) {
 	e.close(t, ctx, h, id)
 	e.requireNothingLeftSlurm(t)
 }
+
+// TestLongCommandAsUser: a long command run as another user (su in a
+// --fakeroot sandbox) is read through the descriptor the wrapper opened
+// before su: the user could not open the 0600 command file.
+func TestLongCommandAsUser(t *testing.T) {
+	requirePrerequisites(t)
+	if !hasSubuid("root") {
+		t.Skip("/etc/subuid has no entry for root: --fakeroot cannot start a sandbox here")
+	}
+	e := newEnv(t, withStartArgs("--fakeroot"))
+	ctx := e.ctx(2 * time.Minute)
+	h := e.host()
+	id := e.create(t, ctx, h, provider.Spec{Image: sifImage})
+	cmd, want := longCommand()
+	r := e.exec(ctx, h, id, provider.ExecRequest{Command: "id -u; " + cmd, User: "sandbox"})
+	require.NoError(t, r.Err)
+	assert.Equal(t, "", r.ErrorType, r.Message)
+	assert.Equal(t, 3, r.ExitCode, r.Stderr)
+	assert.Equal(t, "1000\n"+want, strings.TrimSpace(r.Stdout))
+	e.close(t, ctx, h, id)
+}
