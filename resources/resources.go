@@ -25,6 +25,16 @@ type Resources struct {
 	GPUType string `json:"gpu_type,omitempty" yaml:"gpu_type"`
 }
 
+// Hard upper bounds, far above any node, so that every translation stays
+// in range: Apptainer takes memory in int64 bytes (9999... MiB overflowed
+// it), the overlay is sized in MiB, SLURM counts CPUs in 16 bits.
+const (
+	MaxMemoryMiB = 1 << 30 // 1 PiB
+	MaxDiskGiB   = 1 << 20 // 1 PiB
+	MaxCPU       = 1 << 14
+	MaxGPU       = 1 << 10
+)
+
 // Validate reports the first field that no translation could honour. The
 // error names the field the way a spec author wrote it (resources.<key>).
 func (r Resources) Validate() error {
@@ -33,12 +43,20 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("resources.cpu: must be a finite number, got %v", r.CPU)
 	case r.CPU < 0:
 		return fmt.Errorf("resources.cpu: must be >= 0, got %s", formatCPU(r.CPU))
+	case r.CPU > MaxCPU:
+		return fmt.Errorf("resources.cpu: %s is over the limit of %d", formatCPU(r.CPU), MaxCPU)
 	case r.MemoryMiB < 0:
 		return fmt.Errorf("resources.memory_mib: must be >= 0, got %d", r.MemoryMiB)
+	case r.MemoryMiB > MaxMemoryMiB:
+		return fmt.Errorf("resources.memory_mib: %d is over the limit of %d (1 PiB)", r.MemoryMiB, MaxMemoryMiB)
 	case r.DiskGiB < 0:
 		return fmt.Errorf("resources.disk_gib: must be >= 0, got %d", r.DiskGiB)
+	case r.DiskGiB > MaxDiskGiB:
+		return fmt.Errorf("resources.disk_gib: %d is over the limit of %d (1 PiB)", r.DiskGiB, MaxDiskGiB)
 	case r.GPU < 0:
 		return fmt.Errorf("resources.gpu: must be >= 0, got %d", r.GPU)
+	case r.GPU > MaxGPU:
+		return fmt.Errorf("resources.gpu: %d is over the limit of %d", r.GPU, MaxGPU)
 	case r.GPUType != "" && r.GPU == 0:
 		return fmt.Errorf("resources.gpu_type: %q needs resources.gpu >= 1", r.GPUType)
 	case r.GPUType != "" && !validGPUType(r.GPUType):

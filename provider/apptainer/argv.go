@@ -44,6 +44,17 @@ func startArgv(prefix []string, s startSpec) []string {
 		// instance (tokens, go-plugin's certificates) becomes the container's
 		// init environment, readable in /proc/1/environ from every exec.
 		"--cleanenv",
+		// Isolation from the node. Root inside a --userns or --fakeroot
+		// sandbox started by root is uid 0 of the host to the sysctl
+		// files' permission check: with the host's UTS namespace it could
+		// rename the node (kernel.hostname, kernel.domainname), and through
+		// /proc/sys it could set any global sysctl (vm.swappiness).
+		// --uts and --ipc give the sandbox namespaces of its own (PID is
+		// already its own for an instance); /proc/sys is bound read-only
+		// over the sandbox's /proc. The network stays the host's: sandboxes
+		// need it.
+		"--uts", "--ipc",
+		"--bind", "/proc/sys:/proc/sys:ro",
 		"--bind", s.Staging+":"+s.MountPoint)
 	for _, b := range s.Binds {
 		argv = append(argv, "--bind", b)

@@ -37,7 +37,7 @@ func TestStartArgv(t *testing.T) {
 	}{
 		{
 			name: "minimal: contain, staging bind, writable tmpfs",
-			want: []string{"/bin/apptainer", "-c", "/etc/a.conf", "instance", "start", "--contain", "--cleanenv",
+			want: []string{"/bin/apptainer", "-c", "/etc/a.conf", "instance", "start", "--contain", "--cleanenv", "--uts", "--ipc", "--bind", "/proc/sys:/proc/sys:ro",
 				"--bind", "/state/staging/gym-1:/sandbox", "--writable-tmpfs", "/images/debian.sif", "gym-1"},
 		},
 		{
@@ -48,7 +48,7 @@ func TestStartArgv(t *testing.T) {
 				s.Overlay = "/state/overlays/gym-1.img"
 				s.Extra = []string{"--userns", "--hostname", "box"}
 			},
-			want: []string{"/bin/apptainer", "-c", "/etc/a.conf", "instance", "start", "--contain", "--cleanenv",
+			want: []string{"/bin/apptainer", "-c", "/etc/a.conf", "instance", "start", "--contain", "--cleanenv", "--uts", "--ipc", "--bind", "/proc/sys:/proc/sys:ro",
 				"--bind", "/state/staging/gym-1:/sandbox",
 				"--bind", "/data/ro:/data/ro:ro", "--bind", "/scratch:/scratch",
 				"--cpus", "2", "--memory", "1024m", "--nv",
@@ -59,7 +59,7 @@ func TestStartArgv(t *testing.T) {
 		{
 			name:   "extra args come after writable tmpfs",
 			mutate: func(s *startSpec) { s.Extra = []string{"--drop-caps", "CAP_SYS_RESOURCE"} },
-			want: []string{"/bin/apptainer", "-c", "/etc/a.conf", "instance", "start", "--contain", "--cleanenv",
+			want: []string{"/bin/apptainer", "-c", "/etc/a.conf", "instance", "start", "--contain", "--cleanenv", "--uts", "--ipc", "--bind", "/proc/sys:/proc/sys:ro",
 				"--bind", "/state/staging/gym-1:/sandbox", "--writable-tmpfs",
 				"--drop-caps", "CAP_SYS_RESOURCE", "/images/debian.sif", "gym-1"},
 		},

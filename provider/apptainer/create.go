@@ -326,6 +326,11 @@ func (p *Provider) validateSpec(spec provider.Spec) (string, error) {
 	if err := spec.Resources.Validate(); err != nil {
 		return invalid("%v", err)
 	}
+	if p.lifecycle() == nil {
+		if err := checkHostFit(spec.Resources, p.cfg.Apptainer.Create.ApplyResourceLimits); err != nil {
+			return invalid("%v", err)
+		}
+	}
 	for _, b := range spec.Binds {
 		if err := validateBind(b); err != nil {
 			return invalid("%v", err)

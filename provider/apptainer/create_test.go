@@ -54,7 +54,7 @@ func TestCreateBuildsStartArgvAndRunsProbe(t *testing.T) {
 	require.Equal(t, []string{"instance start", "exec"}, f.subcommands())
 	start := f.callsOf("instance start")[0]
 	staging := filepath.Join(f.cfg.Gym.StateDir, "staging", id)
-	assert.Equal(t, []string{f.bin, "-c", "/etc/gym/apptainer-cgroupfs.conf", "instance", "start", "--contain", "--cleanenv",
+	assert.Equal(t, []string{f.bin, "-c", "/etc/gym/apptainer-cgroupfs.conf", "instance", "start", "--contain", "--cleanenv", "--uts", "--ipc", "--bind", "/proc/sys:/proc/sys:ro",
 		"--bind", staging + ":/sandbox",
 		"--bind", "/opt/data:/data:ro",
 		"--bind", bindSrc + ":/mnt/in:ro",

@@ -55,6 +55,37 @@ func validateEnv(env map[string]string) error {
 			return fmt.Errorf("env value of %s is not valid UTF-8: %w", k, provider.ErrInvalid)
 		}
 	}
+	return checkEnvSize(env)
+}
+
+// Env travels as APPTAINERENV_K=V strings in the environment of apptainer
+// (and of srun and node-exec on SLURM), so the kernel's execve limits apply:
+// no one string over MAX_ARG_STRLEN, and all of argv and the environment
+// within ARG_MAX (a quarter of the stack limit: 2 MiB at the usual 8 MiB,
+// shared with the base environment and apptainer's own argv).
+const (
+	maxArgStrlen = 128 << 10 // MAX_ARG_STRLEN, counting the NUL
+	maxEnvTotal  = 1 << 20
+	envPrefix    = "APPTAINERENV_"
+)
+
+// checkEnvSize refuses an env that execve would refuse (E2BIG), naming the
+// limit, before anything runs: too large a request is the caller's to fix,
+// not a sandbox failure.
+func checkEnvSize(env map[string]string) error {
+	total := 0
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		n := len(envPrefix) + len(k) + 1 + len(env[k]) + 1
+		if n > maxArgStrlen {
+			return fmt.Errorf("env value of %s is %d bytes; one variable may hold at most %d bytes (the kernel's 128 KiB MAX_ARG_STRLEN, less %s and the name); pass large data as a file (upload): %w",
+				k, len(env[k]), maxArgStrlen-len(envPrefix)-len(k)-2, envPrefix, provider.ErrInvalid)
+		}
+		total += n
+	}
+	if total > maxEnvTotal {
+		return fmt.Errorf("the env totals %d bytes; the limit is %d bytes (1 MiB, within the kernel's ARG_MAX); pass large data as a file (upload): %w",
+			total, maxEnvTotal, provider.ErrInvalid)
+	}
 	return nil
 }
 

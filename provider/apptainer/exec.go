@@ -2,10 +2,12 @@ package apptainer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -114,22 +116,35 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 	}
 	defer release()
 
+	env := mergeEnv(h.Env, req.Env)
+	if err := checkEnvSize(env); err != nil {
+		return res, fmt.Errorf("exec in sandbox %s: %w", h.ID, err)
+	}
 	cwd := req.Cwd
 	if cwd == "" {
 		cwd = h.Workdir
 	}
+	spec := execSpec{
+		Cwd:      cwd,
+		Extra:    p.cfg.Apptainer.Exec.ExtraExecArgs,
+		Instance: h.Instance,
+		Command:  req.Command,
+		User:     o.su,
+		Args:     o.args,
+	}
+	if len(req.Command) > maxInlineCommand {
+		file, remove, err := p.writeCommandFile(h, req.Command)
+		if err != nil {
+			return res, fmt.Errorf("exec in sandbox %s: %w", h.ID, err)
+		}
+		defer remove()
+		spec.Command, spec.CommandFile = "", file
+	}
 	stderr := newMarkerWriter(req.Stderr)
 	var pid atomic.Int64
 	cmd := runner.Cmd{
-		Argv: execArgv(p.apptainerArgvFor(h), execSpec{
-			Cwd:      cwd,
-			Extra:    p.cfg.Apptainer.Exec.ExtraExecArgs,
-			Instance: h.Instance,
-			Command:  req.Command,
-			User:     o.su,
-			Args:     o.args,
-		}),
-		Env:     execEnv(mergeEnv(h.Env, req.Env), req.ExecID),
+		Argv:    execArgv(p.apptainerArgvFor(h), spec),
+		Env:     execEnv(env, req.ExecID),
 		Stdin:   req.Stdin,
 		Stdout:  req.Stdout,
 		Stderr:  stderr,
@@ -164,6 +179,11 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 		return res, fmt.Errorf("exec in sandbox %s: %w", h.ID, ctx.Err())
 	}
 
+	if errors.Is(runErr, syscall.E2BIG) {
+		// Past our own checks, the kernel still refused the command line and
+		// environment: the request is too large, the sandbox is fine.
+		return res, fmt.Errorf("exec in sandbox %s: the command's environment and arguments exceed the kernel's limit (ARG_MAX): %v: %w", h.ID, runErr, provider.ErrInvalid)
+	}
 	if runErr != nil {
 		return sandboxFailure(req.ExecID, fmt.Sprintf("running apptainer exec failed: %v", runErr)), nil
 	}

@@ -44,7 +44,7 @@ func TestExecArgvAndEnv(t *testing.T) {
 	c := calls[0]
 	assert.Equal(t, []string{
 		execTestBin, "-c", "/etc/gym/apptainer.conf", "exec", "--cleanenv", "--no-eval", "--pwd", "/work",
-		"--drop-caps", "CAP_SYS_RESOURCE", "instance://" + h.Instance,
+		"--drop-caps", "CAP_SYS_ADMIN,CAP_SYS_RESOURCE", "instance://" + h.Instance,
 		"/bin/sh", "-c", wrapperScript, "sh", "echo hi",
 	}, c.Argv)
 	assert.Equal(t, []string{

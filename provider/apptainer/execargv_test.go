@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -22,25 +23,37 @@ func TestExecArgv(t *testing.T) {
 			name: "plain",
 			spec: execSpec{Instance: "gym-1", Command: "echo hi"},
 			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval",
-				"instance://gym-1", "/bin/sh", "-c", wrapperScript, "sh", "echo hi"},
+				"--drop-caps", "CAP_SYS_ADMIN", "instance://gym-1", "/bin/sh", "-c", wrapperScript, "sh", "echo hi"},
 		},
 		{
 			name: "cwd and extra args keep their order",
 			spec: execSpec{Cwd: "/work dir", Extra: []string{"--drop-caps", "CAP_SYS_RESOURCE"}, Instance: "gym-1", Command: "pwd"},
 			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval", "--pwd", "/work dir",
-				"--drop-caps", "CAP_SYS_RESOURCE", "instance://gym-1", "/bin/sh", "-c", wrapperScript, "sh", "pwd"},
+				"--drop-caps", "CAP_SYS_ADMIN,CAP_SYS_RESOURCE", "instance://gym-1", "/bin/sh", "-c", wrapperScript, "sh", "pwd"},
 		},
 		{
 			name: "args follow the command",
 			spec: execSpec{Instance: "gym-1", Command: copyInScript, Args: []string{"/sandbox/.gym-transfer/u", "/etc/a b'c"}},
 			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval",
-				"instance://gym-1", "/bin/sh", "-c", wrapperScript, "sh", copyInScript, "/sandbox/.gym-transfer/u", "/etc/a b'c"},
+				"--drop-caps", "CAP_SYS_ADMIN", "instance://gym-1", "/bin/sh", "-c", wrapperScript, "sh", copyInScript, "/sandbox/.gym-transfer/u", "/etc/a b'c"},
 		},
 		{
 			name: "su form",
 			spec: execSpec{Cwd: "/w", Instance: "gym-1", Command: "id -u", User: "alice"},
 			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval", "--pwd", "/w",
-				"instance://gym-1", "/bin/sh", "-c", suWrapperScript, "sh", "alice", "id -u"},
+				"--drop-caps", "CAP_SYS_ADMIN", "instance://gym-1", "/bin/sh", "-c", suWrapperScript, "sh", "alice", "id -u"},
+		},
+		{
+			name: "command in a file",
+			spec: execSpec{Instance: "gym-1", CommandFile: "/sandbox/.gym-transfer/c1"},
+			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval",
+				"--drop-caps", "CAP_SYS_ADMIN", "instance://gym-1", "/bin/sh", "-c", fileWrapperScript, "sh", "/sandbox/.gym-transfer/c1"},
+		},
+		{
+			name: "su form with the command in a file",
+			spec: execSpec{Instance: "gym-1", CommandFile: "/sandbox/.gym-transfer/c1", User: "alice"},
+			want: []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf", "exec", "--cleanenv", "--no-eval",
+				"--drop-caps", "CAP_SYS_ADMIN", "instance://gym-1", "/bin/sh", "-c", suFileWrapperScript, "sh", "alice", "/sandbox/.gym-transfer/c1"},
 		},
 	}
 	for _, tc := range cases {
@@ -49,6 +62,22 @@ func TestExecArgv(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 			assert.Equal(t, []string{"/usr/bin/apptainer", "-c", "/etc/gym.conf"}, prefix, "prefix must not be modified")
 		})
+	}
+}
+
+// CAP_SYS_ADMIN is always dropped; a --drop-caps of the config gets it added
+// to its list (apptainer keeps only the last --drop-caps).
+func TestWithDropCaps(t *testing.T) {
+	cases := []struct{ extra, want []string }{
+		{nil, []string{"--drop-caps", "CAP_SYS_ADMIN"}},
+		{[]string{"--no-privs"}, []string{"--drop-caps", "CAP_SYS_ADMIN", "--no-privs"}},
+		{[]string{"--drop-caps", "CAP_SYS_RESOURCE", "-q"}, []string{"--drop-caps", "CAP_SYS_ADMIN,CAP_SYS_RESOURCE", "-q"}},
+		{[]string{"--drop-caps=CAP_NET_RAW"}, []string{"--drop-caps=CAP_SYS_ADMIN,CAP_NET_RAW"}},
+	}
+	for _, tc := range cases {
+		extra := slices.Clone(tc.extra)
+		assert.Equal(t, tc.want, withDropCaps(extra, "CAP_SYS_ADMIN"), "%q", tc.extra)
+		assert.Equal(t, tc.extra, extra, "the config's args are not modified")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 
 	"github.com/google/uuid"
 
@@ -27,11 +28,35 @@ import (
 const transferDir = ".gym-transfer"
 
 // copyInScript and copyOutScript get their paths as "$1" and "$2", never
-// interpolated: a path may hold any character.
+// interpolated: a path may hold any character. Neither reads or writes
+// through anything but a regular file (cp would block forever on a FIFO);
+// that refusal exits notRegularExit, which cp itself never does.
+//
+// copyInScript copies sparse when it is given more: "$3" the mode in octal,
+// "$4" the size, then offset and length of each data segment of the
+// transfer file; dd writes the segments and truncate sizes the file, so the
+// holes stay holes (cp in minimal images copies dense). Without dd or
+// truncate it falls back to cp.
 const (
-	copyInScript  = `mkdir -p "$(dirname "$2")" && cp "$1" "$2"`
-	copyOutScript = `cp "$1" "$2"`
+	copyInScript = `mkdir -p "$(dirname "$2")" || exit 1; ` +
+		`if [ -e "$2" ] && [ ! -f "$2" ]; then echo "$2 exists and is not a regular file; refusing to write through it" >&2; exit 65; fi; ` +
+		`if [ $# -lt 4 ] || ! command -v dd >/dev/null || ! command -v truncate >/dev/null; then exec cp "$1" "$2"; fi; ` +
+		`if [ ! -e "$2" ]; then : > "$2" && chmod "$(printf %o "$((0$3 & ~0$(umask)))")" "$2" || exit 1; fi; ` +
+		`: > "$2" || exit 1; __s=$1 __d=$2 __n=$4; shift 4; ` +
+		`while [ $# -ge 2 ]; do ` +
+		`__e=$(dd if="$__s" of="$__d" bs=65536 iflag=skip_bytes,count_bytes oflag=seek_bytes conv=notrunc skip="$1" seek="$1" count="$2" 2>&1) || { printf '%s\n' "$__e" >&2; exit 1; }; ` +
+		`shift 2; done; exec truncate -s "$__n" "$__d"`
+	copyOutScript = `if [ -e "$1" ] && [ ! -f "$1" ]; then echo "$1 is not a regular file; only regular files can be copied" >&2; exit 65; fi; ` +
+		`exec cp "$1" "$2"`
 )
+
+// notRegularExit is the copy scripts' exit code for a path that is not a
+// regular file (EX_DATAERR).
+const notRegularExit = 65
+
+// maxSparseSegments bounds the dd runs of a sparse in-sandbox copy; a file
+// more fragmented than that is copied dense by cp.
+const maxSparseSegments = 256
 
 // Upload copies host file hostPath to remotePath in sandbox id. The file's
 // permission bits go along (a script stays executable) when it is created.
@@ -46,18 +71,20 @@ func (p *Provider) Upload(ctx context.Context, id, hostPath, remotePath string) 
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(hostPath)
+	// Stat before open: opening a FIFO blocks until a writer comes, and
+	// opening a device can act on it.
+	fi, err := os.Stat(hostPath)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if err := checkRegular("upload", hostPath, fi.Mode()); err != nil {
+		return err
+	}
+	f, err := openNoBlock(func(flag int) (*os.File, error) { return os.OpenFile(hostPath, flag, 0) }, os.O_RDONLY, "upload", hostPath)
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("upload: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("upload: %s is not a regular file: %w", hostPath, provider.ErrInvalid)
-	}
 	return p.putFileMode(ctx, h, remotePath, f, fi.Mode().Perm())
 }
 
@@ -91,7 +118,39 @@ func (p *Provider) putFileMode(ctx context.Context, h *handles.Handle, remote st
 	if err := writeInRoot(ctx, root, name, remote, r, perm|0o400); err != nil {
 		return err
 	}
-	return p.copyInSandbox(ctx, h, copyInScript, path.Join(h.MountPoint, name), remote, "copy to "+remote)
+	args := []string{path.Join(h.MountPoint, name), remote}
+	if sparse, err := sparseArgs(root, name, perm|0o400); err == nil {
+		args = append(args, sparse...)
+	}
+	return p.copyInSandbox(ctx, h, copyInScript, args, "copy to "+remote)
+}
+
+// sparseArgs are copyInScript's extra arguments for transfer file name when
+// it has holes worth keeping: mode, size, then offset and length of each
+// data segment. Nil for a dense file (cp is quicker).
+func sparseArgs(root *os.Root, name string, perm fs.FileMode) ([]string, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	segs := dataSegments(f, fi.Size())
+	var data int64
+	for _, s := range segs {
+		data += s.len
+	}
+	if data == fi.Size() || len(segs) > maxSparseSegments {
+		return nil, nil
+	}
+	args := []string{strconv.FormatUint(uint64(perm.Perm()), 8), strconv.FormatInt(fi.Size(), 10)}
+	for _, s := range segs {
+		args = append(args, strconv.FormatInt(s.off, 10), strconv.FormatInt(s.len, 10))
+	}
+	return args, nil
 }
 
 // Download copies remotePath in sandbox id to host file hostPath. The host
@@ -130,7 +189,7 @@ func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string
 		return err
 	}
 	defer root.Remove(name)
-	if err := p.copyInSandbox(ctx, h, copyOutScript, remotePath, path.Join(h.MountPoint, name), "copy from "+remotePath); err != nil {
+	if err := p.copyInSandbox(ctx, h, copyOutScript, []string{remotePath, path.Join(h.MountPoint, name)}, "copy from "+remotePath); err != nil {
 		return err
 	}
 	return copyFromRoot(ctx, root, name, remotePath, abs)
@@ -174,21 +233,23 @@ func newTransferName(root *os.Root) (string, error) {
 	return path.Join(transferDir, uuid.NewString()), nil
 }
 
-// copyInSandbox runs script with src and dst as "$1" and "$2" in the sandbox,
-// as its default user. Its stderr becomes the error when it fails.
-func (p *Provider) copyInSandbox(ctx context.Context, h *handles.Handle, script, src, dst, what string) error {
+// copyInSandbox runs script with args (src and dst first) as "$@" in the
+// sandbox, as its default user. Its stderr becomes the error when it fails.
+func (p *Provider) copyInSandbox(ctx context.Context, h *handles.Handle, script string, args []string, what string) error {
 	var errb cappedBuffer
 	res, err := p.runCommand(ctx, h, provider.ExecRequest{
 		Command: script,
 		Stderr:  &errb,
 		Timeout: -1, // a large file takes what it takes; the caller's ctx bounds it
 		ExecID:  uuid.NewString(),
-	}, execOpts{args: []string{src, dst}})
+	}, execOpts{args: args})
 	switch {
 	case err != nil:
 		return fmt.Errorf("%s in sandbox %s: %w", what, h.ID, err)
 	case res.ErrorType != "":
 		return fmt.Errorf("%s in sandbox %s: %s", what, h.ID, res.Message)
+	case res.ExitCode == notRegularExit:
+		return fmt.Errorf("%s in sandbox %s: %s: %w", what, h.ID, oneLine(errb.String()), provider.ErrInvalid)
 	case res.ExitCode != 0:
 		return fmt.Errorf("%s in sandbox %s failed (exit %d): %s", what, h.ID, res.ExitCode, oneLine(errb.String()))
 	}
@@ -206,11 +267,17 @@ func writeInRoot(ctx context.Context, root *os.Root, rel, remote string, r io.Re
 			return fmt.Errorf("create the directory of %s: %w", remote, escapeError(remote, err))
 		}
 	}
-	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if fi, err := root.Stat(rel); err == nil {
+		if err := checkRegular("write", remote, fi.Mode()); err != nil {
+			return err
+		}
+	}
+	f, err := openNoBlock(func(flag int) (*os.File, error) { return root.OpenFile(rel, flag, perm) },
+		os.O_WRONLY|os.O_CREATE|os.O_TRUNC, "write", remote)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", remote, escapeError(remote, err))
 	}
-	_, err = io.Copy(f, ctxReader{ctx, r})
+	err = copySparse(ctx, f, r)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -226,26 +293,27 @@ func writeInRoot(ctx context.Context, root *os.Root, rel, remote string, r io.Re
 // copyFromRoot copies regular file rel under root to host path abs,
 // atomically.
 func copyFromRoot(ctx context.Context, root *os.Root, rel, remote, abs string) error {
-	src, err := root.Open(rel)
+	fi, err := root.Stat(rel)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", remote, escapeError(remote, err))
+	}
+	if err := checkRegular("download", remote, fi.Mode()); err != nil {
+		return err
+	}
+	src, err := openNoBlock(func(flag int) (*os.File, error) { return root.OpenFile(rel, flag, 0) }, os.O_RDONLY, "download", remote)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", remote, escapeError(remote, err))
 	}
 	defer src.Close()
-	fi, err := src.Stat()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", remote, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("read %s: not a regular file: %w", remote, provider.ErrInvalid)
-	}
 	return writeHostFile(ctx, abs, src, fi.Mode().Perm())
 }
 
 // writeHostFile writes r to abs through a temp file in the same directory
 // and a rename, so abs never holds a partial file.
 func writeHostFile(ctx context.Context, abs string, r io.Reader, perm fs.FileMode) (err error) {
-	dir, base := filepath.Split(abs)
-	tmp, err := os.CreateTemp(dir, "."+base+".gym-download-*")
+	// A fixed-length temp name: one derived from base would push a long
+	// (but valid, up to NAME_MAX) name over the limit.
+	tmp, err := os.CreateTemp(filepath.Dir(abs), ".gym-download-*")
 	if err != nil {
 		return fmt.Errorf("download to %s: %w", abs, err)
 	}
@@ -255,7 +323,7 @@ func writeHostFile(ctx context.Context, abs string, r io.Reader, perm fs.FileMod
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err = io.Copy(tmp, ctxReader{ctx, r}); err != nil {
+	if err = copySparse(ctx, tmp, r); err != nil {
 		return fmt.Errorf("download to %s: %w", abs, err)
 	}
 	if err = tmp.Chmod(perm); err != nil {

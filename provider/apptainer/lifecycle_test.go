@@ -181,7 +181,7 @@ func TestLifecycleCreate(t *testing.T) {
 	require.Equal(t, []resources.Resources{r}, f.lc.planned)
 	require.Len(t, f.lc.started, 1)
 	staging := filepath.Join(f.root, id)
-	assert.Equal(t, []string{f.bin, "-c", "/etc/apptainer-part.conf", "instance", "start", "--contain", "--cleanenv",
+	assert.Equal(t, []string{f.bin, "-c", "/etc/apptainer-part.conf", "instance", "start", "--contain", "--cleanenv", "--uts", "--ipc", "--bind", "/proc/sys:/proc/sys:ro",
 		"--bind", staging + ":/sandbox",
 		"--writable-tmpfs", "--userns", img, id}, f.lc.started[0].argv,
 		"the plan's conf, and no --cpus/--memory: the plan does not apply limits")
