@@ -61,31 +61,54 @@ func readMemoryCgroup(procRoot string, pid int) (memCgroup, error) {
 	return cg, nil
 }
 
-// limitFile is the file holding the memory limit of cg under sysRoot
-// (normally /sys/fs/cgroup).
-func limitFile(sysRoot string, cg memCgroup) string {
-	if cg.V2 {
-		return filepath.Join(sysRoot, cg.Path, "memory.max")
+// limitFile is the file holding the memory limit of cgroup path under
+// sysRoot (normally /sys/fs/cgroup).
+func limitFile(sysRoot string, v2 bool, path string) string {
+	if v2 {
+		return filepath.Join(sysRoot, path, "memory.max")
 	}
-	return filepath.Join(sysRoot, "memory", cg.Path, "memory.limit_in_bytes")
+	return filepath.Join(sysRoot, "memory", path, "memory.limit_in_bytes")
 }
 
-// readMemoryLimit returns the limit in bytes, or -1 for v2's "max".
+// unlimited stands for "no limit" (v2's "max", v1's huge page-rounded
+// LONG_MAX).
+const unlimited = int64(1) << 62
+
+// readMemoryLimit returns the limit that applies to cg: the smallest of its
+// own and its ancestors' (a cgroup is held by every limit above it), or
+// unlimited. file is where the smallest was read.
 func readMemoryLimit(sysRoot string, cg memCgroup) (int64, string, error) {
-	file := limitFile(sysRoot, cg)
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0, file, fmt.Errorf("reading the instance's memory limit: %w", err)
+	limit, where := unlimited, ""
+	p := filepath.Clean("/" + cg.Path)
+	for {
+		file := limitFile(sysRoot, cg.V2, p)
+		b, err := os.ReadFile(file)
+		switch {
+		case err == nil:
+			s := strings.TrimSpace(string(b))
+			if s != "max" {
+				n, err := strconv.ParseInt(s, 10, 64)
+				if err != nil {
+					return 0, file, fmt.Errorf("reading the instance's memory limit from %s: %q is not a number", file, s)
+				}
+				if n < limit {
+					limit, where = n, file
+				}
+			}
+		case p == filepath.Clean("/"+cg.Path):
+			// The instance's own cgroup must be readable; a root
+			// without the file (v2) is not.
+			return 0, file, fmt.Errorf("reading the instance's memory limit: %w", err)
+		}
+		if p == "/" {
+			break
+		}
+		p = filepath.Dir(p)
 	}
-	s := strings.TrimSpace(string(b))
-	if s == "max" {
-		return -1, file, nil
+	if where == "" {
+		where = limitFile(sysRoot, cg.V2, cg.Path)
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, file, fmt.Errorf("reading the instance's memory limit from %s: %q is not a number", file, s)
-	}
-	return n, file, nil
+	return limit, where, nil
 }
 
 // Enforcement modes (the partition's `enforce`).
@@ -95,16 +118,19 @@ const (
 	EnforceBoth      = "both"
 )
 
-// placement says where the instance must live.
+// placement says where the instance must live and what holds it.
 type placement struct {
 	enforce   string
 	jobID     string // SLURM_JOB_ID; "" outside a job
-	memoryMiB int64  // 0 = no memory request to verify
+	memoryMiB int64  // the sandbox's memory limit; 0 = none known
 }
 
-// check verifies that the instance's processes are limited as promised and
-// returns its memory cgroup path. The error says what is wrong and how the
-// admin fixes it; the holder puts it in the ready file.
+// check verifies that the instance's processes are limited as promised, in
+// every enforcement mode: with slurm they must live inside the job's cgroup;
+// in every mode the memory limit that applies to their cgroup must be at
+// most the sandbox's. It returns the instance's memory cgroup path. The
+// error says what is wrong and how the admin fixes it; the holder puts it in
+// the ready file.
 func (p placement) check(procRoot, sysRoot string, pid int) (string, error) {
 	cg, err := readMemoryCgroup(procRoot, pid)
 	if err != nil {
@@ -112,36 +138,37 @@ func (p placement) check(procRoot, sysRoot string, pid int) (string, error) {
 	}
 	switch p.enforce {
 	case EnforceSlurm:
-		if p.jobID == "" {
-			return cg.Path, nil
+		if p.jobID != "" {
+			marker := "/job_" + p.jobID
+			if !strings.Contains(cg.Path+"/", marker+"/") {
+				return cg.Path, fmt.Errorf("the instance escaped the job's cgroup (instance pid %d is in memory cgroup %s, not under %s/), so the job's cpu and memory limits do not apply to it: "+
+					"the node's apptainer.conf has `systemd cgroups = no`, which puts every instance into a cgroup of its own; "+
+					"use enforce: apptainer (or both) for this partition, or an apptainer_conf with `systemd cgroups = yes`", pid, cg.Path, marker)
+			}
 		}
-		marker := "/job_" + p.jobID
-		if strings.Contains(cg.Path+"/", marker+"/") {
-			return cg.Path, nil
-		}
-		return cg.Path, fmt.Errorf("the instance escaped the job's cgroup (instance pid %d is in memory cgroup %s, not under %s/), so the job's cpu and memory limits do not apply to it: "+
-			"the node's apptainer.conf has `systemd cgroups = no`, which puts every instance into a cgroup of its own; "+
-			"use enforce: apptainer (or both) for this partition, or an apptainer_conf with `systemd cgroups = yes`", pid, cg.Path, marker)
 	case EnforceApptainer, EnforceBoth:
-		if p.memoryMiB <= 0 {
-			return cg.Path, nil
-		}
-		limit, file, err := readMemoryLimit(sysRoot, cg)
-		if err != nil {
-			return cg.Path, fmt.Errorf("%w; cannot verify the %d MiB limit apptainer was asked to apply", err, p.memoryMiB)
-		}
-		want := p.memoryMiB << 20
-		if limit == want {
-			return cg.Path, nil
-		}
-		got := "unlimited"
-		if limit >= 0 && limit < 1<<62 {
-			got = strconv.FormatInt(limit, 10) + " bytes"
-		}
-		return cg.Path, fmt.Errorf("the instance's memory cgroup %s is limited to %s (%s), not the requested %d MiB, so the sandbox's memory is not enforced: "+
-			"apptainer applies --memory only with `systemd cgroups = no`; give this partition an apptainer_conf with that setting "+
-			"(the install script writes /usr/local/etc/apptainer/apptainer-cgroupfs.conf), or use enforce: slurm", cg.Path, got, file, p.memoryMiB)
 	default:
 		return cg.Path, fmt.Errorf("unknown enforcement %q (want slurm, apptainer or both)", p.enforce)
 	}
+	if p.memoryMiB <= 0 {
+		return cg.Path, nil
+	}
+	limit, file, err := readMemoryLimit(sysRoot, cg)
+	if err != nil {
+		return cg.Path, fmt.Errorf("%w; cannot verify the sandbox's %d MiB memory limit", err, p.memoryMiB)
+	}
+	if limit <= p.memoryMiB<<20 {
+		return cg.Path, nil
+	}
+	got := "unlimited"
+	if limit < unlimited {
+		got = strconv.FormatInt(limit, 10) + " bytes"
+	}
+	fix := "the job's cgroup should hold it: check that the cluster constrains memory (cgroup.conf ConstrainRAMSpace=yes, TaskPlugin=task/cgroup)"
+	if p.enforce != EnforceSlurm {
+		fix = "apptainer applies --memory only with `systemd cgroups = no`; give this partition an apptainer_conf with that setting " +
+			"(the install script writes /usr/local/etc/apptainer/apptainer-cgroupfs.conf), or use enforce: slurm"
+	}
+	return cg.Path, fmt.Errorf("the instance's memory cgroup %s is limited to %s (%s), more than the sandbox's %d MiB, so its memory is not enforced (enforce: %s): %s",
+		cg.Path, got, file, p.memoryMiB, p.enforce, fix)
 }
