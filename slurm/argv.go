@@ -105,7 +105,10 @@ var ExportVars = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR",
 // ExportArg is the --export for every sbatch and srun: the names of
 // ExportVars set in env, whose values sbatch and srun take from their own
 // environment (names alone: a value holding a comma would split the list),
-// or NONE when none is set.
+// or NONE when none is set. For sbatch any list but ALL also sets
+// SLURM_GET_USER_ENV=1 (measured on 22.05): slurmd loads the user's login
+// environment on the node under the listed values, which win; that comes
+// from the node, not from the caller, and is not stored by slurmctld.
 func ExportArg(env []string) string {
 	var names []string
 	for _, name := range ExportVars {
