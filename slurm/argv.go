@@ -125,17 +125,21 @@ func ExportArg(env []string) string {
 // HolderArgv is the holder's command line for one sandbox:
 //
 //	PLUGIN holder --ready FILE --name NAME --enforce E --apptainer BIN [--apptainer-conf CONF]
-//	       [--memory-mib N] -- START_ARGS...
+//	       [--memory-mib N] [--cpus C] -- START_ARGS...
 //
 // The holder starts `BIN [-c CONF] instance start START_ARGS...` and checks
 // that the instance's cgroup holds it to the plan's memory (N, the filled
-// request), whatever the enforcement mode.
+// request), whatever the enforcement mode, and to its cpus (C) where
+// apptainer applies them.
 func HolderArgv(plugin, readyPath, enforce string, spec placement.StartSpec) []string {
 	argv := []string{plugin, "holder", "--ready", readyPath, "--name", spec.Instance, "--enforce", enforce,
 		"--apptainer", spec.Apptainer}
 	argv = appendIf(argv, "--apptainer-conf", spec.Plan.ApptainerConf)
 	if m := spec.Plan.Resources.MemoryMiB; m > 0 {
 		argv = append(argv, "--memory-mib", strconv.FormatInt(m, 10))
+	}
+	if c := spec.Plan.Resources.CPU; c > 0 {
+		argv = append(argv, "--cpus", strconv.FormatFloat(c, 'f', -1, 64))
 	}
 	argv = append(argv, "--")
 	return append(argv, spec.StartArgs...)

@@ -131,7 +131,7 @@ func TestHolderArgv(t *testing.T) {
 		StartArgs: []string{"--memory", "256m", "/img.sif", "gym-1"},
 	}
 	assert.Equal(t, []string{"/p", "holder", "--ready", "/st/r.json", "--name", "gym-1", "--enforce", "both",
-		"--apptainer", "/usr/bin/apptainer", "--apptainer-conf", "/etc/a.conf", "--memory-mib", "256",
+		"--apptainer", "/usr/bin/apptainer", "--apptainer-conf", "/etc/a.conf", "--memory-mib", "256", "--cpus", "1",
 		"--", "--memory", "256m", "/img.sif", "gym-1"}, HolderArgv("/p", "/st/r.json", "both", spec))
 	spec.Plan = placement.Plan{}
 	assert.Equal(t, []string{"/p", "holder", "--ready", "/st/r.json", "--name", "gym-1", "--enforce", "slurm",

@@ -365,7 +365,7 @@ func TestStartJobMode(t *testing.T) {
 	assert.Equal(t, []string{"sbatch", "--parsable", "-J", h.ID, "--comment=gym-apptainer", "-p", "cpu", "-N1",
 		"-n1", "-c", "1", "--mem=256M", "-t", "04:00:00", "--export=PATH", "-o", log, "--wrap",
 		"exec " + testPlugin + " holder --ready " + ready + " --name " + h.ID + " --enforce slurm " +
-			"--apptainer /usr/local/bin/apptainer --memory-mib 256 -- --contain --writable-tmpfs /img.sif " + h.ID}, sb[0].Argv)
+			"--apptainer /usr/local/bin/apptainer --memory-mib 256 --cpus 1 -- --contain --writable-tmpfs /img.sif " + h.ID}, sb[0].Argv)
 	assert.NotContains(t, strings.Join(sb[0].Env, " "), "SLURM_CPUS_PER_TASK", "the caller's SLURM_* never reach sbatch")
 
 	assert.Equal(t, "101", h.JobID)
@@ -390,7 +390,7 @@ func TestStartDefaultsAndMemoryCheck(t *testing.T) {
 	sb := f.calls("sbatch")[0].Argv
 	assert.Equal(t, []string{"-n1", "-c", "1", "--mem=512M", "--gres=gpu:1"}, sb[8:13], "partition defaults fill cpu")
 	wrap := sb[len(sb)-1]
-	assert.Contains(t, wrap, "--enforce both --apptainer /usr/local/bin/apptainer --apptainer-conf /usr/local/etc/apptainer/apptainer-cgroupfs.conf --memory-mib 512 -- ",
+	assert.Contains(t, wrap, "--enforce both --apptainer /usr/local/bin/apptainer --apptainer-conf /usr/local/etc/apptainer/apptainer-cgroupfs.conf --memory-mib 512 --cpus 1 -- ",
 		"the holder verifies the limit")
 	assert.Equal(t, "1", h.Extra["cuda_visible_devices"])
 }
@@ -484,7 +484,7 @@ func TestStartAllocationMode(t *testing.T) {
 		"srun", "--jobid=55", "-N1", "-n1", "-c", "1", "--mem=256M", "--exact", "-J", h.ID,
 		"-o", filepath.Join(dir, "holder.log"), "-e", filepath.Join(dir, "holder.log"), "--mpi=none", "--export=PATH",
 		testPlugin, "holder", "--ready", filepath.Join(dir, "ready.json"), "--name", h.ID, "--enforce", "slurm",
-		"--apptainer", "/usr/local/bin/apptainer", "--memory-mib", "256", "--",
+		"--apptainer", "/usr/local/bin/apptainer", "--memory-mib", "256", "--cpus", "1", "--",
 		"--contain", "--writable-tmpfs", "/img.sif", h.ID}, st[0].Argv)
 	assert.Equal(t, "55", h.JobID)
 	assert.Equal(t, "3", h.StepID)

@@ -166,8 +166,8 @@ func TestRealHolderApptainerEnforcement(t *testing.T) {
 		missingPrereq(t, "%v (scripts/install-apptainer.sh writes it)", err)
 	}
 	t.Run("limit applied", func(t *testing.T) {
-		h := startRealHolder(t, nil, []string{"--enforce", "apptainer", "--memory-mib", "256"},
-			conf, []string{"--memory", "256M"}, sif)
+		h := startRealHolder(t, nil, []string{"--enforce", "apptainer", "--memory-mib", "256", "--cpus", "0.5"},
+			conf, []string{"--memory", "256M", "--cpus", "0.5"}, sif)
 		r := h.waitReady(t, 30*time.Second)
 		require.True(t, r.OK, r.Error)
 		limit, _, err := readMemoryLimit("/sys/fs/cgroup", memCgroup{Path: r.Cgroup})

@@ -1,7 +1,7 @@
 // Package node is the agent that runs on a SLURM compute node, inside the
 // sandbox's job, as hidden subcommands of the plugin binary:
 //
-//	holder    --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] -- <instance start args...>
+//	holder    --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] [--cpus C] -- <instance start args...>
 //	node-exec [--env-file FILE] -- <argv...>
 //	reap      --marker X
 //
@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -67,7 +68,7 @@ func Main(args []string) int {
 }
 
 const (
-	holderUsage   = "usage: " + prog + " holder --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] -- <instance start args...>"
+	holderUsage   = "usage: " + prog + " holder --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] [--cpus C] -- <instance start args...>"
 	nodeExecUsage = "usage: " + prog + " node-exec [--env-file FILE] -- <argv...>"
 	reapUsage     = "usage: " + prog + " reap --marker X"
 )
@@ -96,6 +97,7 @@ func holderMain(args []string) int {
 	name := fs.String("name", "", "instance name")
 	enforce := fs.String("enforce", EnforceSlurm, "who enforces the limits: slurm, apptainer or both")
 	memMiB := fs.Int64("memory-mib", 0, "the sandbox's memory limit: the instance's cgroup must hold it to this (0 = none known)")
+	cpus := fs.Float64("cpus", 0, "the sandbox's cpu limit: where apptainer applies it, the instance's cpu cgroup must hold it to this (0 = none known)")
 	bin := fs.String("apptainer", "", "the apptainer binary")
 	conf := fs.String("apptainer-conf", "", "apptainer.conf for every instance command (apptainer -c)")
 	if err := fs.Parse(args); err != nil {
@@ -111,6 +113,8 @@ func holderMain(args []string) int {
 		return usageError("holder", holderUsage, fmt.Errorf("--enforce %q: want slurm, apptainer or both", *enforce))
 	case *memMiB < 0:
 		return usageError("holder", holderUsage, fmt.Errorf("--memory-mib %d: must not be negative", *memMiB))
+	case !(*cpus >= 0) || math.IsInf(*cpus, 0):
+		return usageError("holder", holderUsage, fmt.Errorf("--cpus %v: must be a finite number >= 0", *cpus))
 	case *bin == "":
 		return usageError("holder", holderUsage, errors.New("--apptainer is required"))
 	case len(argv) == 0:
@@ -125,7 +129,7 @@ func holderMain(args []string) int {
 	h := &holder{
 		readyPath: *ready,
 		name:      *name,
-		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB},
+		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB, cpus: *cpus},
 		startArgv: withArgs(prefix, append([]string{"instance", "start"}, argv...)...),
 		prefix:    prefix,
 		// The holder's commands see its whole environment: APPTAINER_*

@@ -406,6 +406,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"holder", "--ready", "r", "--name", "n", "--enforce", "cgroups", "--", "apptainer", "instance", "start", "i", "n"}, `holder: --enforce "cgroups"`},
 		{[]string{"holder", "--ready", "r", "--name", "n", "--memory-mib", "-1", "--", "apptainer", "instance", "start", "i", "n"}, "must not be negative"},
 		{[]string{"holder", "--ready", "r", "--name", "n", "--", "i", "n"}, "--apptainer is required"},
+		{[]string{"holder", "--ready", "r", "--name", "n", "--cpus", "-1", "--apptainer", "a", "--", "i", "n"}, "--cpus -1: must be a finite number"},
 		{[]string{"holder", "--ready", "r", "--name", "n", "--apptainer", "apptainer"}, "missing the instance start arguments"},
 	}
 	for _, tc := range cases {

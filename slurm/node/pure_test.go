@@ -199,6 +199,52 @@ func TestPlacementCheck(t *testing.T) {
 	require.ErrorContains(t, err, "reading the instance's cgroup")
 }
 
+func TestPlacementCheckCPU(t *testing.T) {
+	root := t.TempDir()
+	procRoot, sysRoot := filepath.Join(root, "proc"), filepath.Join(root, "sys")
+	fakeProc(t, procRoot, "11", "4:memory:/apptainer/11\n1:cpu:/apptainer/11\n")
+	fakeProc(t, procRoot, "12", "4:memory:/apptainer/12\n1:cpu:/apptainer/12\n")
+	fakeProc(t, procRoot, "13", "0::/apptainer/13\n")
+	fakeProc(t, procRoot, "14", "4:memory:/apptainer/14\n1:cpu:/apptainer/14\n")
+	for _, f := range []struct{ file, value string }{
+		{"cpu/cpu.cfs_quota_us", "-1"}, {"cpu/cpu.cfs_period_us", "100000"},
+		{"cpu/apptainer/11/cpu.cfs_quota_us", "50000"}, {"cpu/apptainer/11/cpu.cfs_period_us", "100000"},
+		{"cpu/apptainer/12/cpu.cfs_quota_us", "-1"}, {"cpu/apptainer/12/cpu.cfs_period_us", "100000"},
+		{"apptainer/13/cpu.max", "200000 100000"},
+		{"memory/apptainer/11/memory.limit_in_bytes", "268435456"},
+		{"memory/apptainer/12/memory.limit_in_bytes", "268435456"},
+		{"memory/apptainer/14/memory.limit_in_bytes", "268435456"},
+		{"apptainer/13/memory.max", "268435456"},
+	} {
+		fakeLimit(t, filepath.Join(sysRoot, f.file), f.value+"\n")
+	}
+	cases := []struct {
+		name    string
+		p       placement
+		pid     int
+		wantErr string
+	}{
+		{"quota at the request", placement{enforce: EnforceApptainer, cpus: 0.5}, 11, ""},
+		{"quota below the request", placement{enforce: EnforceBoth, cpus: 1}, 11, ""},
+		{"quota above the request", placement{enforce: EnforceApptainer, cpus: 0.25}, 11, "limited to 0.5 CPUs"},
+		{"no quota", placement{enforce: EnforceApptainer, cpus: 1}, 12, "limited to unlimited, more than the sandbox's 1 CPUs"},
+		{"no quota, slurm enforces", placement{enforce: EnforceSlurm, cpus: 1}, 12, ""},
+		{"no cpu asked", placement{enforce: EnforceApptainer}, 12, ""},
+		{"v2 quota above the request", placement{enforce: EnforceApptainer, cpus: 1}, 13, "limited to 2 CPUs"},
+		{"not measurable", placement{enforce: EnforceApptainer, cpus: 1}, 14, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.p.check(procRoot, sysRoot, tc.pid)
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+}
+
 func TestReadyFile(t *testing.T) {
 	staging := t.TempDir()
 	path := ReadyPath(staging)
