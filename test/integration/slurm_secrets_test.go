@@ -42,6 +42,12 @@ func TestSlurmNoSecretOnSlurmDisk(t *testing.T) {
 			assert.Equal(t, createFromEnv+"|"+createLit+"|"+execFromEnv+"|"+execLit+"|unset\n", r.Stdout,
 				"the sandbox sees its env, and nothing else of the caller's")
 
+			// The env went to the node in a file of the staging dir, gone
+			// once the command started.
+			left, err := filepath.Glob(filepath.Join(e.handleOf(t, id).StagingDir, ".gym", ".env-*"))
+			require.NoError(t, err)
+			assert.Empty(t, left, "env files left in the staging dir")
+
 			dirs := slurmDiskDirs(t)
 			for _, s := range []string{createFromEnv, createLit, execFromEnv, execLit, callerOnly} {
 				for _, dir := range dirs {
