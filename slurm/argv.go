@@ -1,8 +1,10 @@
 package slurm
 
 import (
+	"strconv"
 	"strings"
 
+	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
 
@@ -22,15 +24,16 @@ const SqueueStepsFormat = "%i|%j|%N"
 // SbatchArgv submits a holder job for one sandbox:
 //
 //	sbatch --parsable -J NAME --comment=gym-apptainer [-p P] -N1 <resources>
-//	       [-t T] [-A A] [--qos Q] [-C C] <extra_sbatch_args> -o LOG --wrap "exec WRAP..."
+//	       [-t T] [-A A] [--qos Q] [-C C] <extra_sbatch_args> --export=EXPORT -o LOG --wrap "exec WRAP..."
 //
 // The resources come from resources.SlurmArgs with the partition's GPU
 // style. The wrapped command is shell-quoted word by word and exec'd, so that
 // the batch shell is replaced by it: the holder is then the job's main
 // process and receives scancel's signals itself. -o is last but for --wrap
 // so that an admin's extra args cannot redirect the holder's log, which the
-// adapter reads when a create fails.
-func SbatchArgv(p *Partition, r resources.Resources, jobName, logPath string, wrap []string) []string {
+// adapter reads when a create fails. export is ExportArg's: slurmctld stores
+// a batch job's environment on its disk, so only that list goes.
+func SbatchArgv(p *Partition, r resources.Resources, jobName, logPath, export string, wrap []string) []string {
 	argv := []string{"sbatch", "--parsable", "-J", jobName, "--comment=" + JobComment}
 	if p.Name != "" {
 		argv = append(argv, "-p", p.Name)
@@ -42,6 +45,7 @@ func SbatchArgv(p *Partition, r resources.Resources, jobName, logPath string, wr
 	argv = appendIf(argv, "--qos", p.QOS)
 	argv = appendIf(argv, "-C", p.Constraint)
 	argv = append(argv, p.ExtraSbatchArgs...)
+	argv = append(argv, export)
 	script := "exec true"
 	if len(wrap) > 0 {
 		script = "exec " + ShellQuote(wrap)
@@ -52,37 +56,93 @@ func SbatchArgv(p *Partition, r resources.Resources, jobName, logPath string, wr
 // StepArgv starts a sandbox's holder as a job step of an existing allocation
 // (allocation mode):
 //
-//	srun --jobid=J -N1 <resources, in-allocation form> --exact -J NAME -o LOG -e LOG <extra_srun_args> CMD...
+//	srun --jobid=J -N1 <resources, in-allocation form> --exact -J NAME -o LOG -e LOG <extra_srun_args> --export=EXPORT CMD...
 //
 // --exact keeps a step to what it asked for even when no cpu was requested
 // (-c already implies it): without it a step is given every CPU of the
 // allocation on its node and the next sandbox's step waits for it. The step
 // does not pass --overlap, so that holder steps never share CPUs with one
 // another; exec steps (OverlapArgv) do overlap them.
-func StepArgv(allocJobID string, p *Partition, r resources.Resources, name, logPath string, cmd []string) []string {
+func StepArgv(allocJobID string, p *Partition, r resources.Resources, name, logPath, export string, cmd []string) []string {
 	argv := []string{"srun", "--jobid=" + allocJobID, "-N1"}
 	argv = append(argv, resources.SlurmArgs(r, resources.SlurmOptions{InAllocation: true})...)
 	argv = append(argv, "--exact", "-J", name, "-o", logPath, "-e", logPath)
 	argv = append(argv, p.ExtraSrunArgs...)
+	argv = append(argv, export)
 	return append(argv, cmd...)
 }
 
 // OverlapArgv runs cmd as a new step of job J on the sandbox's node, beside
 // the holder:
 //
-//	srun --jobid=J --overlap -N1 -n1 [-w NODE] -Q -u <extra_srun_args> CMD...
+//	srun --jobid=J --overlap -N1 -n1 [-w NODE] -Q -u <extra_srun_args> --export=EXPORT CMD...
 //
 // --overlap is required: without it the step waits for the holder's CPUs
 // ("step creation temporarily disabled"). -u forwards output as it is
 // written instead of line by line, so prompts and binary frames are not
 // held back. -Q drops srun's informational lines (its error lines remain;
 // the node-exec framing separates those from the command's streams).
-func OverlapArgv(jobID, node string, p *Partition, cmd []string) []string {
+func OverlapArgv(jobID, node string, p *Partition, export string, cmd []string) []string {
 	argv := []string{"srun", "--jobid=" + jobID, "--overlap", "-N1", "-n1"}
 	argv = appendIf(argv, "-w", node)
 	argv = append(argv, "-Q", "-u")
 	argv = append(argv, p.ExtraSrunArgs...)
+	argv = append(argv, export)
 	return append(argv, cmd...)
+}
+
+// ExportVars are the only variables of this process's environment that a
+// holder or a step gets through SLURM (besides SLURM's own SLURM_*): what
+// the node agent and apptainer need to run and to find this user's
+// instances. sbatch and srun export the caller's whole environment by
+// default, and slurmctld stores a batch job's environment in its state
+// directory; a caller's variables (tokens, a sandbox's --env values taken
+// from the environment) must not end up there. A sandbox's env reaches the
+// node in a 0600 file instead (envfile.go).
+var ExportVars = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR",
+	"APPTAINER_CONFIGDIR", "APPTAINER_CACHEDIR", "APPTAINER_TMPDIR"}
+
+// ExportArg is the --export for every sbatch and srun: the names of
+// ExportVars set in env, whose values sbatch and srun take from their own
+// environment (names alone: a value holding a comma would split the list),
+// or NONE when none is set. For sbatch any list but ALL also sets
+// SLURM_GET_USER_ENV=1 (measured on 22.05): slurmd loads the user's login
+// environment on the node under the listed values, which win; that comes
+// from the node, not from the caller, and is not stored by slurmctld.
+func ExportArg(env []string) string {
+	var names []string
+	for _, name := range ExportVars {
+		if _, ok := lookupOK(env, name); ok {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return "--export=NONE"
+	}
+	return "--export=" + strings.Join(names, ",")
+}
+
+// HolderArgv is the holder's command line for one sandbox:
+//
+//	PLUGIN holder --ready FILE --name NAME --enforce E --apptainer BIN [--apptainer-conf CONF]
+//	       [--memory-mib N] [--cpus C] -- START_ARGS...
+//
+// The holder starts `BIN [-c CONF] instance start START_ARGS...` and checks
+// that the instance's cgroup holds it to the plan's memory (N, the filled
+// request), whatever the enforcement mode, and to its cpus (C) where
+// apptainer applies them.
+func HolderArgv(plugin, readyPath, enforce string, spec placement.StartSpec) []string {
+	argv := []string{plugin, "holder", "--ready", readyPath, "--name", spec.Instance, "--enforce", enforce,
+		"--apptainer", spec.Apptainer}
+	argv = appendIf(argv, "--apptainer-conf", spec.Plan.ApptainerConf)
+	if m := spec.Plan.Resources.MemoryMiB; m > 0 {
+		argv = append(argv, "--memory-mib", strconv.FormatInt(m, 10))
+	}
+	if c := spec.Plan.Resources.CPU; c > 0 {
+		argv = append(argv, "--cpus", strconv.FormatFloat(c, 'f', -1, 64))
+	}
+	argv = append(argv, "--")
+	return append(argv, spec.StartArgs...)
 }
 
 // ScancelArgv cancels jobs or steps ("J" or "J.S"). On SLURM 22.05 scancel of

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
 
@@ -33,7 +34,7 @@ func TestSbatchArgv(t *testing.T) {
 			r:    resources.Resources{CPU: 1.5, MemoryMiB: 512},
 			want: []string{"sbatch", "--parsable", "-J", "gym-1", "--comment=gym-apptainer", "-p", "cpu", "-N1",
 				"-n1", "-c", "2", "--mem=512M",
-				"-o", "/st/.gym/holder.log", "--wrap",
+				"--export=PATH,HOME", "-o", "/st/.gym/holder.log", "--wrap",
 				`exec /opt/gym/plugin holder --name gym-1 -- apptainer instance start 'it'\''s'`},
 		},
 		{
@@ -41,7 +42,7 @@ func TestSbatchArgv(t *testing.T) {
 			p:    &DefaultPartitions().List[0],
 			r:    resources.Resources{},
 			want: []string{"sbatch", "--parsable", "-J", "gym-1", "--comment=gym-apptainer", "-N1", "-n1",
-				"-o", "/st/.gym/holder.log", "--wrap",
+				"--export=PATH,HOME", "-o", "/st/.gym/holder.log", "--wrap",
 				`exec /opt/gym/plugin holder --name gym-1 -- apptainer instance start 'it'\''s'`},
 		},
 		{
@@ -54,7 +55,7 @@ func TestSbatchArgv(t *testing.T) {
 				"-n1", "-c", "4", "--mem=8192M", "--gres=gpu:a100:2",
 				"-t", "04:00:00", "-A", "proj", "--qos", "high", "-C", "a100&ib",
 				"--reservation=gym", "--nice=10",
-				"-o", "/st/.gym/holder.log", "--wrap",
+				"--export=PATH,HOME", "-o", "/st/.gym/holder.log", "--wrap",
 				`exec /opt/gym/plugin holder --name gym-1 -- apptainer instance start 'it'\''s'`},
 		},
 		{
@@ -63,19 +64,19 @@ func TestSbatchArgv(t *testing.T) {
 			r:    resources.Resources{GPU: 1},
 			want: []string{"sbatch", "--parsable", "-J", "gym-1", "--comment=gym-apptainer", "-p", "gpu", "-N1",
 				"-n1", "--gpus-per-task=1",
-				"-o", "/st/.gym/holder.log", "--wrap",
+				"--export=PATH,HOME", "-o", "/st/.gym/holder.log", "--wrap",
 				`exec /opt/gym/plugin holder --name gym-1 -- apptainer instance start 'it'\''s'`},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, SbatchArgv(tt.p, tt.r, "gym-1", "/st/.gym/holder.log", wrap))
+			assert.Equal(t, tt.want, SbatchArgv(tt.p, tt.r, "gym-1", "/st/.gym/holder.log", "--export=PATH,HOME", wrap))
 		})
 	}
 }
 
 func TestSbatchArgvEmptyWrapIsHarmless(t *testing.T) {
-	argv := SbatchArgv(cpuPartition(), resources.Resources{}, "gym-1", "/l", nil)
+	argv := SbatchArgv(cpuPartition(), resources.Resources{}, "gym-1", "/l", "--export=NONE", nil)
 	assert.Equal(t, "exec true", argv[len(argv)-1])
 }
 
@@ -89,17 +90,17 @@ func TestStepArgv(t *testing.T) {
 	}{
 		{"cpu and memory", resources.Resources{CPU: 0.5, MemoryMiB: 256},
 			[]string{"srun", "--jobid=77", "-N1", "-n1", "-c", "1", "--mem=256M", "--exact",
-				"-J", "gym-2", "-o", "/st/h.log", "-e", "/st/h.log", "--mpi=none", "plugin", "holder"}},
+				"-J", "gym-2", "-o", "/st/h.log", "-e", "/st/h.log", "--mpi=none", "--export=PATH", "plugin", "holder"}},
 		{"nothing requested still takes only its own share", resources.Resources{},
 			[]string{"srun", "--jobid=77", "-N1", "-n1", "--exact",
-				"-J", "gym-2", "-o", "/st/h.log", "-e", "/st/h.log", "--mpi=none", "plugin", "holder"}},
+				"-J", "gym-2", "-o", "/st/h.log", "-e", "/st/h.log", "--mpi=none", "--export=PATH", "plugin", "holder"}},
 		{"gpu in an allocation is always --gres", resources.Resources{GPU: 1, GPUType: "h100"},
 			[]string{"srun", "--jobid=77", "-N1", "-n1", "--gres=gpu:h100:1", "--exact",
-				"-J", "gym-2", "-o", "/st/h.log", "-e", "/st/h.log", "--mpi=none", "plugin", "holder"}},
+				"-J", "gym-2", "-o", "/st/h.log", "-e", "/st/h.log", "--mpi=none", "--export=PATH", "plugin", "holder"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, StepArgv("77", p, tt.r, "gym-2", "/st/h.log", []string{"plugin", "holder"}))
+			assert.Equal(t, tt.want, StepArgv("77", p, tt.r, "gym-2", "/st/h.log", "--export=PATH", []string{"plugin", "holder"}))
 		})
 	}
 }
@@ -107,12 +108,35 @@ func TestStepArgv(t *testing.T) {
 func TestOverlapArgv(t *testing.T) {
 	p := cpuPartition()
 	assert.Equal(t,
-		[]string{"srun", "--jobid=12", "--overlap", "-N1", "-n1", "-w", "node7", "-Q", "-u", "plugin", "node-exec", "--", "true"},
-		OverlapArgv("12", "node7", p, []string{"plugin", "node-exec", "--", "true"}))
+		[]string{"srun", "--jobid=12", "--overlap", "-N1", "-n1", "-w", "node7", "-Q", "-u", "--export=PATH", "plugin", "node-exec", "--", "true"},
+		OverlapArgv("12", "node7", p, "--export=PATH", []string{"plugin", "node-exec", "--", "true"}))
 	p.ExtraSrunArgs = []string{"--mpi=none"}
 	assert.Equal(t,
-		[]string{"srun", "--jobid=12", "--overlap", "-N1", "-n1", "-Q", "-u", "--mpi=none", "true"},
-		OverlapArgv("12", "", p, []string{"true"}), "no node known: no -w")
+		[]string{"srun", "--jobid=12", "--overlap", "-N1", "-n1", "-Q", "-u", "--mpi=none", "--export=PATH", "true"},
+		OverlapArgv("12", "", p, "--export=PATH", []string{"true"}), "no node known: no -w")
+}
+
+func TestExportArg(t *testing.T) {
+	assert.Equal(t, "--export=PATH,HOME,APPTAINER_CONFIGDIR",
+		ExportArg([]string{"API_KEY=s3cret", "HOME=/root", "PATH=/bin", "APPTAINER_CONFIGDIR=/c", "APPTAINER_DOCKER_PASSWORD=x", "SLURM_CONF=/etc/slurm.conf"}),
+		"names only, in a fixed order, and only the listed ones")
+	assert.Equal(t, "--export=NONE", ExportArg([]string{"API_KEY=s3cret"}))
+}
+
+func TestHolderArgv(t *testing.T) {
+	spec := placement.StartSpec{
+		Plan:      placement.Plan{Resources: resources.Resources{CPU: 1, MemoryMiB: 256}, ApptainerConf: "/etc/a.conf"},
+		Instance:  "gym-1",
+		Apptainer: "/usr/bin/apptainer",
+		StartArgs: []string{"--memory", "256m", "/img.sif", "gym-1"},
+	}
+	assert.Equal(t, []string{"/p", "holder", "--ready", "/st/r.json", "--name", "gym-1", "--enforce", "both",
+		"--apptainer", "/usr/bin/apptainer", "--apptainer-conf", "/etc/a.conf", "--memory-mib", "256", "--cpus", "1",
+		"--", "--memory", "256m", "/img.sif", "gym-1"}, HolderArgv("/p", "/st/r.json", "both", spec))
+	spec.Plan = placement.Plan{}
+	assert.Equal(t, []string{"/p", "holder", "--ready", "/st/r.json", "--name", "gym-1", "--enforce", "slurm",
+		"--apptainer", "/usr/bin/apptainer", "--", "--memory", "256m", "/img.sif", "gym-1"},
+		HolderArgv("/p", "/st/r.json", "slurm", spec), "no conf, no memory known: no flags for them")
 }
 
 func TestQueryArgv(t *testing.T) {
@@ -211,7 +235,7 @@ func TestArgvAcceptedByRealCluster(t *testing.T) {
 	require.Equal(t, cpu, p)
 	odd := "it's $HOME \"q\"\nline2"
 	wrap := []string{"sh", "-c", `printf '%s' "$1" > "$2.arg"; exec sleep 120`, "sh", odd, filepath.Join(dir, "holder")}
-	out, errOut, code := run(SbatchArgv(p, r, "gym-fixture-argv", filepath.Join(dir, "holder.log"), wrap))
+	out, errOut, code := run(SbatchArgv(p, r, "gym-fixture-argv", filepath.Join(dir, "holder.log"), ExportArg(envWithoutSlurm()), wrap))
 	require.Equal(t, 0, code, errOut)
 	id, err := ParseSbatchID([]byte(out))
 	require.NoError(t, err)
@@ -235,14 +259,14 @@ func TestArgvAcceptedByRealCluster(t *testing.T) {
 		return err == nil && string(b) == odd
 	}, 10e9, 50e6, "the wrapped argv reaches the holder byte for byte")
 
-	out, errOut, code = run(OverlapArgv(id, node, p, []string{"sh", "-c", "echo out; echo err >&2; exit 3"}))
+	out, errOut, code = run(OverlapArgv(id, node, p, ExportArg(envWithoutSlurm()), []string{"sh", "-c", "echo out; echo err >&2; exit 3"}))
 	assert.Equal(t, 3, code, errOut)
 	assert.Equal(t, "out\n", out)
 	assert.Contains(t, errOut, "err\n")
 
 	step := exec.Command("srun")
 	step.Args = StepArgv(id, p, resources.Resources{CPU: 1, MemoryMiB: 32}, "gym-fixture-step",
-		filepath.Join(dir, "step.log"), []string{"sleep", "60"})
+		filepath.Join(dir, "step.log"), ExportArg(envWithoutSlurm()), []string{"sleep", "60"})
 	step.Env = envWithoutSlurm()
 	require.NoError(t, step.Start())
 	defer func() { _ = step.Process.Kill(); _ = step.Wait() }()
@@ -260,7 +284,7 @@ func TestArgvAcceptedByRealCluster(t *testing.T) {
 
 	for _, g := range []*Partition{ps.Find("gpu"), {Name: "gpu", GPUs: true, GPUStyle: resources.GPUsPerTask}} {
 		out, errOut, code = run(SbatchArgv(g, resources.Resources{CPU: 1, MemoryMiB: 64, GPU: 1},
-			"gym-fixture-gpu", filepath.Join(dir, "gpu.log"), []string{"sleep", "30"}))
+			"gym-fixture-gpu", filepath.Join(dir, "gpu.log"), ExportArg(envWithoutSlurm()), []string{"sleep", "30"}))
 		require.Equal(t, 0, code, "%s: %s", g.GPUStyle, errOut)
 		gid, err := ParseSbatchID([]byte(out))
 		require.NoError(t, err)

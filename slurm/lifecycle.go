@@ -34,41 +34,34 @@ const (
 
 // Start submits the sandbox's holder (a job, or a step of the allocation)
 // and waits, within ctx, until the holder reports the instance running in
-// its ready file. It records the job, step, node and the holder's
+// its ready file. The allocation, the instance's flags and the holder's
+// check of the instance's cgroup all come from spec.Plan.Resources, filled
+// once by Plan. It records the job, step, node and the holder's
 // CUDA_VISIBLE_DEVICES in h. On any error the holder is cancelled.
-func (p *Placement) Start(ctx context.Context, h *handles.Handle, plan placement.Plan, startArgv []string) error {
-	part, filled, err := p.parts.Pick(h.Resources, p.forced)
+func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement.StartSpec) error {
+	part, err := p.planned(spec.Plan)
 	if err != nil {
 		return err
 	}
-	if part.Name != plan.Partition {
-		return fmt.Errorf("slurm placement: the plan says partition %q, the request now fits %q", plan.Partition, part.Name)
-	}
-	if h.StagingDir == "" || !validSandboxID(h.Instance) {
+	if h.StagingDir == "" || !validSandboxID(h.Instance) || spec.Instance != h.Instance {
 		return fmt.Errorf("slurm placement: sandbox %s has no staging dir or a bad instance name", h.ID)
 	}
 	gymDir := filepath.Dir(node.ReadyPath(h.StagingDir))
 	if err := os.MkdirAll(gymDir, 0o700); err != nil {
 		return fmt.Errorf("create %s for the holder: %w", gymDir, err)
 	}
-	holder := []string{p.nodePlugin, "holder",
-		"--ready", node.ReadyPath(h.StagingDir),
-		"--name", h.Instance,
-		"--enforce", part.Enforce}
-	if mem := flagValue(startArgv, "--memory"); mem != "" && plan.ApplyLimits {
-		holder = append(holder, "--memory-mib", strconv.FormatInt(filled.MemoryMiB, 10))
-	}
-	holder = append(append(holder, "--"), startArgv...)
+	holder := HolderArgv(p.nodePlugin, node.ReadyPath(h.StagingDir), part.Enforce, spec)
 	if h.Extra == nil {
 		h.Extra = map[string]string{}
 	}
 	h.Extra[ExtraMode] = p.mode
 
+	filled := spec.Plan.Resources
 	w := &startWait{p: p, h: h, t0: time.Now()}
 	if p.mode == ModeAllocation {
-		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.ID, node.HolderLogPath(h.StagingDir), holder))
+		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.ID, node.HolderLogPath(h.StagingDir), p.export, holder))
 	} else {
-		err = w.submitJob(ctx, SbatchArgv(part, filled, h.ID, node.HolderLogPath(h.StagingDir), holder))
+		err = w.submitJob(ctx, SbatchArgv(part, filled, h.ID, node.HolderLogPath(h.StagingDir), p.export, holder))
 	}
 	if err == nil {
 		err = w.wait(ctx)
@@ -376,27 +369,13 @@ func stateText(j JobInfo) string {
 	return j.State
 }
 
-// flagValue returns the value after flag in argv ("" when absent).
-func flagValue(argv []string, flag string) string {
-	for i, a := range argv {
-		if a == flag && i+1 < len(argv) {
-			return argv[i+1]
-		}
-		if v, ok := strings.CutPrefix(a, flag+"="); ok {
-			return v
-		}
-	}
-	return ""
-}
-
 // Stop cancels what holds the sandbox: its job (mode job) or its step
 // (mode allocation). The holder stops the instance on the signal and SLURM
 // cleans the job's cgroup. Stop waits, within ctx and at most stopWait, for
 // the job (or step) to be over, so that the caller may remove its staging
 // dir. A job that is already over or unknown is success. A handle without a
 // job (a leaked sandbox known by id only) is found by its job or step name.
-// stopArgv is not needed: the holder stops the instance itself.
-func (p *Placement) Stop(ctx context.Context, h *handles.Handle, _ []string) error {
+func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
 	if !validSandboxID(h.ID) {
 		return fmt.Errorf("slurm placement: %q is not a sandbox id", h.ID)
 	}

@@ -302,12 +302,12 @@ var partitionKeys = []string{
 
 // ownSbatchArgs and ownSrunArgs are flags the adapter sets itself and relies
 // on (the job name finds leaked sandboxes, the log explains failed creates,
-// one task on one node is what the holder is, srun must pass the caller's
-// environment to carry the sandbox's env); an admin's extra args must not
-// override them.
+// one task on one node is what the holder is, --export keeps the caller's
+// environment, secrets included, off slurmctld's disk); an admin's extra
+// args must not override them.
 var (
 	ownSbatchArgs = []string{"--parsable", "-J", "--job-name", "-o", "--output", "-e", "--error",
-		"--wrap", "--comment", "-N", "--nodes", "-n", "--ntasks"}
+		"--wrap", "--comment", "-N", "--nodes", "-n", "--ntasks", "--export"}
 	ownSrunArgs = []string{"--jobid", "-J", "--job-name", "-o", "--output", "-e", "--error",
 		"-N", "--nodes", "-n", "--ntasks", "-w", "--nodelist", "--export", "--pty"}
 )

@@ -273,7 +273,7 @@ func TestDefaultPartitions(t *testing.T) {
 	assert.Equal(t, "", p.Name)
 	assert.Equal(t, r, filled)
 	assert.Equal(t, EnforceSlurm, p.Enforce)
-	assert.NotContains(t, SbatchArgv(p, filled, "gym-x", "/l", []string{"true"}), "-p")
+	assert.NotContains(t, SbatchArgv(p, filled, "gym-x", "/l", "--export=NONE", []string{"true"}), "-p")
 
 	p, _, err = ps.Pick(resources.Resources{}, "debug")
 	require.NoError(t, err, "without a partitions file any forced partition is taken as is")

@@ -93,8 +93,10 @@ type Placement struct {
 	fastPoll     time.Duration
 	user         string
 	local        runner.Runner
-	poller       *Poller
-	log          hclog.Logger
+	// export is the --export of every sbatch and srun (ExportArg).
+	export string
+	poller *Poller
+	log    hclog.Logger
 	// signalExit is when a command on a node last died by a signal (unix
 	// nanoseconds; 0 = never).
 	signalExit atomic.Int64
@@ -170,6 +172,7 @@ func New(cfg Config) (*Placement, error) {
 		fastPoll:     defaultFastPoll,
 		user:         usr,
 		local:        r,
+		export:       ExportArg(slurmEnv(env)),
 		poller:       NewPoller(r, usr, log.Named("poller")),
 		log:          log,
 	}, nil
@@ -185,30 +188,46 @@ func (p *Placement) Mode() string { return p.mode }
 // benchmark of slurmctld load reads).
 func (p *Placement) Poller() *Poller { return p.poller }
 
-// Plan picks the partition for r and says how its limits are enforced. A
-// request no partition takes is an error wrapping provider.ErrInvalid that
-// names the limit; nothing has been submitted then.
+// Plan picks the partition for r and fills r with its defaults, once: the
+// plan's Resources size the allocation, the instance's flags and the
+// holder's check alike. A request no partition takes is an error wrapping
+// provider.ErrInvalid that names the limit; nothing has been submitted then.
 func (p *Placement) Plan(r resources.Resources) (placement.Plan, error) {
-	part, _, err := p.parts.Pick(r, p.forced)
+	part, filled, err := p.parts.Pick(r, p.forced)
 	if err != nil {
 		return placement.Plan{}, err
 	}
-	return planFor(part), nil
+	return planFor(part, filled), nil
 }
 
-// planFor is the plan for a sandbox on part. With enforce slurm the limits
-// are the allocation's, and the instance must stay in the job's cgroup: no
-// --cpus/--memory (they would need an apptainer.conf that moves the
-// instance out of it). With apptainer/both, Apptainer applies them too, with
-// the partition's conf.
-func planFor(part *Partition) placement.Plan {
+// planFor is the plan for a sandbox on part with the filled request. With
+// enforce slurm the limits are the allocation's, and the instance must stay
+// in the job's cgroup: no --cpus/--memory (they would need an apptainer.conf
+// that moves the instance out of it). With apptainer/both, Apptainer applies
+// them too, with the partition's conf.
+func planFor(part *Partition, filled resources.Resources) placement.Plan {
 	return placement.Plan{
+		Resources:     filled,
 		Partition:     part.Name,
 		StagingRoot:   part.StagingRoot,
 		ApplyLimits:   part.Enforce == EnforceApptainer || part.Enforce == EnforceBoth,
 		ApptainerConf: part.ApptainerConf,
 		ImageCacheDir: part.ImageCacheDir,
 	}
+}
+
+// planned is the partition a plan made by Plan names. It is looked up, not
+// picked again: the plan's filled Resources are the sandbox's.
+func (p *Placement) planned(plan placement.Plan) (*Partition, error) {
+	if part := p.parts.Find(plan.Partition); part != nil {
+		return part, nil
+	}
+	if plan.Partition != "" && p.parts.File == "" && plan.Partition == p.forced {
+		// Without a partitions file a forced name stands for itself (Pick).
+		part, _, err := p.parts.Pick(resources.Resources{}, plan.Partition)
+		return part, err
+	}
+	return nil, fmt.Errorf("slurm placement: the plan names partition %q, which the partitions file %s does not have; plan the sandbox again", plan.Partition, p.parts.File)
 }
 
 // partitionOf is the partition h was placed on (for its extra srun args).
@@ -258,11 +277,17 @@ func slurmEnv(env []string) []string {
 
 // lookup returns the last value of key in env ("" when absent).
 func lookup(env []string, key string) string {
-	val := ""
+	val, _ := lookupOK(env, key)
+	return val
+}
+
+// lookupOK returns the last value of key in env and whether it is set.
+func lookupOK(env []string, key string) (string, bool) {
+	val, found := "", false
 	for _, kv := range env {
 		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			val = v
+			val, found = v, true
 		}
 	}
-	return val
+	return val, found
 }

@@ -58,6 +58,10 @@ type slurmSim struct {
 	scancelErr string
 	// cancelTo is the state a cancelled job goes to (default CANCELLED).
 	cancelTo string
+	// envs and envModes are the contents and modes of the env files of the
+	// node-exec steps run so far.
+	envs     [][]string
+	envModes []os.FileMode
 }
 
 func (s *slurmSim) respond(c runner.Cmd) (runner.Result, string, string, error) {
@@ -116,11 +120,34 @@ func (s *slurmSim) respond(c runner.Cmd) (runner.Result, string, string, error) 
 	case "scontrol":
 		return runner.Result{ExitCode: 1}, "", "slurm_load_jobs error: Invalid job id specified\n", nil
 	case "srun":
+		if file := flagValue(c.Argv, "--env-file"); file != "" {
+			s.readEnvFile(file)
+		}
 		if s.srun != nil {
 			return s.srun(c)
 		}
 	}
 	return runner.Result{}, "", "", nil
+}
+
+// readEnvFile records what a node-exec step's env file holds.
+func (s *slurmSim) readEnvFile(file string) {
+	b, err := os.ReadFile(file)
+	st, serr := os.Stat(file)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var env []string
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if kv != "" {
+			env = append(env, kv)
+		}
+	}
+	if err != nil || serr != nil {
+		env = []string{"unreadable"}
+	} else {
+		s.envModes = append(s.envModes, st.Mode().Perm())
+	}
+	s.envs = append(s.envs, env)
 }
 
 func (s *slurmSim) set(j JobInfo) {
@@ -223,7 +250,21 @@ func writeReadyFile(t *testing.T, staging string, r node.Ready) {
 	require.NoError(t, os.WriteFile(path, b, 0o600))
 }
 
-var startArgv = []string{"/usr/local/bin/apptainer", "instance", "start", "--contain", "--writable-tmpfs", "/img.sif"}
+// specFor is the start spec the provider would build for h with plan.
+func specFor(h *handles.Handle, plan placement.Plan) placement.StartSpec {
+	return placement.StartSpec{Plan: plan, Instance: h.Instance, Apptainer: "/usr/local/bin/apptainer",
+		StartArgs: []string{"--contain", "--writable-tmpfs", "/img.sif", h.Instance}}
+}
+
+// flagValue returns the value after flag in argv ("" when absent).
+func flagValue(argv []string, flag string) string {
+	for i, a := range argv {
+		if a == flag && i+1 < len(argv) {
+			return argv[i+1]
+		}
+	}
+	return ""
+}
 
 func TestNewMode(t *testing.T) {
 	tests := []struct {
@@ -280,12 +321,14 @@ func TestPlan(t *testing.T) {
 		err    string
 	}{
 		{"cpu request", "", resources.Resources{CPU: 1, MemoryMiB: 256},
-			placement.Plan{Partition: "cpu"}, ""},
+			placement.Plan{Resources: resources.Resources{CPU: 1, MemoryMiB: 256}, Partition: "cpu"}, ""},
+		{"defaults fill the plan", "", resources.Resources{},
+			placement.Plan{Resources: resources.Resources{CPU: 1, MemoryMiB: 1024}, Partition: "cpu"}, ""},
 		{"gpu request goes to gpu, enforced by both", "", resources.Resources{CPU: 1, GPU: 1},
-			placement.Plan{Partition: "gpu", ApplyLimits: true, StagingRoot: "/shared/staging",
+			placement.Plan{Resources: resources.Resources{CPU: 1, MemoryMiB: 1024, GPU: 1}, Partition: "gpu", ApplyLimits: true, StagingRoot: "/shared/staging",
 				ApptainerConf: "/usr/local/etc/apptainer/apptainer-cgroupfs.conf"}, ""},
 		{"forced", "gpu", resources.Resources{CPU: 2},
-			placement.Plan{Partition: "gpu", ApplyLimits: true, StagingRoot: "/shared/staging",
+			placement.Plan{Resources: resources.Resources{CPU: 2, MemoryMiB: 1024}, Partition: "gpu", ApplyLimits: true, StagingRoot: "/shared/staging",
 				ApptainerConf: "/usr/local/etc/apptainer/apptainer-cgroupfs.conf"}, ""},
 		{"too many cpus", "", resources.Resources{CPU: 64}, placement.Plan{}, "cpu 64 exceeds the maximum 8"},
 		{"unknown forced", "nope", resources.Resources{}, placement.Plan{}, `partition "nope"`},
@@ -313,16 +356,16 @@ func TestStartJobMode(t *testing.T) {
 	plan, err := f.p.Plan(h.Resources)
 	require.NoError(t, err)
 
-	require.NoError(t, f.p.Start(context.Background(), h, plan, startArgv))
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, plan)))
 
 	sb := f.calls("sbatch")
 	require.Len(t, sb, 1)
 	log := filepath.Join(h.StagingDir, ".gym", "holder.log")
 	ready := filepath.Join(h.StagingDir, ".gym", "ready.json")
 	assert.Equal(t, []string{"sbatch", "--parsable", "-J", h.ID, "--comment=gym-apptainer", "-p", "cpu", "-N1",
-		"-n1", "-c", "1", "--mem=256M", "-t", "04:00:00", "-o", log, "--wrap",
-		"exec " + testPlugin + " holder --ready " + ready + " --name " + h.ID + " --enforce slurm -- " +
-			"/usr/local/bin/apptainer instance start --contain --writable-tmpfs /img.sif"}, sb[0].Argv)
+		"-n1", "-c", "1", "--mem=256M", "-t", "04:00:00", "--export=PATH", "-o", log, "--wrap",
+		"exec " + testPlugin + " holder --ready " + ready + " --name " + h.ID + " --enforce slurm " +
+			"--apptainer /usr/local/bin/apptainer --memory-mib 256 --cpus 1 -- --contain --writable-tmpfs /img.sif " + h.ID}, sb[0].Argv)
 	assert.NotContains(t, strings.Join(sb[0].Env, " "), "SLURM_CPUS_PER_TASK", "the caller's SLURM_* never reach sbatch")
 
 	assert.Equal(t, "101", h.JobID)
@@ -342,13 +385,13 @@ func TestStartDefaultsAndMemoryCheck(t *testing.T) {
 	f.sim.onSubmit = holderReady(t, h, &cuda)
 	plan, err := f.p.Plan(h.Resources)
 	require.NoError(t, err)
-	argv := append([]string{"/usr/local/bin/apptainer", "-c", plan.ApptainerConf, "instance", "start", "--memory", "512m", "--nv"}, "/img.sif")
-	require.NoError(t, f.p.Start(context.Background(), h, plan, argv))
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, plan)))
 
 	sb := f.calls("sbatch")[0].Argv
 	assert.Equal(t, []string{"-n1", "-c", "1", "--mem=512M", "--gres=gpu:1"}, sb[8:13], "partition defaults fill cpu")
 	wrap := sb[len(sb)-1]
-	assert.Contains(t, wrap, "--enforce both --memory-mib 512 -- ", "the holder verifies the limit apptainer set")
+	assert.Contains(t, wrap, "--enforce both --apptainer /usr/local/bin/apptainer --apptainer-conf /usr/local/etc/apptainer/apptainer-cgroupfs.conf --memory-mib 512 --cpus 1 -- ",
+		"the holder verifies the limit")
 	assert.Equal(t, "1", h.Extra["cuda_visible_devices"])
 }
 
@@ -358,7 +401,7 @@ func TestStartPendingTimesOutAndCancels(t *testing.T) {
 	f.sim.onSubmit = func(j *JobInfo, _ []string) { j.Reason = "Resources" }
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := f.p.Start(ctx, h, placement.Plan{Partition: "cpu"}, startArgv)
+	err := f.p.Start(ctx, h, specFor(h, placement.Plan{Partition: "cpu"}))
 	require.Error(t, err)
 	assert.Regexp(t, `^sandbox job 101 still pending after \d+s \(reason: Resources\); cancelled it$`, err.Error())
 	sc := f.calls("scancel")
@@ -375,7 +418,7 @@ func TestStartReadyNotOKCancels(t *testing.T) {
 		writeReadyFile(t, h.StagingDir, node.Ready{OK: false, Node: "vm",
 			Error: "FATAL: while ... the instance escaped the job's cgroup"})
 	}
-	err := f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv)
+	err := f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"}))
 	require.Error(t, err)
 	var he *HolderError
 	require.ErrorAs(t, err, &he)
@@ -393,7 +436,7 @@ func TestStartJobEndedBeforeReady(t *testing.T) {
 		j.State, j.Reason, j.Node = "FAILED", "NonZeroExitCode", "vm"
 		require.NoError(t, os.WriteFile(node.HolderLogPath(h.StagingDir), []byte("exec: /opt/gym/gym-apptainer-plugin: not found\n"), 0o600))
 	}
-	err := f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv)
+	err := f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"}))
 	require.Error(t, err)
 	assert.Equal(t, "the sandbox's holder job 101 ended (FAILED, NonZeroExitCode) before it reported ready; holder log: exec: /opt/gym/gym-apptainer-plugin: not found", err.Error())
 }
@@ -403,7 +446,7 @@ func TestStartCancelledCancelsJob(t *testing.T) {
 	h := newHandle(t, resources.Resources{CPU: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	f.sim.onSubmit = func(*JobInfo, []string) { time.AfterFunc(20*time.Millisecond, cancel) }
-	err := f.p.Start(ctx, h, placement.Plan{Partition: "cpu"}, startArgv)
+	err := f.p.Start(ctx, h, specFor(h, placement.Plan{Partition: "cpu"}))
 	require.ErrorIs(t, err, context.Canceled)
 	require.Len(t, f.calls("scancel"), 1)
 }
@@ -414,7 +457,7 @@ func TestStartSbatchRefused(t *testing.T) {
 		return runner.Result{ExitCode: 1}, "", "sbatch: error: Batch job submission failed: Requested node configuration is not available\n", nil
 	}
 	h := newHandle(t, resources.Resources{CPU: 1})
-	err := f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv)
+	err := f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"}))
 	require.ErrorContains(t, err, "sbatch refused the sandbox's holder job (exit 1): sbatch: error: Batch job submission failed: Requested node configuration is not available")
 	assert.Empty(t, f.calls("scancel"), "nothing was submitted")
 }
@@ -429,7 +472,9 @@ func TestStartAllocationMode(t *testing.T) {
 		}
 		return f.sim.respond(c)
 	}
-	require.NoError(t, f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv))
+	plan, err := f.p.Plan(h.Resources)
+	require.NoError(t, err)
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, plan)))
 
 	st := f.calls("setsid")
 	require.Len(t, st, 1)
@@ -437,17 +482,17 @@ func TestStartAllocationMode(t *testing.T) {
 	dir := filepath.Join(h.StagingDir, ".gym")
 	assert.Equal(t, []string{"setsid", "-f", "/bin/sh", "-c", stepScript, "sh", filepath.Join(dir, "srun.pid"), filepath.Join(dir, "srun.log"),
 		"srun", "--jobid=55", "-N1", "-n1", "-c", "1", "--mem=256M", "--exact", "-J", h.ID,
-		"-o", filepath.Join(dir, "holder.log"), "-e", filepath.Join(dir, "holder.log"), "--mpi=none",
-		testPlugin, "holder", "--ready", filepath.Join(dir, "ready.json"), "--name", h.ID, "--enforce", "slurm", "--"},
-		st[0].Argv[:32])
-	assert.Equal(t, startArgv, st[0].Argv[32:])
+		"-o", filepath.Join(dir, "holder.log"), "-e", filepath.Join(dir, "holder.log"), "--mpi=none", "--export=PATH",
+		testPlugin, "holder", "--ready", filepath.Join(dir, "ready.json"), "--name", h.ID, "--enforce", "slurm",
+		"--apptainer", "/usr/local/bin/apptainer", "--memory-mib", "256", "--cpus", "1", "--",
+		"--contain", "--writable-tmpfs", "/img.sif", h.ID}, st[0].Argv)
 	assert.Equal(t, "55", h.JobID)
 	assert.Equal(t, "3", h.StepID)
 	assert.Equal(t, "allocation", h.Extra["mode"])
 
 	// Stop cancels the step, not the allocation.
 	f.sim.steps = []StepInfo{{ID: "55.3", Name: h.ID, Node: "vm"}}
-	require.NoError(t, f.p.Stop(context.Background(), h, nil))
+	require.NoError(t, f.p.Stop(context.Background(), h))
 	sc := f.calls("scancel")
 	require.Len(t, sc, 1)
 	assert.Equal(t, []string{"scancel", "55.3"}, sc[0].Argv)
@@ -458,17 +503,17 @@ func TestStopIsIdempotent(t *testing.T) {
 	f := newPl(t, nil, nil)
 	h := newHandle(t, resources.Resources{CPU: 1})
 	f.sim.onSubmit = holderReady(t, h, nil)
-	require.NoError(t, f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv))
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
 
-	require.NoError(t, f.p.Stop(context.Background(), h, nil))
+	require.NoError(t, f.p.Stop(context.Background(), h))
 	assert.Equal(t, "CANCELLED", f.sim.job(h.JobID).State)
-	require.NoError(t, f.p.Stop(context.Background(), h, nil), "a finished job is success")
+	require.NoError(t, f.p.Stop(context.Background(), h), "a finished job is success")
 
 	f.sim.scancelErr = "scancel: error: Kill job error on job id 101: Invalid job id specified\n"
-	require.NoError(t, f.p.Stop(context.Background(), h, nil), "an unknown job is success")
+	require.NoError(t, f.p.Stop(context.Background(), h), "an unknown job is success")
 
 	f.sim.scancelErr = "scancel: error: Unable to contact slurm controller (connect failure)\n"
-	err := f.p.Stop(context.Background(), h, nil)
+	err := f.p.Stop(context.Background(), h)
 	require.ErrorContains(t, err, "scancel 101 failed (exit 1): scancel: error: Unable to contact slurm controller")
 }
 
@@ -476,7 +521,7 @@ func TestStopWaitsForTheJobToEnd(t *testing.T) {
 	f := newPl(t, nil, nil)
 	h := newHandle(t, resources.Resources{CPU: 1})
 	f.sim.onSubmit = holderReady(t, h, nil)
-	require.NoError(t, f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv))
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
 	f.sim.cancelTo = "COMPLETING"
 	var ended atomic.Bool
 	time.AfterFunc(30*time.Millisecond, func() {
@@ -485,7 +530,7 @@ func TestStopWaitsForTheJobToEnd(t *testing.T) {
 		ended.Store(true)
 		f.sim.set(j)
 	})
-	require.NoError(t, f.p.Stop(context.Background(), h, nil))
+	require.NoError(t, f.p.Stop(context.Background(), h))
 	assert.True(t, ended.Load(), "returned only once the job left COMPLETING")
 }
 
@@ -497,16 +542,16 @@ func TestStopWithoutJobFindsItByName(t *testing.T) {
 		{ID: "8", State: "CANCELLED", Node: "vm", Name: id, Comment: JobComment},
 		{ID: "9", State: "RUNNING", Node: "vm", Name: "gym-" + uuid.NewString(), Comment: JobComment},
 	}
-	require.NoError(t, f.p.Stop(context.Background(), &handles.Handle{ID: id, Instance: id}, nil))
+	require.NoError(t, f.p.Stop(context.Background(), &handles.Handle{ID: id, Instance: id}))
 	sc := f.calls("scancel")
 	require.Len(t, sc, 1)
 	assert.Equal(t, []string{"scancel", "7"}, sc[0].Argv)
 
 	f.rec.Reset()
-	require.NoError(t, f.p.Stop(context.Background(), &handles.Handle{ID: "gym-" + uuid.NewString()}, nil), "no job at all: success")
+	require.NoError(t, f.p.Stop(context.Background(), &handles.Handle{ID: "gym-" + uuid.NewString()}), "no job at all: success")
 	assert.Empty(t, f.calls("scancel"))
 
-	assert.ErrorContains(t, f.p.Stop(context.Background(), &handles.Handle{ID: "not-ours"}, nil), "not a sandbox id")
+	assert.ErrorContains(t, f.p.Stop(context.Background(), &handles.Handle{ID: "not-ours"}), "not a sandbox id")
 }
 
 func TestStatesOneSqueueForAnyNumber(t *testing.T) {

@@ -494,7 +494,7 @@ func TestPollerAgainstRealCluster(t *testing.T) {
 		t.Skip("set GYM_TEST_SLURM=1 to run against a real SLURM cluster")
 	}
 	p := NewPoller(runner.NewLocal(envWithoutSlurm()), "root", nil)
-	argv := SbatchArgv(&DefaultPartitions().List[0], resourcesSmall, "gym-fixture-poller", "/dev/null", []string{"sleep", "60"})
+	argv := SbatchArgv(&DefaultPartitions().List[0], resourcesSmall, "gym-fixture-poller", "/dev/null", ExportArg(envWithoutSlurm()), []string{"sleep", "60"})
 	out, err := exec.Command(argv[0], argv[1:]...).Output()
 	require.NoError(t, err)
 	id, err := ParseSbatchID(out)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,14 @@ func (r *nodeRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, erro
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
 		return runner.Result{ExitCode: -1}, errors.New("slurm placement: empty command line")
 	}
-	argv, err := r.p.execArgv(r.h, append([]string{r.p.nodePlugin, "node-exec", "--"}, c.Argv...))
+	// The command's env (a sandbox's env values) goes in a 0600 file,
+	// never through srun, whose --export is fixed (ExportArg).
+	envFile, err := r.p.writeEnvFile(r.h, append(gpuEnv(r.h), c.Env...))
+	if err != nil {
+		return runner.Result{ExitCode: -1}, err
+	}
+	defer func() { _ = os.Remove(envFile) }()
+	argv, err := r.p.execArgv(r.h, append([]string{r.p.nodePlugin, "node-exec", "--env-file", envFile, "--"}, c.Argv...))
 	if err != nil {
 		return runner.Result{ExitCode: -1}, err
 	}
@@ -73,7 +81,6 @@ func (r *nodeRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, erro
 	srunErr := &capBuffer{max: maxSrunStderr}
 	res, runErr := r.p.local.Run(ctx, runner.Cmd{
 		Argv:    argv,
-		Env:     append(gpuEnv(r.h), c.Env...),
 		Dir:     c.Dir,
 		Stdin:   c.Stdin,
 		Stdout:  pw,
@@ -128,7 +135,7 @@ func (p *Placement) execArgv(h *handles.Handle, cmd []string) ([]string, error) 
 		pc.ExtraSrunArgs = append(stepLimits(h, part), part.ExtraSrunArgs...)
 		part = &pc
 	}
-	return OverlapArgv(h.JobID, h.Node, part, cmd), nil
+	return OverlapArgv(h.JobID, h.Node, part, p.export, cmd), nil
 }
 
 // stepLimits sizes an exec step of a sandbox that lives in a shared

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -38,9 +40,12 @@ func frames(t *testing.T, stdout, stderr string, exit *int) string {
 func ip(n int) *int { return &n }
 
 // placedHandle is a sandbox whose holder runs: job 101 on node vm.
-func placedHandle(r resources.Resources) *handles.Handle {
+func placedHandle(t *testing.T, r resources.Resources) *handles.Handle {
+	t.Helper()
+	staging := filepath.Join(t.TempDir(), "gym-6f1c3c2e-9a53-4b39-9d55-7f3c3a2b1c00")
+	require.NoError(t, os.MkdirAll(filepath.Join(staging, ".gym"), 0o700))
 	return &handles.Handle{ID: "gym-6f1c3c2e-9a53-4b39-9d55-7f3c3a2b1c00", Instance: "gym-6f1c3c2e-9a53-4b39-9d55-7f3c3a2b1c00",
-		JobID: "101", Node: "vm", Resources: r,
+		JobID: "101", Node: "vm", Resources: r, StagingDir: staging,
 		Extra: map[string]string{"mode": "job", "partition": "cpu"}}
 }
 
@@ -55,7 +60,8 @@ func TestRunnerWrapsAndDecodes(t *testing.T) {
 	var started int
 	f.rec.PID = 999
 	argv := []string{"/usr/local/bin/apptainer", "exec", "instance://x", "/bin/sh", "-c", "exit 3"}
-	res, err := f.p.Runner(placedHandle(resources.Resources{CPU: 1})).Run(context.Background(), runner.Cmd{
+	h := placedHandle(t, resources.Resources{CPU: 1})
+	res, err := f.p.Runner(h).Run(context.Background(), runner.Cmd{
 		Argv:    argv,
 		Env:     []string{"APPTAINERENV_TOKEN=s3cret", "APPTAINERENV_CUDA_VISIBLE_DEVICES=7"},
 		Stdin:   strings.NewReader("input"),
@@ -70,12 +76,17 @@ func TestRunnerWrapsAndDecodes(t *testing.T) {
 	assert.Equal(t, 999, started)
 
 	c := f.calls("srun")[0]
+	envFile := flagValue(c.Argv, "--env-file")
 	assert.Equal(t, append([]string{"srun", "--jobid=101", "--overlap", "-N1", "-n1", "-w", "vm", "-Q", "-u", "--mpi=none",
-		testPlugin, "node-exec", "--"}, argv...), c.Argv)
+		"--export=PATH", testPlugin, "node-exec", "--env-file", envFile, "--"}, argv...), c.Argv)
+	assert.Equal(t, filepath.Join(h.StagingDir, ".gym"), filepath.Dir(envFile), "in the staging dir, which the node sees")
 	assert.Equal(t, []string{"APPTAINERENV_CUDA_VISIBLE_DEVICES=", "APPTAINERENV_NVIDIA_VISIBLE_DEVICES=void",
-		"APPTAINERENV_TOKEN=s3cret", "APPTAINERENV_CUDA_VISIBLE_DEVICES=7"}, c.Env,
+		"APPTAINERENV_TOKEN=s3cret", "APPTAINERENV_CUDA_VISIBLE_DEVICES=7"}, f.sim.envs[0],
 		"no GPUs for a gpu=0 sandbox, unless the call says otherwise (later entries win)")
+	assert.Equal(t, []os.FileMode{0o600}, f.sim.envModes)
+	assert.Empty(t, c.Env, "nothing of the command's env goes through srun")
 	assert.NotContains(t, strings.Join(c.Argv, " "), "s3cret")
+	assert.NoFileExists(t, envFile, "removed once the command is over")
 	in, _ := c.Stdin.(*bytes.Reader)
 	require.NotNil(t, in)
 	b := make([]byte, 10)
@@ -90,7 +101,7 @@ func TestRunnerExitCodeIsTheFramesNotSruns(t *testing.T) {
 		return runner.Result{ExitCode: 1}, frames(t, "", "", ip(137)), "srun: error: vm: task 0: Killed\nsrun: Force Terminated StepId=101.4\n", nil
 	}
 	var stderr bytes.Buffer
-	res, err := f.p.Runner(placedHandle(resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"true"}, Stderr: &stderr})
+	res, err := f.p.Runner(placedHandle(t, resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"true"}, Stderr: &stderr})
 	require.NoError(t, err)
 	assert.Equal(t, 137, res.ExitCode)
 	assert.Empty(t, stderr.String())
@@ -103,7 +114,7 @@ func TestRunnerWithoutExitFramePassesSrunThrough(t *testing.T) {
 		return runner.Result{ExitCode: 1}, "", msg, nil
 	}
 	var stdout, stderr bytes.Buffer
-	res, err := f.p.Runner(placedHandle(resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"true"}, Stdout: &stdout, Stderr: &stderr})
+	res, err := f.p.Runner(placedHandle(t, resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"true"}, Stdout: &stdout, Stderr: &stderr})
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.ExitCode, "srun's own code")
 	assert.Equal(t, msg, stderr.String())
@@ -117,7 +128,7 @@ func TestRunnerTruncatedStream(t *testing.T) {
 		return runner.Result{ExitCode: 0}, full[:len(full)-3], "", nil
 	}
 	var stderr bytes.Buffer
-	res, err := f.p.Runner(placedHandle(resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"cat"}, Stderr: &stderr})
+	res, err := f.p.Runner(placedHandle(t, resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"cat"}, Stderr: &stderr})
 	require.NoError(t, err)
 	assert.Equal(t, 255, res.ExitCode, "no exit status is never success")
 	assert.Contains(t, stderr.String(), "reading node-exec's output")
@@ -129,24 +140,24 @@ func TestRunnerGPUEnv(t *testing.T) {
 	f.sim.srun = func(runner.Cmd) (runner.Result, string, string, error) {
 		return runner.Result{}, frames(t, "", "", ip(0)), "", nil
 	}
-	h := placedHandle(resources.Resources{GPU: 1})
+	h := placedHandle(t, resources.Resources{GPU: 1})
 	h.Extra["cuda_visible_devices"] = "1"
 	_, err := f.p.Runner(h).Run(context.Background(), runner.Cmd{Argv: []string{"nvidia-smi"}})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"APPTAINERENV_CUDA_VISIBLE_DEVICES=1"}, f.calls("srun")[0].Env)
+	assert.Equal(t, []string{"APPTAINERENV_CUDA_VISIBLE_DEVICES=1"}, f.sim.envs[0])
 
 	f.rec.Reset()
 	delete(h.Extra, "cuda_visible_devices")
 	_, err = f.p.Runner(h).Run(context.Background(), runner.Cmd{Argv: []string{"nvidia-smi"}})
 	require.NoError(t, err)
-	assert.Empty(t, f.calls("srun")[0].Env, "the holder had none: nothing is made up")
+	assert.Empty(t, f.sim.envs[1], "the holder had none: nothing is made up")
 }
 
 func TestRunnerRefuses(t *testing.T) {
 	f := newPl(t, nil, nil)
-	_, err := f.p.Runner(placedHandle(resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"apptainer", "instance", "start"}, Detached: true})
+	_, err := f.p.Runner(placedHandle(t, resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"apptainer", "instance", "start"}, Detached: true})
 	assert.ErrorContains(t, err, "detached commands cannot run on a node")
-	h := placedHandle(resources.Resources{})
+	h := placedHandle(t, resources.Resources{})
 	h.Node = ""
 	_, err = f.p.Runner(h).Run(context.Background(), runner.Cmd{Argv: []string{"true"}})
 	assert.ErrorContains(t, err, "has no SLURM job or node recorded")
@@ -164,7 +175,7 @@ func TestRunnerContextError(t *testing.T) {
 	f := newPl(t, nil, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res, err := f.p.Runner(placedHandle(resources.Resources{})).Run(ctx, runner.Cmd{Argv: []string{"true"}})
+	res, err := f.p.Runner(placedHandle(t, resources.Resources{})).Run(ctx, runner.Cmd{Argv: []string{"true"}})
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, -1, res.ExitCode)
 }
@@ -174,12 +185,12 @@ func TestReaper(t *testing.T) {
 	f.sim.srun = func(c runner.Cmd) (runner.Result, string, string, error) {
 		return runner.Result{}, "4\n", "", nil
 	}
-	h := placedHandle(resources.Resources{})
+	h := placedHandle(t, resources.Resources{})
 	n, err := f.p.Reaper(h).Reap(context.Background(), "exec-1", 12345)
 	require.NoError(t, err)
 	assert.Equal(t, 4, n)
 	assert.Equal(t, []string{"srun", "--jobid=101", "--overlap", "-N1", "-n1", "-w", "vm", "-Q", "-u", "--mpi=none",
-		testPlugin, "reap", "--marker", "exec-1"}, f.calls("srun")[0].Argv, "the host pid means nothing on the node")
+		"--export=PATH", testPlugin, "reap", "--marker", "exec-1"}, f.calls("srun")[0].Argv, "the host pid means nothing on the node")
 
 	f.sim.srun = func(runner.Cmd) (runner.Result, string, string, error) {
 		return runner.Result{ExitCode: 1}, "", "srun: error: Slurm job 101 has expired\n", nil
@@ -215,19 +226,20 @@ func TestRunnerAllocationModeStepHasTheSandboxLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		f.rec.Reset()
-		h := placedHandle(tt.r)
+		h := placedHandle(t, tt.r)
 		h.Extra["mode"], h.JobID, h.StepID = "allocation", "55", "3"
 		_, err := f.p.Runner(h).Run(context.Background(), runner.Cmd{Argv: []string{"true"}})
 		require.NoError(t, err)
 		want := append([]string{"srun", "--jobid=55", "--overlap", "-N1", "-n1", "-w", "vm", "-Q", "-u"}, tt.want...)
-		want = append(want, "--mpi=none", testPlugin, "node-exec", "--", "true")
-		assert.Equal(t, want, f.calls("srun")[0].Argv)
+		argv := f.calls("srun")[0].Argv
+		want = append(want, "--mpi=none", "--export=PATH", testPlugin, "node-exec", "--env-file", flagValue(argv, "--env-file"), "--", "true")
+		assert.Equal(t, want, argv)
 	}
 }
 
 func TestSignalExitMakesTheNextStatesFresh(t *testing.T) {
 	f := newPl(t, nil, nil)
-	h := placedHandle(resources.Resources{})
+	h := placedHandle(t, resources.Resources{})
 	f.sim.jobs = []JobInfo{{ID: "101", State: "RUNNING", Reason: "None", Node: "vm", Name: h.ID}}
 	sts, err := f.p.States(context.Background(), []*handles.Handle{h})
 	require.NoError(t, err)

@@ -32,11 +32,17 @@ type startSpec struct {
 	Name       string   // instance name
 }
 
-// startArgv builds `instance start`. Order matters: our flags first, then the
-// user's extra_start_args (so that they can add to ours), then the two
-// positionals; anything after NAME would go to the image's startscript.
+// startArgv builds `instance start`: prefix, the subcommand, startArgs.
 func startArgv(prefix []string, s startSpec) []string {
-	argv := append(cloneArgv(prefix), "instance", "start",
+	return append(append(cloneArgv(prefix), "instance", "start"), startArgs(s)...)
+}
+
+// startArgs are the arguments after `instance start`. Order matters: our
+// flags first, then the user's extra_start_args (so that they can add to
+// ours), then the two positionals; anything after NAME would go to the
+// image's startscript.
+func startArgs(s startSpec) []string {
+	argv := append(make([]string, 0, 16),
 		// --contain: private /tmp and $HOME. Without it they are the host's,
 		// shared by every sandbox.
 		"--contain",

@@ -111,7 +111,7 @@ func (p *Provider) stopLifecycle(ctx context.Context, lc placement.Lifecycle, h 
 	defer release()
 	ctx, cancel := context.WithTimeout(ctx, p.controlTimeout())
 	defer cancel()
-	if err := lc.Stop(ctx, h, stopArgv(p.apptainerArgvFor(h), h.Instance)); err != nil {
+	if err := lc.Stop(ctx, h); err != nil {
 		return fmt.Errorf("stop sandbox %s: %w", h.ID, err)
 	}
 	return nil

@@ -72,7 +72,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		MountPoint: p.cfg.Apptainer.Create.MountPoint,
 		Env:        maps.Clone(spec.Env),
 		Workdir:    spec.Workdir,
-		Resources:  spec.Resources,
+		Resources:  plan.Resources, // filled: the limits the sandbox runs with
 		Binds:      slices.Clone(spec.Binds),
 		Created:    time.Now().UTC(),
 		TTL:        spec.TTL,
@@ -88,7 +88,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 	if plan.Partition != "" {
 		h.Extra[extraPartition] = plan.Partition
 	}
-	if spec.Resources.DiskGiB > 0 {
+	if h.Resources.DiskGiB > 0 {
 		h.Overlay = p.overlayPath(stagingRoot, id)
 	}
 
@@ -226,35 +226,38 @@ func (p *Provider) createOverlay(ctx context.Context, h *handles.Handle) error {
 	return nil
 }
 
-// startInstance starts h's instance as plan says. Create-time env is
-// deliberately absent: apptainer does not carry it into execs, and argv is
-// world-readable; execs get it from the handle.
+// startInstance starts h's instance as plan says. Its --cpus/--memory/--nv
+// come from plan.Resources, the filled request a lifecycle placement also
+// sizes the allocation from. Create-time env is deliberately absent:
+// apptainer does not carry it into execs, and argv is world-readable; execs
+// get it from the handle.
 func (p *Provider) startInstance(ctx context.Context, h *handles.Handle, plan placement.Plan) error {
 	cc := p.cfg.Apptainer.Create
 	extra := cc.ExtraStartArgs
 	apply := plan.ApplyLimits
-	if apply && hasAny(extra, "--fakeroot", "-f") && (h.Resources.CPU > 0 || h.Resources.MemoryMiB > 0) {
+	if apply && hasAny(extra, "--fakeroot", "-f") && (plan.Resources.CPU > 0 || plan.Resources.MemoryMiB > 0) {
 		// As NeMo Gym: cgroup limits and --fakeroot do not mix reliably.
 		p.log.Warn("not applying resources.cpu/memory_mib: create.extra_start_args contains --fakeroot", "sandbox", h.ID)
 		apply = false
 	}
-	argv := startArgv(globalArgv(p.apptainer, plan.ApptainerConf), startSpec{
+	s := startSpec{
 		Staging:    h.StagingDir,
 		MountPoint: h.MountPoint,
 		Binds:      append(slices.Clone(p.cfg.Apptainer.Exec.DefaultBinds), h.Binds...),
-		Resources:  resources.ApptainerFlags(h.Resources, resources.ApptainerOptions{ApplyLimits: apply}),
+		Resources:  resources.ApptainerFlags(plan.Resources, resources.ApptainerOptions{ApplyLimits: apply}),
 		Overlay:    h.Overlay,
 		Extra:      extra,
 		Image:      h.ImagePath,
 		Name:       h.Instance,
-	})
+	}
 
 	if lc := p.lifecycle(); lc != nil {
 		// No exec slot: the wait may be a job pending in a queue for
 		// minutes, and execs into other sandboxes must not queue behind it.
 		sctx, cancel := withTimeout(ctx, cc.StartTimeout)
 		defer cancel()
-		if err := lc.Start(sctx, h, plan, argv); err != nil {
+		spec := placement.StartSpec{Plan: plan, Instance: h.Instance, Apptainer: p.apptainer, StartArgs: startArgs(s)}
+		if err := lc.Start(sctx, h, spec); err != nil {
 			var he holderError
 			if errors.As(err, &he) {
 				return fmt.Errorf("apptainer instance start failed on the node (%s) for image %s: %s",
@@ -267,6 +270,7 @@ func (p *Provider) startInstance(ctx context.Context, h *handles.Handle, plan pl
 		}
 		return nil
 	}
+	argv := startArgv(globalArgv(p.apptainer, plan.ApptainerConf), s)
 
 	release, err := p.acquireExec(ctx)
 	if err != nil {

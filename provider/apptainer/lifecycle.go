@@ -34,13 +34,15 @@ func (p *Provider) lifecycle() placement.Lifecycle {
 	return lc
 }
 
-// plan decides where a sandbox with r goes. Without a lifecycle placement,
-// the config says it all.
+// plan decides where a sandbox with r goes, once: its Resources are the
+// sandbox's limits from then on. Without a lifecycle placement, the config
+// says it all and nothing fills the request.
 func (p *Provider) plan(r resources.Resources) (placement.Plan, error) {
 	if lc := p.lifecycle(); lc != nil {
 		return lc.Plan(r)
 	}
 	return placement.Plan{
+		Resources:     r,
 		ApplyLimits:   p.cfg.Apptainer.Create.ApplyResourceLimits,
 		ApptainerConf: p.cfg.Gym.ApptainerConf,
 	}, nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 
@@ -50,9 +49,12 @@ type lcStart struct {
 }
 
 type lcStop struct {
-	h    handles.Handle
-	argv []string
+	h handles.Handle
 }
+
+// The fake must stay a Lifecycle: the provider finds one by type assertion,
+// so a stale signature would silently make it a local placement.
+var _ placement.Lifecycle = (*fakeLifecycle)(nil)
 
 func (*fakeLifecycle) Name() string { return "slurm" }
 func (l *fakeLifecycle) Runner(h *handles.Handle) runner.Runner {
@@ -69,13 +71,21 @@ func (l *fakeLifecycle) Plan(r resources.Resources) (placement.Plan, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.planned = append(l.planned, r)
-	return l.plan, l.planErr
+	plan := l.plan
+	plan.Resources = r // no defaults to fill
+	return plan, l.planErr
 }
 
-func (l *fakeLifecycle) Start(_ context.Context, h *handles.Handle, plan placement.Plan, argv []string) error {
+// Start records the spec as the argv the holder would run.
+func (l *fakeLifecycle) Start(_ context.Context, h *handles.Handle, spec placement.StartSpec) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.started = append(l.started, lcStart{h.ID, plan, slices.Clone(argv)})
+	argv := []string{spec.Apptainer}
+	if spec.Plan.ApptainerConf != "" {
+		argv = append(argv, "-c", spec.Plan.ApptainerConf)
+	}
+	argv = append(append(argv, "instance", "start"), spec.StartArgs...)
+	l.started = append(l.started, lcStart{h.ID, spec.Plan, argv})
 	if l.startErr != nil {
 		return l.startErr
 	}
@@ -87,10 +97,10 @@ func (l *fakeLifecycle) Start(_ context.Context, h *handles.Handle, plan placeme
 	return nil
 }
 
-func (l *fakeLifecycle) Stop(_ context.Context, h *handles.Handle, argv []string) error {
+func (l *fakeLifecycle) Stop(_ context.Context, h *handles.Handle) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.stopped = append(l.stopped, lcStop{*h, slices.Clone(argv)})
+	l.stopped = append(l.stopped, lcStop{*h})
 	return nil
 }
 
@@ -185,7 +195,9 @@ func TestLifecycleCreate(t *testing.T) {
 		"--bind", staging + ":/sandbox",
 		"--writable-tmpfs", "--userns", img, id}, f.lc.started[0].argv,
 		"the plan's conf, and no --cpus/--memory: the plan does not apply limits")
-	assert.Equal(t, f.lc.plan, f.lc.started[0].plan)
+	want := f.lc.plan
+	want.Resources = r
+	assert.Equal(t, want, f.lc.started[0].plan)
 
 	assert.Empty(t, f.host.Calls(), "nothing runs on this host")
 	execs := f.node.Calls()
@@ -211,7 +223,7 @@ func TestLifecycleCreate(t *testing.T) {
 	require.NoError(t, f.p.Close(context.Background(), id))
 	require.Len(t, f.lc.stopped, 1)
 	assert.Equal(t, "42", f.lc.stopped[0].h.JobID)
-	assert.Equal(t, []string{f.bin, "-c", "/etc/apptainer-part.conf", "instance", "stop", "-t", "0", "--", id}, f.lc.stopped[0].argv)
+	assert.Equal(t, id, f.lc.stopped[0].h.Instance)
 	assert.NoDirExists(t, staging)
 	_, err = f.p.store.Get(id)
 	assert.ErrorIs(t, err, provider.ErrNotFound)

@@ -32,18 +32,21 @@ type Placement interface {
 // itself through the placement's Runner.
 type Lifecycle interface {
 	Placement
-	// Plan decides, before anything is allocated, where a sandbox with these
-	// resources goes and how its limits are enforced. A request that nothing
-	// can satisfy is an error wrapping provider.ErrInvalid that names the
-	// limit.
+	// Plan decides, once and before anything is allocated, where a sandbox
+	// with these resources goes and how its limits are enforced, and fills
+	// the request with the placement's defaults (Plan.Resources). A request
+	// that nothing can satisfy is an error wrapping provider.ErrInvalid that
+	// names the limit.
 	Plan(r resources.Resources) (Plan, error)
-	// Start starts the sandbox's instance with startArgv (built by the
-	// provider for plan) and returns once it runs, recording where in h
-	// (JobID, StepID, Node, Extra). On error nothing it started is left.
-	Start(ctx context.Context, h *handles.Handle, plan Plan, startArgv []string) error
-	// Stop ends the sandbox: its instance and whatever holds it. A sandbox
-	// already gone is success.
-	Stop(ctx context.Context, h *handles.Handle, stopArgv []string) error
+	// Start starts the sandbox's instance as spec says and returns once it
+	// runs, recording where in h (JobID, StepID, Node, Extra). Its
+	// allocation is sized from spec.Plan.Resources, the same value the
+	// instance's flags were built from. On error nothing it started is
+	// left.
+	Start(ctx context.Context, h *handles.Handle, spec StartSpec) error
+	// Stop ends the sandbox (its instance, h.Instance, and whatever holds
+	// it). A sandbox already gone is success.
+	Stop(ctx context.Context, h *handles.Handle) error
 	// States reports the state of many sandboxes with a constant number of
 	// queries. Sandboxes missing from the map are unknown.
 	States(ctx context.Context, hs []*handles.Handle) (map[string]provider.Status, error)
@@ -52,8 +55,14 @@ type Lifecycle interface {
 	Leaked(ctx context.Context, known map[string]bool) ([]provider.Status, error)
 }
 
-// Plan is where a sandbox goes and how it is limited.
+// Plan is where a sandbox goes and how it is limited. It is made once per
+// sandbox: everything that sizes the sandbox (the allocation, apptainer's
+// flags, the holder's check of the instance's cgroup) is derived from its
+// Resources.
 type Plan struct {
+	// Resources is the request filled with the placement's defaults (a
+	// partition's default cpu and memory): the sandbox's limits.
+	Resources resources.Resources
 	// Partition is the SLURM partition ("" for local).
 	Partition string
 	// StagingRoot overrides the provider's staging root (storage the compute
@@ -67,6 +76,24 @@ type Plan struct {
 	// ImageCacheDir overrides the provider's cache directory (storage the
 	// compute nodes see) for images this sandbox converts; "" keeps it.
 	ImageCacheDir string
+}
+
+// StartSpec is what a Lifecycle needs to start one sandbox's instance,
+// built by the provider from the sandbox's one Plan.
+type StartSpec struct {
+	// Plan is the sandbox's plan; its Resources size the allocation and
+	// are what the instance's limits must not exceed.
+	Plan Plan
+	// Instance is the instance's name.
+	Instance string
+	// Apptainer is the apptainer binary. Its global options are derived
+	// from the plan (ApptainerConf), never from StartArgs.
+	Apptainer string
+	// StartArgs are the arguments after `apptainer [-c CONF] instance
+	// start`, ending with the image and Instance, built by the provider
+	// (their --cpus/--memory/--nv from Plan.Resources). The placement passes
+	// them on unread.
+	StartArgs []string
 }
 
 // Doctor is implemented by placements that can check their own setup

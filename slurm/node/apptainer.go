@@ -11,15 +11,13 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
-// apptainerPrefix is the part of an `instance start` argv before `instance`:
-// the binary and its global options (such as -c FILE), which every later
-// instance command must repeat to see the same instance.
-func apptainerPrefix(startArgv []string) ([]string, error) {
-	k := slices.Index(startArgv, "instance")
-	if k < 1 || k+1 >= len(startArgv) || startArgv[k+1] != "start" {
-		return nil, fmt.Errorf("the command after -- must be an `<apptainer> [global options] instance start ...` argv, got %q", strings.Join(startArgv, " "))
+// apptainerPrefix is the binary and its global options (-c FILE), which
+// every instance command must repeat to see the same instance.
+func apptainerPrefix(bin, conf string) []string {
+	if conf == "" {
+		return []string{bin}
 	}
-	return slices.Clip(startArgv[:k]), nil
+	return []string{bin, "-c", conf}
 }
 
 func withArgs(prefix []string, args ...string) []string {

@@ -24,9 +24,9 @@ type realHolder struct {
 	done  chan struct{}
 }
 
-// startRealHolder runs `holder <flags> -- <apptainer> <startPrefix...> instance
-// start --userns --contain --writable-tmpfs <startFlags...> <image> <name>`.
-func startRealHolder(t *testing.T, env []string, flags []string, globalOpts []string, startFlags []string, image string) *realHolder {
+// startRealHolder runs `holder <flags> --apptainer BIN [--apptainer-conf
+// CONF] -- --userns --contain --writable-tmpfs <startFlags...> <image> <name>`.
+func startRealHolder(t *testing.T, env []string, flags []string, conf string, startFlags []string, image string) *realHolder {
 	t.Helper()
 	bin, _ := realApptainer(t)
 	h := &realHolder{
@@ -37,9 +37,11 @@ func startRealHolder(t *testing.T, env []string, flags []string, globalOpts []st
 	}
 	h.ready = ReadyPath(t.TempDir())
 	argv := append([]string{"holder", "--ready", h.ready, "--name", h.name}, flags...)
-	argv = append(argv, "--", bin)
-	argv = append(argv, globalOpts...)
-	argv = append(argv, "instance", "start", "--userns", "--contain", "--writable-tmpfs")
+	argv = append(argv, "--apptainer", bin)
+	if conf != "" {
+		argv = append(argv, "--apptainer-conf", conf)
+	}
+	argv = append(argv, "--", "--userns", "--contain", "--writable-tmpfs")
 	argv = append(argv, startFlags...)
 	argv = append(argv, image, h.name)
 	h.cmd = agent(append([]string{"APPTAINER_CONFIGDIR=" + h.app.configDir}, env...), argv...)
@@ -93,7 +95,7 @@ func (h *realHolder) waitExit(t *testing.T, within time.Duration) int {
 func TestRealHolderReadyAndStop(t *testing.T) {
 	_, sif := realApptainer(t)
 	start := time.Now()
-	h := startRealHolder(t, nil, []string{"--enforce", "slurm"}, nil, nil, sif)
+	h := startRealHolder(t, nil, []string{"--enforce", "slurm"}, "", nil, sif)
 	r := h.waitReady(t, 30*time.Second)
 	t.Logf("holder start to ready: %v", time.Since(start))
 	require.True(t, r.OK, r.Error)
@@ -120,7 +122,7 @@ func TestRealHolderReadyAndStop(t *testing.T) {
 
 func TestRealHolderInstanceKilledBehindItsBack(t *testing.T) {
 	_, sif := realApptainer(t)
-	h := startRealHolder(t, nil, []string{"--enforce", "slurm"}, nil, nil, sif)
+	h := startRealHolder(t, nil, []string{"--enforce", "slurm"}, "", nil, sif)
 	r := h.waitReady(t, 30*time.Second)
 	require.True(t, r.OK, r.Error)
 
@@ -134,7 +136,7 @@ func TestRealHolderInstanceKilledBehindItsBack(t *testing.T) {
 
 func TestRealHolderStartFails(t *testing.T) {
 	missing := t.TempDir() + "/missing.sif"
-	h := startRealHolder(t, nil, []string{"--enforce", "slurm"}, nil, nil, missing)
+	h := startRealHolder(t, nil, []string{"--enforce", "slurm"}, "", nil, missing)
 	r := h.waitReady(t, 30*time.Second)
 	assert.Equal(t, 1, h.waitExit(t, 10*time.Second))
 	assert.False(t, r.OK)
@@ -148,7 +150,7 @@ func TestRealHolderRefusesInstanceOutsideTheJob(t *testing.T) {
 	// Outside SLURM the instance cannot be in job 999999's cgroup: the check
 	// must fail, say why, and stop the instance.
 	_, sif := realApptainer(t)
-	h := startRealHolder(t, []string{"SLURM_JOB_ID=999999"}, []string{"--enforce", "slurm"}, nil, nil, sif)
+	h := startRealHolder(t, []string{"SLURM_JOB_ID=999999"}, []string{"--enforce", "slurm"}, "", nil, sif)
 	r := h.waitReady(t, 30*time.Second)
 	assert.Equal(t, 1, h.waitExit(t, 10*time.Second))
 	assert.False(t, r.OK)
@@ -164,8 +166,8 @@ func TestRealHolderApptainerEnforcement(t *testing.T) {
 		missingPrereq(t, "%v (scripts/install-apptainer.sh writes it)", err)
 	}
 	t.Run("limit applied", func(t *testing.T) {
-		h := startRealHolder(t, nil, []string{"--enforce", "apptainer", "--memory-mib", "256"},
-			[]string{"-c", conf}, []string{"--memory", "256M"}, sif)
+		h := startRealHolder(t, nil, []string{"--enforce", "apptainer", "--memory-mib", "256", "--cpus", "0.5"},
+			conf, []string{"--memory", "256M", "--cpus", "0.5"}, sif)
 		r := h.waitReady(t, 30*time.Second)
 		require.True(t, r.OK, r.Error)
 		limit, _, err := readMemoryLimit("/sys/fs/cgroup", memCgroup{Path: r.Cgroup})
@@ -178,11 +180,11 @@ func TestRealHolderApptainerEnforcement(t *testing.T) {
 	t.Run("no limit", func(t *testing.T) {
 		// The default conf (systemd cgroups = yes) cannot apply --memory, so
 		// an instance started without it has no limit: refused.
-		h := startRealHolder(t, nil, []string{"--enforce", "both", "--memory-mib", "256"}, nil, nil, sif)
+		h := startRealHolder(t, nil, []string{"--enforce", "both", "--memory-mib", "256"}, "", nil, sif)
 		r := h.waitReady(t, 30*time.Second)
 		assert.Equal(t, 1, h.waitExit(t, 10*time.Second))
 		assert.False(t, r.OK)
-		assert.Contains(t, r.Error, "not the requested 256 MiB")
+		assert.Contains(t, r.Error, "more than the sandbox's 256 MiB")
 		h.assertUnregistered(t, "the unlimited instance is stopped")
 	})
 }

@@ -54,8 +54,7 @@ func newFakeNode(t *testing.T, place placement, respond func(c runner.Cmd) (runn
 		}
 		return respond(c)
 	}}
-	prefix, err := apptainerPrefix(startArgv)
-	require.NoError(t, err)
+	prefix := apptainerPrefix("/usr/bin/apptainer", "/etc/x.conf")
 	f.h = &holder{
 		readyPath: filepath.Join(root, "staging", ".gym", "ready.json"),
 		name:      "gym-x",
@@ -261,7 +260,7 @@ func TestHolderRefusesUnlimitedInstance(t *testing.T) {
 	fakeProc(t, f.procDir, fakePID, "4:memory:/\n")
 	fakeLimit(t, filepath.Join(f.h.sysRoot, "memory", "memory.limit_in_bytes"), "9223372036854771712")
 	assert.Equal(t, 1, f.h.serve(f.signals))
-	assert.Contains(t, f.ready().Error, "not the requested 256 MiB")
+	assert.Contains(t, f.ready().Error, "more than the sandbox's 256 MiB")
 	assert.Equal(t, 1, f.stopCalls())
 }
 

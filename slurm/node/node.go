@@ -1,8 +1,8 @@
 // Package node is the agent that runs on a SLURM compute node, inside the
 // sandbox's job, as hidden subcommands of the plugin binary:
 //
-//	holder    --ready FILE --name NAME --enforce slurm|apptainer|both [--memory-mib N] -- <instance start argv...>
-//	node-exec -- <argv...>
+//	holder    --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] [--cpus C] -- <instance start args...>
+//	node-exec [--env-file FILE] -- <argv...>
 //	reap      --marker X
 //
 // holder is the job's main process: it starts the instance, reports it in a
@@ -21,8 +21,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
@@ -66,8 +68,8 @@ func Main(args []string) int {
 }
 
 const (
-	holderUsage   = "usage: " + prog + " holder --ready FILE --name NAME --enforce slurm|apptainer|both [--memory-mib N] -- <apptainer> [options] instance start ..."
-	nodeExecUsage = "usage: " + prog + " node-exec -- <argv...>"
+	holderUsage   = "usage: " + prog + " holder --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] [--cpus C] -- <instance start args...>"
+	nodeExecUsage = "usage: " + prog + " node-exec [--env-file FILE] -- <argv...>"
 	reapUsage     = "usage: " + prog + " reap --marker X"
 )
 
@@ -94,7 +96,10 @@ func holderMain(args []string) int {
 	ready := fs.String("ready", "", "path of the ready file")
 	name := fs.String("name", "", "instance name")
 	enforce := fs.String("enforce", EnforceSlurm, "who enforces the limits: slurm, apptainer or both")
-	memMiB := fs.Int64("memory-mib", 0, "memory apptainer was asked to limit the instance to (verified in apptainer/both)")
+	memMiB := fs.Int64("memory-mib", 0, "the sandbox's memory limit: the instance's cgroup must hold it to this (0 = none known)")
+	cpus := fs.Float64("cpus", 0, "the sandbox's cpu limit: where apptainer applies it, the instance's cpu cgroup must hold it to this (0 = none known)")
+	bin := fs.String("apptainer", "", "the apptainer binary")
+	conf := fs.String("apptainer-conf", "", "apptainer.conf for every instance command (apptainer -c)")
 	if err := fs.Parse(args); err != nil {
 		return usageError("holder", holderUsage, err)
 	}
@@ -108,13 +113,14 @@ func holderMain(args []string) int {
 		return usageError("holder", holderUsage, fmt.Errorf("--enforce %q: want slurm, apptainer or both", *enforce))
 	case *memMiB < 0:
 		return usageError("holder", holderUsage, fmt.Errorf("--memory-mib %d: must not be negative", *memMiB))
+	case !(*cpus >= 0) || math.IsInf(*cpus, 0):
+		return usageError("holder", holderUsage, fmt.Errorf("--cpus %v: must be a finite number >= 0", *cpus))
+	case *bin == "":
+		return usageError("holder", holderUsage, errors.New("--apptainer is required"))
 	case len(argv) == 0:
-		return usageError("holder", holderUsage, errors.New("missing the instance start command after --"))
+		return usageError("holder", holderUsage, errors.New("missing the instance start arguments after --"))
 	}
-	prefix, err := apptainerPrefix(argv)
-	if err != nil {
-		return usageError("holder", holderUsage, err)
-	}
+	prefix := apptainerPrefix(*bin, *conf)
 
 	// Before the start, so that a scancel during it is not lost.
 	signals := make(chan os.Signal, 4)
@@ -123,8 +129,8 @@ func holderMain(args []string) int {
 	h := &holder{
 		readyPath: *ready,
 		name:      *name,
-		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB},
-		startArgv: argv,
+		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB, cpus: *cpus},
+		startArgv: withArgs(prefix, append([]string{"instance", "start"}, argv...)...),
 		prefix:    prefix,
 		// The holder's commands see its whole environment: APPTAINER_*
 		// (config dir, cache) and SLURM_* come from the job.
@@ -142,12 +148,21 @@ func holderMain(args []string) int {
 
 func nodeExecMain(args []string) int {
 	fs := newFlagSet("node-exec")
+	envFile := fs.String("env-file", "", "file holding the command's extra environment (read and removed)")
 	if err := fs.Parse(args); err != nil {
 		return usageError("node-exec", nodeExecUsage, err)
 	}
 	argv := fs.Args()
 	if len(argv) == 0 || argv[0] == "" {
 		return usageError("node-exec", nodeExecUsage, errors.New("missing the command after --"))
+	}
+	env := os.Environ()
+	if *envFile != "" {
+		extra, err := readEnvFile(*envFile)
+		if err != nil {
+			return usageError("node-exec", nodeExecUsage, err)
+		}
+		env = append(env, extra...)
 	}
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -157,10 +172,11 @@ func nodeExecMain(args []string) int {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	x := &nodeExec{
 		argv:    argv,
+		env:     env,
 		stdin:   os.Stdin,
 		stdout:  os.Stdout,
 		log:     os.Stderr,
-		marker:  os.Getenv(MarkerEnv),
+		marker:  envValue(env, MarkerEnv),
 		reaper:  reap.Local{},
 		signals: signals,
 	}
@@ -184,6 +200,17 @@ func reapMain(args []string) int {
 	ctx, cancel := context.WithTimeout(ctx, reapTimeout)
 	defer cancel()
 	return reapMarked(ctx, reap.Local{}, *marker, os.Stdout, os.Stderr)
+}
+
+// envValue is the last value of key in env ("" when absent).
+func envValue(env []string, key string) string {
+	val := ""
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			val = v
+		}
+	}
+	return val
 }
 
 // signame names the signals the subcommands handle the way kill(1) does.

@@ -35,6 +35,7 @@ const (
 // nodeExec runs one command on the node, framing its output.
 type nodeExec struct {
 	argv    []string
+	env     []string  // the command's environment; nil = node-exec's own
 	stdin   io.Reader // *os.File: handed to the child as its fd 0
 	stdout  io.Writer // the frame stream (srun's stdout)
 	log     io.Writer // node-exec's own messages (srun's stderr)
@@ -55,6 +56,7 @@ func (x *nodeExec) run() int {
 	fw := frame.NewWriter(out)
 
 	cmd := exec.Command(x.argv[0], x.argv[1:]...)
+	cmd.Env = x.env
 	cmd.Stdin = x.stdin
 	cmd.Stdout, cmd.Stderr = fw.Stdout(), fw.Stderr()
 	// Own process group: signals aimed at node-exec's group do not hit the

@@ -398,14 +398,16 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"node-exec"}, "gym-apptainer-plugin node-exec: missing the command after --"},
 		{[]string{"node-exec", "--"}, "gym-apptainer-plugin node-exec: missing the command after --"},
 		{[]string{"node-exec", "--bogus", "--", "true"}, "gym-apptainer-plugin node-exec: flag provided but not defined: -bogus"},
+		{[]string{"node-exec", "--env-file", "/nonexistent/env", "--", "true"}, "reading the env file"},
 		{[]string{"reap"}, "gym-apptainer-plugin reap: --marker is required"},
 		{[]string{"reap", "--marker", "x", "extra"}, "gym-apptainer-plugin reap: unexpected arguments"},
 		{[]string{"holder", "--name", "n", "--", "apptainer", "instance", "start", "i", "n"}, "gym-apptainer-plugin holder: --ready is required"},
 		{[]string{"holder", "--ready", "r", "--", "apptainer", "instance", "start", "i", "n"}, "gym-apptainer-plugin holder: --name is required"},
 		{[]string{"holder", "--ready", "r", "--name", "n", "--enforce", "cgroups", "--", "apptainer", "instance", "start", "i", "n"}, `holder: --enforce "cgroups"`},
 		{[]string{"holder", "--ready", "r", "--name", "n", "--memory-mib", "-1", "--", "apptainer", "instance", "start", "i", "n"}, "must not be negative"},
-		{[]string{"holder", "--ready", "r", "--name", "n"}, "missing the instance start command"},
-		{[]string{"holder", "--ready", "r", "--name", "n", "--", "apptainer", "exec", "i", "true"}, "instance start"},
+		{[]string{"holder", "--ready", "r", "--name", "n", "--", "i", "n"}, "--apptainer is required"},
+		{[]string{"holder", "--ready", "r", "--name", "n", "--cpus", "-1", "--apptainer", "a", "--", "i", "n"}, "--cpus -1: must be a finite number"},
+		{[]string{"holder", "--ready", "r", "--name", "n", "--apptainer", "apptainer"}, "missing the instance start arguments"},
 	}
 	for _, tc := range cases {
 		cmd := agent(nil, tc.args...)
@@ -417,4 +419,32 @@ func TestUsageErrors(t *testing.T) {
 		assert.Equal(t, 2, exitErr.ExitCode(), "%q", tc.args)
 		assert.Contains(t, stderr.String(), tc.want, "%q", tc.args)
 	}
+}
+
+// TestNodeExecEnvFile: the command's env comes from the file (values with
+// newlines and '=' intact, the marker among them), and the file is gone once
+// node-exec has read it.
+func TestNodeExecEnvFile(t *testing.T) {
+	marker := newMarker(t)
+	dir := t.TempDir()
+	file, err := WriteEnvFile(dir, []string{"GYM_T_A=line1\nline2=x", MarkerEnv + "=" + marker})
+	require.NoError(t, err)
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "a sandbox's env values are secrets")
+
+	cmd := agent(nil, "node-exec", "--env-file", file, "--", "/bin/sh", "-c", `printf '%s|%s' "$GYM_T_A" "$`+MarkerEnv+`"`)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	require.NoError(t, cmd.Run())
+	frames := &frameLog{}
+	code, gotExit, err := frame.Decode(&stdout, frames.writer("o"), frames.writer("e"))
+	require.NoError(t, err)
+	require.True(t, gotExit)
+	assert.Equal(t, 0, code)
+	assert.Equal(t, "line1\nline2=x|"+marker, frames.stream("o"))
+	assert.NoFileExists(t, file, "read once, then removed")
+
+	_, err = WriteEnvFile(dir, []string{"BAD=a\x00b"})
+	assert.ErrorContains(t, err, "env entry for BAD")
 }

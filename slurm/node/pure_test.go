@@ -40,30 +40,8 @@ func TestStripANSI(t *testing.T) {
 }
 
 func TestApptainerPrefix(t *testing.T) {
-	cases := []struct {
-		argv []string
-		want []string
-		ok   bool
-	}{
-		{[]string{"apptainer", "instance", "start", "img.sif", "n"}, []string{"apptainer"}, true},
-		{[]string{"/usr/local/bin/apptainer", "-c", "/etc/a.conf", "--quiet", "instance", "start", "--userns", "i", "n"}, []string{"/usr/local/bin/apptainer", "-c", "/etc/a.conf", "--quiet"}, true},
-		{[]string{"apptainer", "exec", "img", "true"}, nil, false},
-		{[]string{"instance", "start", "img", "n"}, nil, false},
-		{[]string{"apptainer", "instance", "stop", "n"}, nil, false},
-		{[]string{"apptainer", "instance"}, nil, false},
-	}
-	for _, tc := range cases {
-		got, err := apptainerPrefix(tc.argv)
-		if !tc.ok {
-			assert.Error(t, err, "%q", tc.argv)
-			continue
-		}
-		require.NoError(t, err, "%q", tc.argv)
-		assert.Equal(t, tc.want, got)
-		// Appending must never write into the caller's argv.
-		_ = append(got, "instance", "list")
-		assert.Equal(t, "instance", tc.argv[len(got)])
-	}
+	assert.Equal(t, []string{"apptainer"}, apptainerPrefix("apptainer", ""))
+	assert.Equal(t, []string{"/usr/local/bin/apptainer", "-c", "/etc/a.conf"}, apptainerPrefix("/usr/local/bin/apptainer", "/etc/a.conf"))
 }
 
 func TestInstancePID(t *testing.T) {
@@ -173,6 +151,9 @@ func TestPlacementCheck(t *testing.T) {
 	fakeProc(t, procRoot, "12", "0::/apptainer/12\n")
 	fakeProc(t, procRoot, "13", "4:memory:/\n")
 	fakeProc(t, procRoot, "14", "4:memory:/slurm_vm/uid_0/job_14\n")
+	fakeProc(t, procRoot, "15", "4:memory:/elsewhere/15\n")
+	fakeLimit(t, filepath.Join(sysRoot, "memory/slurm_vm/uid_0/job_14/memory.limit_in_bytes"), "268435456\n")
+	fakeLimit(t, filepath.Join(sysRoot, "memory/slurm_vm/uid_0/job_14/step_batch/task_0/memory.limit_in_bytes"), "9223372036854771712\n")
 	fakeLimit(t, filepath.Join(sysRoot, "memory/apptainer/11/memory.limit_in_bytes"), "268435456\n")
 	fakeLimit(t, filepath.Join(sysRoot, "apptainer/12/memory.max"), "max\n")
 	fakeLimit(t, filepath.Join(sysRoot, "memory/memory.limit_in_bytes"), "9223372036854771712\n")
@@ -186,16 +167,21 @@ func TestPlacementCheck(t *testing.T) {
 	}{
 		{"slurm: in the job", placement{enforce: EnforceSlurm, jobID: "14"}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", ""},
 		{"slurm: the job's own cgroup", placement{enforce: EnforceSlurm, jobID: "14"}, 14, "/slurm_vm/uid_0/job_14", ""},
+		{"slurm: the job's limit holds the sandbox", placement{enforce: EnforceSlurm, jobID: "14", memoryMiB: 256}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", ""},
+		{"slurm: the job's limit is above the sandbox's", placement{enforce: EnforceSlurm, jobID: "14", memoryMiB: 128}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", "ConstrainRAMSpace"},
+		{"slurm: nothing limits the job", placement{enforce: EnforceSlurm, memoryMiB: 256}, 13, "/", "limited to unlimited"},
 		{"slurm: job 1 is not job 14", placement{enforce: EnforceSlurm, jobID: "1"}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", "escaped the job's cgroup"},
 		{"slurm: escaped to apptainer's cgroup", placement{enforce: EnforceSlurm, jobID: "14"}, 11, "/apptainer/11", "systemd cgroups = no"},
 		{"slurm: no job to compare with", placement{enforce: EnforceSlurm}, 11, "/apptainer/11", ""},
 		{"apptainer: limit set", placement{enforce: EnforceApptainer, memoryMiB: 256}, 11, "/apptainer/11", ""},
 		{"both: limit set", placement{enforce: EnforceBoth, jobID: "14", memoryMiB: 256}, 11, "/apptainer/11", ""},
-		{"apptainer: other limit", placement{enforce: EnforceApptainer, memoryMiB: 512}, 11, "/apptainer/11", "268435456 bytes"},
+		{"apptainer: limit below the sandbox's", placement{enforce: EnforceApptainer, memoryMiB: 512}, 11, "/apptainer/11", ""},
+		{"apptainer: limit above the sandbox's", placement{enforce: EnforceApptainer, memoryMiB: 128}, 11, "/apptainer/11", "268435456 bytes"},
+		{"apptainer: in the job, no limit of its own", placement{enforce: EnforceApptainer, memoryMiB: 256}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", ""},
 		{"apptainer: v2 unlimited", placement{enforce: EnforceApptainer, memoryMiB: 256}, 12, "/apptainer/12", "limited to unlimited"},
 		{"apptainer: root cgroup", placement{enforce: EnforceApptainer, memoryMiB: 256}, 13, "/", "apptainer-cgroupfs.conf"},
 		{"apptainer: no memory asked", placement{enforce: EnforceApptainer}, 13, "/", ""},
-		{"apptainer: limit file missing", placement{enforce: EnforceApptainer, memoryMiB: 256}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", "cannot verify"},
+		{"apptainer: limit file missing", placement{enforce: EnforceApptainer, memoryMiB: 256}, 15, "/elsewhere/15", "cannot verify"},
 		{"unknown mode", placement{enforce: "nobody"}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", "unknown enforcement"},
 	}
 	for _, tc := range cases {
@@ -211,6 +197,52 @@ func TestPlacementCheck(t *testing.T) {
 	}
 	_, err := placement{enforce: EnforceSlurm}.check(procRoot, sysRoot, 99)
 	require.ErrorContains(t, err, "reading the instance's cgroup")
+}
+
+func TestPlacementCheckCPU(t *testing.T) {
+	root := t.TempDir()
+	procRoot, sysRoot := filepath.Join(root, "proc"), filepath.Join(root, "sys")
+	fakeProc(t, procRoot, "11", "4:memory:/apptainer/11\n1:cpu:/apptainer/11\n")
+	fakeProc(t, procRoot, "12", "4:memory:/apptainer/12\n1:cpu:/apptainer/12\n")
+	fakeProc(t, procRoot, "13", "0::/apptainer/13\n")
+	fakeProc(t, procRoot, "14", "4:memory:/apptainer/14\n1:cpu:/apptainer/14\n")
+	for _, f := range []struct{ file, value string }{
+		{"cpu/cpu.cfs_quota_us", "-1"}, {"cpu/cpu.cfs_period_us", "100000"},
+		{"cpu/apptainer/11/cpu.cfs_quota_us", "50000"}, {"cpu/apptainer/11/cpu.cfs_period_us", "100000"},
+		{"cpu/apptainer/12/cpu.cfs_quota_us", "-1"}, {"cpu/apptainer/12/cpu.cfs_period_us", "100000"},
+		{"apptainer/13/cpu.max", "200000 100000"},
+		{"memory/apptainer/11/memory.limit_in_bytes", "268435456"},
+		{"memory/apptainer/12/memory.limit_in_bytes", "268435456"},
+		{"memory/apptainer/14/memory.limit_in_bytes", "268435456"},
+		{"apptainer/13/memory.max", "268435456"},
+	} {
+		fakeLimit(t, filepath.Join(sysRoot, f.file), f.value+"\n")
+	}
+	cases := []struct {
+		name    string
+		p       placement
+		pid     int
+		wantErr string
+	}{
+		{"quota at the request", placement{enforce: EnforceApptainer, cpus: 0.5}, 11, ""},
+		{"quota below the request", placement{enforce: EnforceBoth, cpus: 1}, 11, ""},
+		{"quota above the request", placement{enforce: EnforceApptainer, cpus: 0.25}, 11, "limited to 0.5 CPUs"},
+		{"no quota", placement{enforce: EnforceApptainer, cpus: 1}, 12, "limited to unlimited, more than the sandbox's 1 CPUs"},
+		{"no quota, slurm enforces", placement{enforce: EnforceSlurm, cpus: 1}, 12, ""},
+		{"no cpu asked", placement{enforce: EnforceApptainer}, 12, ""},
+		{"v2 quota above the request", placement{enforce: EnforceApptainer, cpus: 1}, 13, "limited to 2 CPUs"},
+		{"not measurable", placement{enforce: EnforceApptainer, cpus: 1}, 14, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.p.check(procRoot, sysRoot, tc.pid)
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
 }
 
 func TestReadyFile(t *testing.T) {

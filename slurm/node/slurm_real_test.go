@@ -85,8 +85,8 @@ func TestSlurmHolderJob(t *testing.T) {
 	env := app.env()
 
 	wrap := strings.Join([]string{"exec", shellQuote(plugin), "holder",
-		"--ready", shellQuote(ReadyPath(staging)), "--name", shellQuote(name), "--enforce", "slurm", "--",
-		shellQuote(apptainer), "instance", "start", "--userns", "--contain", "--writable-tmpfs", shellQuote(sif), shellQuote(name)}, " ")
+		"--ready", shellQuote(ReadyPath(staging)), "--name", shellQuote(name), "--enforce", "slurm",
+		"--apptainer", shellQuote(apptainer), "--", "--userns", "--contain", "--writable-tmpfs", shellQuote(sif), shellQuote(name)}, " ")
 	submitted := time.Now()
 	out, stderr, err := slurmCmd(t, env, "sbatch", "--parsable", "-J", name, "--comment=gym-apptainer-test",
 		"-c1", "--mem=256M", "-t", "5", "-o", HolderLogPath(staging), "--wrap", wrap)

@@ -87,3 +87,37 @@ func TestSlurmEnforcementEscapeRefused(t *testing.T) {
 	assert.Contains(t, r.Stderr, "systemd cgroups = no")
 	e.requireNothingLeftSlurm(t)
 }
+
+// TestSlurmEnforcementPartitionDefault: a sandbox created without
+// --memory-mib on a partition whose default memory is 256 MiB is held to
+// 256 MiB in every enforcement mode: the allocation and apptainer's
+// --memory both come from the one filled request, and the holder checks the
+// instance's cgroup before it reports ready.
+func TestSlurmEnforcementPartitionDefault(t *testing.T) {
+	for _, tt := range []struct{ enforce, conf string }{
+		{"slurm", ""}, {"apptainer", cgroupfsConf}, {"both", cgroupfsConf},
+	} {
+		t.Run(tt.enforce, func(t *testing.T) {
+			parts := `partitions:
+  - name: cpu
+    default: true
+    cpu: {default: 1, max: 8}
+    memory_mib: {default: 256, max: 16384}
+    enforce: ` + tt.enforce + "\n"
+			if tt.conf != "" {
+				parts += "    apptainer_conf: " + tt.conf + "\n"
+			}
+			e := newSlurmEnv(t, "job", withPartitions(t, parts))
+			ctx := e.ctx(3 * time.Minute)
+			id := e.createCLI(t, ctx, nil)
+			r := e.cli(t, ctx, "", "exec", id, "--", "dd if=/dev/zero of=/dev/null bs=600M count=1")
+			assert.NotEqual(t, 0, r.Code, "600 MB under the partition's 256 MiB default must fail; stderr %q", r.Stderr)
+			r = e.cli(t, ctx, "", "exec", id, "--", "dd if=/dev/zero of=/dev/null bs=100M count=1")
+			assert.Equal(t, 0, r.Code, r.Stderr)
+			r = e.cli(t, ctx, "", "close", id)
+			require.Equal(t, 0, r.Code, r.Stderr)
+			e.untrack(id)
+			e.requireNothingLeftSlurm(t)
+		})
+	}
+}
