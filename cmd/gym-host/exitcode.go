@@ -54,3 +54,18 @@ func exitCodeOf(err error) int {
 	}
 	return exitFailed
 }
+
+// sharedExitCode is the exit code of a command that failed on several
+// sandboxes: the failures' own code when they all have the same (every
+// close found the controller unreachable: 75, retry later), else 1.
+func sharedExitCode(errs []error) int {
+	code := exitFailed
+	for i, err := range errs {
+		c := exitCodeOf(err)
+		if i > 0 && c != code {
+			return exitFailed
+		}
+		code = c
+	}
+	return code
+}

@@ -96,3 +96,19 @@ func TestRunStepWithTheControllerDownExits75(t *testing.T) {
 	}
 	assert.Equal(t, exitUnavailable, h.run("run", path))
 }
+
+func TestSharedExitCode(t *testing.T) {
+	unavailable := fmt.Errorf("scancel: %w", provider.ErrUnavailable)
+	assert.Equal(t, exitUnavailable, sharedExitCode([]error{unavailable, unavailable}))
+	assert.Equal(t, exitFailed, sharedExitCode([]error{unavailable, errors.New("boom")}))
+	assert.Equal(t, exitFailed, sharedExitCode([]error{errors.New("boom")}))
+}
+
+func TestCloseWithTheControllerDownExits75(t *testing.T) {
+	h := newHarness(t)
+	h.fake.closeFn = func(context.Context, string) error {
+		return fmt.Errorf("close sandbox gym-1: scancel 7: %w (the sandbox is kept; close it again)", provider.ErrUnavailable)
+	}
+	assert.Equal(t, exitUnavailable, h.run("close", "gym-1"))
+	assert.Contains(t, h.stderr.String(), "gym-host: close gym-1: close sandbox gym-1")
+}
