@@ -29,6 +29,10 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, provider.ErrInvalid):
 		code = codes.InvalidArgument
+	case errors.Is(err, provider.ErrUnavailable):
+		// Not codes.Unavailable: on this boundary that means the plugin
+		// itself is gone.
+		code = codes.Aborted
 	case errors.Is(err, ErrNotConfigured), errors.Is(err, errAlreadyConfigured):
 		code = codes.FailedPrecondition
 	case errors.Is(err, context.DeadlineExceeded):
@@ -58,6 +62,8 @@ func fromStatus(ctx context.Context, err error) error {
 		return &remoteError{msg: msg, kind: provider.ErrNotFound}
 	case codes.InvalidArgument:
 		return &remoteError{msg: msg, kind: provider.ErrInvalid}
+	case codes.Aborted:
+		return &remoteError{msg: msg, kind: provider.ErrUnavailable}
 	case codes.FailedPrecondition:
 		if msg == ErrNotConfigured.Error() {
 			return &remoteError{msg: msg, kind: ErrNotConfigured}

@@ -23,6 +23,7 @@ func TestErrorKindsCrossTheBoundary(t *testing.T) {
 	}{
 		{"not found", fmt.Errorf("sandbox %q: %w", "x", provider.ErrNotFound), codes.NotFound, provider.ErrNotFound},
 		{"invalid", fmt.Errorf("remote path must be absolute: %w", provider.ErrInvalid), codes.InvalidArgument, provider.ErrInvalid},
+		{"unavailable", fmt.Errorf("squeue: %w", provider.ErrUnavailable), codes.Aborted, provider.ErrUnavailable},
 		{"not configured", ErrNotConfigured, codes.FailedPrecondition, ErrNotConfigured},
 		{"already configured", errAlreadyConfigured, codes.FailedPrecondition, nil},
 		{"deadline", fmt.Errorf("instance start: %w", context.DeadlineExceeded), codes.DeadlineExceeded, context.DeadlineExceeded},
@@ -37,7 +38,7 @@ func TestErrorKindsCrossTheBoundary(t *testing.T) {
 			if tt.is != nil {
 				assert.ErrorIs(t, back, tt.is)
 			}
-			for _, other := range []error{provider.ErrNotFound, provider.ErrInvalid, ErrPluginGone} {
+			for _, other := range []error{provider.ErrNotFound, provider.ErrInvalid, provider.ErrUnavailable, ErrPluginGone} {
 				if other != tt.is {
 					assert.NotErrorIs(t, back, other)
 				}

@@ -49,3 +49,8 @@ var ErrNotFound = errors.New("no such sandbox")
 // ErrInvalid marks a request that is wrong in itself (bad spec, bad path);
 // retrying it unchanged cannot succeed.
 var ErrInvalid = errors.New("invalid request")
+
+// ErrUnavailable marks a call that could not be done because the cluster's
+// controller (or another service the placement needs) cannot be reached.
+// The sandbox may be fine: retrying later is right, discarding it is not.
+var ErrUnavailable = errors.New("the cluster's controller cannot be reached; the sandbox may be fine, retry later")

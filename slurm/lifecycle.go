@@ -21,13 +21,16 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/slurm/node"
 )
 
+// stopWait bounds how long Stop waits for a cancelled job to end (the
+// holder stops the instance on SIGTERM; SLURM's KillWait follows). A job
+// that is COMPLETING is waited for as long as the caller allows. A variable
+// for tests.
+var stopWait = 30 * time.Second
+
 const (
 	// cleanupTimeout bounds the scancel after a failed start; it runs on a
 	// context of its own (the caller's may be what failed).
 	cleanupTimeout = 30 * time.Second
-	// stopWait bounds how long Stop waits for a cancelled job to end (the
-	// holder stops the instance on SIGTERM; SLURM's KillWait follows).
-	stopWait = 30 * time.Second
 	// logTail is how much of the holder's log an error quotes.
 	logTail = 1500
 )
@@ -402,7 +405,9 @@ func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
 	return nil
 }
 
-// scancel cancels one job or step; one that is over or unknown is success.
+// scancel cancels one job or step; one that is over or unknown is success
+// (scancel of a COMPLETING job exits 0). A controller that cannot be reached is
+// provider.ErrUnavailable: the sandbox is kept and closing it later works.
 func (p *Placement) scancel(ctx context.Context, id string) error {
 	var stderr bytes.Buffer
 	res, err := p.local.Run(ctx, runner.Cmd{Argv: ScancelArgv(id), Stderr: &stderr})
@@ -410,7 +415,7 @@ func (p *Placement) scancel(ctx context.Context, id string) error {
 		return fmt.Errorf("scancel %s: %w", id, err)
 	}
 	if res.ExitCode != 0 && !IsInvalidJobID(stderr.String()) {
-		return fmt.Errorf("scancel %s failed (exit %d): %s", id, res.ExitCode, oneLine(stderr.String()))
+		return slurmFailure("scancel "+id, res.ExitCode, stderr.String())
 	}
 	return nil
 }
@@ -463,46 +468,75 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 // holder has stopped the instance and SLURM has cleaned up its processes.
 func (p *Placement) waitJobOver(ctx context.Context, id string) error {
 	p.poller.Track(id)
-	return p.waitUntil(ctx, "job "+id, func() (bool, string) {
+	return p.waitUntil(ctx, "job "+id, func() waitState {
 		jobs, err := p.poller.Jobs(ctx, p.fastPoll/2)
 		if jobs == nil {
-			return false, fmt.Sprint(err)
+			return waitState{state: "unknown", err: err}
 		}
 		j, ok := jobs[id]
 		if !ok {
-			return false, "not in squeue yet"
+			return waitState{state: "not in squeue yet", err: err}
 		}
-		return IsTerminal(j.State), j.State
+		return waitState{done: IsTerminal(j.State), state: j.State, err: err}
 	})
 }
 
 // waitStepGone waits until the step is no longer listed.
 func (p *Placement) waitStepGone(ctx context.Context, id string) error {
-	return p.waitUntil(ctx, "step "+id, func() (bool, string) {
+	return p.waitUntil(ctx, "step "+id, func() waitState {
 		steps, err := p.poller.Steps(ctx, p.fastPoll/2)
 		if steps == nil {
-			return false, fmt.Sprint(err)
+			return waitState{state: "unknown", err: err}
 		}
 		_, ok := steps[id]
-		return !ok, "still listed"
+		return waitState{done: !ok, state: "still listed", err: err}
 	})
 }
 
-func (p *Placement) waitUntil(ctx context.Context, what string, done func() (bool, string)) error {
-	ctx, cancel := context.WithTimeout(ctx, stopWait)
-	defer cancel()
+// waitState is one look at a cancelled job or step.
+type waitState struct {
+	done  bool
+	state string // the SLURM state, or what is known instead
+	err   error  // the poll's error, if its answer is old or missing
+}
+
+// waitUntil polls until check says done. It gives up after stopWait, or,
+// while the job is COMPLETING, when ctx ends: a COMPLETING job has taken
+// the cancel and SLURM is ending its processes (a slow node can keep it
+// there for minutes), so failing at a fixed time would fail a close that
+// only needed to wait. When it gives up because the job is still
+// COMPLETING or slurmctld cannot be asked, the error wraps
+// provider.ErrUnavailable: the sandbox is kept and closing it again later
+// works.
+func (p *Placement) waitUntil(ctx context.Context, what string, check func() waitState) error {
+	start := time.Now()
 	tick := time.NewTicker(p.fastPoll)
 	defer tick.Stop()
-	last := ""
 	for {
-		ok, state := done()
-		if ok {
+		st := check()
+		if st.done {
 			return nil
 		}
-		last = state
+		completing := st.state == "COMPLETING"
+		var expired error
+		if err := ctx.Err(); err != nil {
+			expired = err
+		} else if !completing && time.Since(start) >= stopWait {
+			expired = context.DeadlineExceeded
+		}
+		if expired != nil {
+			took := time.Since(start).Round(time.Second)
+			switch {
+			case completing:
+				return fmt.Errorf("%s was cancelled but is still COMPLETING after %s: SLURM has not confirmed that its processes ended (is slurmd on its node responding?); the sandbox is kept, close it again later (%w): %w",
+					what, took, expired, provider.ErrUnavailable)
+			case st.err != nil && errors.Is(st.err, provider.ErrUnavailable):
+				return fmt.Errorf("%s was cancelled, but whether it ended cannot be known: %w", what, st.err)
+			}
+			return fmt.Errorf("%s was cancelled but is still %s after %s: %w", what, st.state, took, expired)
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s was cancelled but is still %s: %w", what, last, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -523,7 +557,9 @@ func (p *Placement) States(ctx context.Context, hs []*handles.Handle) (map[strin
 	}
 	maxAge := p.statesMaxAge()
 	jobs, err := p.poller.Jobs(ctx, maxAge)
-	if jobs == nil {
+	if jobs == nil || errors.Is(err, provider.ErrUnavailable) {
+		// An old snapshot would pass for the present while slurmctld
+		// cannot be asked: the states are unknown, and the error says why.
 		return nil, err
 	}
 	if err != nil {

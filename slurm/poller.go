@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -25,6 +26,12 @@ const (
 	DefaultBackoffBase = time.Second
 	DefaultBackoffMax  = 60 * time.Second
 )
+
+// DefaultQueryBudget is the longest one Jobs or Steps call takes. squeue
+// does not give up on a stopped slurmctld for about 10 s (it retries the
+// connection for MessageTimeout), and `status` must answer within 5 s that
+// the controller is unreachable, so the caller stops waiting first.
+const DefaultQueryBudget = 4 * time.Second
 
 // Poller keeps slurmctld's load independent of the number of sandboxes: one
 // `squeue` for every job of the user per poll, shared by every caller that
@@ -45,13 +52,15 @@ type Poller struct {
 	jitter      func() float64 // in [0,1)
 	backoffBase time.Duration
 	backoffMax  time.Duration
-	// maxWait is the longest a caller waits for a backoff to pass before it
-	// settles for the last snapshot and the error.
-	maxWait time.Duration
+	// budget bounds one Jobs or Steps call: its waits for a poll and for
+	// the backoff between polls together. Past it the caller gets the last
+	// snapshot and an error wrapping provider.ErrUnavailable.
+	budget time.Duration
 	// attempts bounds the polls one Jobs or Steps call makes.
 	attempts int
 	// cmdTimeout bounds one slurm command (the shared poll does not end
-	// with the caller that happened to start it).
+	// with the caller that happened to start it, nor with its budget: an
+	// answer that comes late still serves the callers after it).
 	cmdTimeout time.Duration
 
 	flight singleflight.Group
@@ -86,12 +95,16 @@ type StaleError struct {
 }
 
 func (e *StaleError) Error() string {
-	if e.Age == 0 {
-		return fmt.Sprintf("query slurm %s (%d failed attempts in a row, no earlier answer): %v",
-			e.Query, e.Failures, e.Err)
+	var what []string
+	if e.Failures > 0 {
+		what = append(what, fmt.Sprintf("%d failed attempts in a row", e.Failures))
 	}
-	return fmt.Sprintf("query slurm %s (%d failed attempts in a row; the last answer is %s old): %v",
-		e.Query, e.Failures, e.Age.Round(time.Millisecond), e.Err)
+	if e.Age == 0 {
+		what = append(what, "no earlier answer")
+	} else {
+		what = append(what, "the last answer is "+e.Age.Round(time.Millisecond).String()+" old")
+	}
+	return fmt.Sprintf("query slurm %s (%s): %v", e.Query, strings.Join(what, "; "), e.Err)
 }
 
 func (e *StaleError) Unwrap() error { return e.Err }
@@ -109,7 +122,7 @@ func NewPoller(r runner.Runner, user string, log hclog.Logger) *Poller {
 		jitter:      rand.Float64,
 		backoffBase: DefaultBackoffBase,
 		backoffMax:  DefaultBackoffMax,
-		maxWait:     5 * time.Second,
+		budget:      DefaultQueryBudget,
 		attempts:    3,
 		cmdTimeout:  30 * time.Second,
 		jobs:        snapshot[map[string]JobInfo]{query: "jobs"},
@@ -159,9 +172,11 @@ func (p *Poller) LastPoll() time.Time {
 // otherwise one squeue runs, shared with every concurrent caller.
 //
 // When slurm fails, the poll is retried after a jittered exponential backoff
-// while the caller's context allows it (a few attempts, never waiting more
-// than a few seconds); then Jobs returns the last good snapshot (nil if none)
-// together with a *StaleError that says how old it is.
+// while the caller's context and the query budget allow it (a few attempts,
+// never more than DefaultQueryBudget in all); then Jobs returns the last good
+// snapshot (nil if none) together with a *StaleError that says how old it
+// is. The error wraps provider.ErrUnavailable when slurmctld could not be
+// reached or did not answer within the budget.
 func (p *Poller) Jobs(ctx context.Context, maxAge time.Duration) (map[string]JobInfo, error) {
 	return fetch(ctx, p, maxAge, &p.jobs, p.pollJobs)
 }
@@ -176,12 +191,16 @@ func (p *Poller) Steps(ctx context.Context, maxAge time.Duration) (map[string]St
 func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
 	s *snapshot[map[string]T], poll func(context.Context) (map[string]T, error),
 ) (map[string]T, error) {
+	// The budget is measured on p.now (the backoff waits) and, while a poll
+	// runs, with a real timer for what is left of it.
+	start := p.now()
+	left := func() time.Duration { return p.budget - p.now().Sub(start) }
 	for polls := 0; ; {
 		p.mu.Lock()
 		now := p.now()
 		fresh := !s.at.IsZero() && now.Sub(s.at) < maxAge
 		wait := s.nextTry.Sub(now)
-		retryable := s.lastErr != nil && IsRetryable(s.lastErr.Error())
+		retryable := s.lastErr != nil && isRetryable(s.lastErr)
 		val := maps.Clone(s.val)
 		p.mu.Unlock()
 		if fresh {
@@ -190,8 +209,9 @@ func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
 		if wait > 0 {
 			// A recent failure: no attempt before its backoff has passed.
 			// Waiting for it is worth it only for a failure that may go
-			// away, and only when the caller can afford the wait.
-			if polls >= p.attempts || !retryable || wait > p.maxWait || !deadlineAllows(ctx, wait) {
+			// away, and only when the caller can afford the wait and a
+			// poll after it.
+			if polls >= p.attempts || !retryable || wait >= left() || !deadlineAllows(ctx, wait) {
 				return staleOf(p, s, nil)
 			}
 			if err := p.sleep(ctx, wait); err != nil {
@@ -223,21 +243,32 @@ func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
 			s.val, s.at, s.failures, s.lastErr, s.nextTry = v, p.now(), 0, nil, time.Time{}
 			return nil, nil
 		})
+		timer := time.NewTimer(max(left(), 0))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return staleOf(p, s, ctx.Err())
+		case <-timer.C:
+			return staleOf(p, s, noAnswer("squeue", p.budget))
 		case res := <-ch:
+			timer.Stop()
 			if res.Err == nil {
 				p.mu.Lock()
 				v := maps.Clone(s.val)
 				p.mu.Unlock()
 				return v, nil
 			}
-			if !IsRetryable(res.Err.Error()) {
+			if !isRetryable(res.Err) {
 				return staleOf(p, s, nil)
 			}
 		}
 	}
+}
+
+// noAnswer is slurmctld not answering a command (what) within d: down,
+// restarting or overloaded, which to the caller is all the same.
+func noAnswer(what string, d time.Duration) error {
+	return fmt.Errorf("slurm controller unreachable: %s got no answer from slurmctld within %s: %w", what, d, provider.ErrUnavailable)
 }
 
 // staleOf returns the last good snapshot with a *StaleError carrying the last
@@ -400,10 +431,13 @@ func (p *Poller) run(ctx context.Context, argv []string) ([]byte, error) {
 	p.cmds.Add(1)
 	res, err := p.r.Run(ctx, runner.Cmd{Argv: argv, Stdout: &stdout, Stderr: &stderr})
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, noAnswer(argv[0], p.cmdTimeout)
+		}
 		return nil, fmt.Errorf("%s: %w", argv[0], err)
 	}
 	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("%s: exit %d: %s", strings.Join(argv, " "), res.ExitCode, oneLine(stderr.String()))
+		return nil, slurmFailure(strings.Join(argv, " "), res.ExitCode, stderr.String())
 	}
 	if stdout.Len() == 0 && strings.Contains(stderr.String(), "error:") {
 		return nil, fmt.Errorf("%s: %s", strings.Join(argv, " "), oneLine(stderr.String()))

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
@@ -356,13 +357,24 @@ func TestPollerBackoffOnRetryableErrors(t *testing.T) {
 	assert.Len(t, rec.Calls(), 3, "three attempts in one call")
 	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second}, clk.waits(), "1 s, then 2 s between them")
 
-	// The next call waits out the 4 s backoff (short enough), tries once
-	// more, and the next backoff (8 s) is too long to wait for.
+	assert.ErrorIs(t, err, provider.ErrUnavailable)
+
+	// The next backoff (4 s) does not fit the 4 s budget with a poll after
+	// it: the call answers at once.
+	_, err = p.Jobs(ctx, 0)
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, 3, se.Failures)
+	assert.Len(t, rec.Calls(), 3)
+	assert.Len(t, clk.waits(), 2)
+
+	// Once it has passed, a call tries once more; the next backoff (8 s)
+	// is too long to wait for.
+	clk.advance(4 * time.Second)
 	_, err = p.Jobs(ctx, 0)
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, 4, se.Failures)
 	assert.Len(t, rec.Calls(), 4)
-	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, clk.waits())
+	assert.Len(t, clk.waits(), 2)
 
 	// Within the backoff: no command at all.
 	_, err = p.Jobs(ctx, 0)
@@ -424,6 +436,49 @@ func TestPollerHonoursTheCallersDeadline(t *testing.T) {
 	require.Error(t, err)
 	assert.Len(t, rec.Calls(), 1, "a 1 s backoff does not fit a 0.5 s deadline")
 	assert.Empty(t, clk.waits())
+}
+
+// A stopped slurmctld makes squeue hang for about 10 s before it fails: the
+// caller gets its answer (unavailable) when the budget is spent, not then.
+func TestPollerBudgetBoundsAHangingSqueue(t *testing.T) {
+	gate := make(chan struct{})
+	f := &fakeSlurm{fail: controllerDown, failCode: 1, gate: gate}
+	p, rec, _ := newTestPoller(f)
+	p.budget = 50 * time.Millisecond
+	t.Cleanup(func() { close(gate) })
+
+	done := make(chan error, 1)
+	go func() {
+		jobs, err := p.Jobs(context.Background(), 0)
+		assert.Nil(t, jobs)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, provider.ErrUnavailable)
+		assert.ErrorContains(t, err, "slurm controller unreachable")
+		assert.ErrorContains(t, err, "squeue got no answer from slurmctld within 50ms")
+	case <-time.After(10 * time.Second):
+		t.Fatal("Jobs waited for the hanging squeue instead of answering within its budget")
+	}
+	assert.Len(t, rec.Calls(), 1)
+}
+
+func TestPollerControllerDownIsUnavailable(t *testing.T) {
+	stderr, err := os.ReadFile("testdata/squeue_controller_down.stderr.txt")
+	require.NoError(t, err)
+	f := &fakeSlurm{fail: string(stderr), failCode: 1}
+	p, _, _ := newTestPoller(f)
+	_, err = p.Jobs(context.Background(), 0)
+	require.ErrorIs(t, err, provider.ErrUnavailable)
+	assert.ErrorContains(t, err, "slurm controller unreachable")
+
+	// A failure that is not the controller's is not.
+	f.set(func(f *fakeSlurm) { f.fail = "squeue: error: Invalid user: alice\n"; f.failCode = 0 })
+	p, _, _ = newTestPoller(f)
+	_, err = p.Jobs(context.Background(), 0)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, provider.ErrUnavailable)
 }
 
 func TestPollerBadOutputIsAnError(t *testing.T) {

@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/slurm/frame"
@@ -91,6 +93,13 @@ func (r *nodeRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, erro
 	wg.Wait()
 
 	if runErr != nil {
+		if !gotExit && r.p.controllerDown(ctx) {
+			// srun retries a stopped slurmctld for ~10 s before it says
+			// so; a run cut short before that (the exec's timeout) would
+			// otherwise pass for the sandbox's failure.
+			return res, fmt.Errorf("slurm controller unreachable: srun got no step in job %s on node %s before it was stopped (%w): %w",
+				r.h.JobID, r.h.Node, runErr, provider.ErrUnavailable)
+		}
 		return res, fmt.Errorf("running on node %s (job %s): %w", r.h.Node, r.h.JobID, runErr)
 	}
 	if gotExit {
@@ -108,8 +117,16 @@ func (r *nodeRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, erro
 		return runner.Result{ExitCode: code}, nil
 	}
 	// srun could not run the command, or node-exec died before it could
-	// report: what srun said is all there is.
+	// report: what srun said is all there is. When it says it got no step
+	// from slurmctld, the sandbox is not to blame: that is an error the
+	// caller retries, not a result that condemns the sandbox.
 	msg := srunErr.String()
+	if decodeErr == nil && srunUnavailable(msg) {
+		r.p.log.Debug("srun got no step from slurmctld", "sandbox", r.h.ID, "exit", res.ExitCode, "stderr", oneLine(msg))
+		return runner.Result{ExitCode: -1}, fmt.Errorf(
+			"slurm controller unreachable: srun could not start a step in job %s on node %s (%s): %w",
+			r.h.JobID, r.h.Node, oneLine(msg), provider.ErrUnavailable)
+	}
 	if decodeErr != nil {
 		msg += fmt.Sprintf("\ngym-apptainer: reading node-exec's output: %v\n", decodeErr)
 	}
@@ -122,6 +139,54 @@ func (r *nodeRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, erro
 	}
 	r.p.log.Debug("srun ran no command", "sandbox", r.h.ID, "exit", res.ExitCode, "stderr", oneLine(msg))
 	return runner.Result{ExitCode: res.ExitCode}, nil
+}
+
+// pingTimeout bounds `scontrol ping`, which answers at once whether
+// slurmctld is up or down (measured: 5 ms either way).
+const pingTimeout = 3 * time.Second
+
+// controllerDown reports whether `scontrol ping` says slurmctld is down. It
+// runs on a context of its own: ctx may be what just ended.
+func (p *Placement) controllerDown(ctx context.Context) bool {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+	defer cancel()
+	var stdout bytes.Buffer
+	res, err := p.local.Run(pctx, runner.Cmd{Argv: []string{"scontrol", "ping"}, Stdout: &stdout})
+	return err == nil && res.ExitCode != 0 && strings.Contains(stdout.String(), " is DOWN")
+}
+
+// stepRefusedTransient are srun's "Unable to create step for job J: ..."
+// reasons that come from slurmctld's state, not from the request or the
+// job: while slurmctld restarts it has not yet rebuilt the job's resources
+// and refuses a step the job had room for a moment ago (measured: "Memory
+// required by task is not available" for a step that ran before and after).
+var stepRefusedTransient = []string{
+	"memory required by task is not available",
+	"requested nodes are busy",
+	"step creation temporarily disabled",
+	"slurmctld is not responding",
+}
+
+// srunUnavailable reports whether srun's own stderr (no command ran) says
+// that slurmctld could not be reached or could not make the step now. A
+// job that is gone, pending or expired is not: the sandbox itself is.
+func srunUnavailable(stderr string) bool {
+	if IsInvalidJobID(stderr) {
+		return false
+	}
+	if IsRetryable(stderr) {
+		return true
+	}
+	s := strings.ToLower(stderr)
+	if !strings.Contains(s, "unable to create step") {
+		return false
+	}
+	for _, m := range stepRefusedTransient {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // execArgv wraps cmd as an overlap step on h's node.

@@ -3,6 +3,7 @@ package slurm
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -247,6 +248,22 @@ func IsRetryable(msg string) bool {
 		}
 	}
 	return false
+}
+
+// isRetryable is IsRetryable for an error: one marked unavailable, or whose
+// text carries a mark.
+func isRetryable(err error) bool {
+	return errors.Is(err, provider.ErrUnavailable) || IsRetryable(err.Error())
+}
+
+// slurmFailure is the error of a slurm command (what) that exited non-zero
+// with stderr. One that could not reach slurmctld wraps
+// provider.ErrUnavailable: the request may be fine, the caller retries later.
+func slurmFailure(what string, code int, stderr string) error {
+	if IsRetryable(stderr) {
+		return fmt.Errorf("slurm controller unreachable: %s failed (exit %d): %s: %w", what, code, oneLine(stderr), provider.ErrUnavailable)
+	}
+	return fmt.Errorf("%s failed (exit %d): %s", what, code, oneLine(stderr))
 }
 
 // ParseSbatchID reads the job id from `sbatch --parsable` output: "J\n", or

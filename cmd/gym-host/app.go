@@ -15,14 +15,6 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
-// Exit codes. A command's own exit code passes through exec unchanged.
-const (
-	exitOK      = 0
-	exitFailed  = 1   // gym-host itself failed
-	exitUsage   = 2   // the command line is wrong
-	exitRuntime = 125 // the sandbox or its runtime failed, or the command timed out
-)
-
 // app is one gym-host invocation's world. Tests build one with a fake
 // provider and buffers instead of the plugin and the terminal.
 type app struct {
@@ -191,9 +183,9 @@ func (a *app) report(ctx context.Context, cmd *command, err error) int {
 			where, help = "gym-host "+cmd.name, "gym-host "+cmd.name+" --help"
 		}
 		fmt.Fprintf(a.stderr, "%s: %s\nRun '%s' for usage.\n", where, ue.msg, help)
-		return exitUsage
+		return exitCodeOf(err)
 	case errors.As(err, &ee):
-		return ee.code
+		return exitCodeOf(err)
 	}
 	// After a signal, whatever the call returned (a cancelled RPC, a killed
 	// command) is the signal's doing: say so and exit as a shell would.
@@ -204,5 +196,5 @@ func (a *app) report(ctx context.Context, cmd *command, err error) int {
 	// Errors are built as "<what failed>: <why>"; plugin.ErrPluginGone
 	// already says what happened and what to do, so nothing is added to any.
 	fmt.Fprintf(a.stderr, "gym-host: %v\n", err)
-	return exitFailed
+	return exitCodeOf(err)
 }

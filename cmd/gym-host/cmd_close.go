@@ -64,6 +64,7 @@ type closeJSON struct {
 
 func (a *app) closeIDs(ctx context.Context, p provider.Provider, opts *globalOpts, ids []string) error {
 	results := make([]closeJSON, len(ids))
+	var errs []error
 	var mu sync.Mutex
 	g := errgroup.Group{}
 	g.SetLimit(closeParallel)
@@ -74,6 +75,7 @@ func (a *app) closeIDs(ctx context.Context, p provider.Provider, opts *globalOpt
 			defer mu.Unlock()
 			results[i] = closeJSON{ID: id, Closed: err == nil}
 			if err != nil {
+				errs = append(errs, err)
 				results[i].Error = err.Error()
 				fmt.Fprintf(a.stderr, "gym-host: close %s: %v\n", id, err)
 			} else if !opts.json {
@@ -87,19 +89,13 @@ func (a *app) closeIDs(ctx context.Context, p provider.Provider, opts *globalOpt
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	failed := 0
-	for _, r := range results {
-		if !r.Closed {
-			failed++
-		}
-	}
 	if opts.json {
 		if err := writeJSON(a.stdout, results); err != nil {
 			return err
 		}
 	}
-	if failed > 0 {
-		return &exitError{code: exitFailed}
+	if len(errs) > 0 {
+		return &exitError{code: sharedExitCode(errs)}
 	}
 	return nil
 }

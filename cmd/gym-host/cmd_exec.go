@@ -23,9 +23,15 @@ var execCmd = &command{
 	usage:   "ID [flags] -- CMD...",
 	summary: "run a command in a sandbox, streaming its output; exits with its code",
 	desc: `Runs CMD in sandbox ID with sh -c and streams its stdout and stderr as they
-are produced. gym-host exits with the command's own exit code; 125 means the
-sandbox or its runtime failed, or the command timed out (the reason is on
-stderr). Ctrl-C or SIGTERM kills the command's processes and exits 130/143.
+are produced. gym-host exits with the command's own exit code, or with one
+of its own, the reason on stderr:
+  125      the sandbox or its runtime failed, or the command timed out:
+           the sandbox is to blame
+  75       the cluster's controller cannot be reached (slurmctld down or
+           restarting): retry later with the same sandbox
+  2        usage error, or a request that is invalid or too large
+  1        gym-host itself failed
+Ctrl-C or SIGTERM kills the command's processes and exits 130/143.
 
 One CMD word is a shell command line ('make && ./run'); several words are an
 argv, each word quoted for the shell (-- python -c 'print(1)').
@@ -131,8 +137,7 @@ func (o *execOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 			}
 		}
 		if res.ErrorType != "" {
-			fmt.Fprintf(a.stderr, "gym-host: sandbox error (%s): %s\n", res.ErrorType, res.Message)
-			return &exitError{code: exitRuntime}
+			return &runtimeFailure{res: res}
 		}
 		if res.ExitCode != 0 {
 			return &exitError{code: res.ExitCode}

@@ -277,7 +277,7 @@ func (r *jobRunner) runStep(ctx context.Context, rep *sandboxReport, step JobSte
 		sr.ExitCode, sr.ErrorType, sr.Message = code, stepErrorInterrupted, interruptMessage(ctx)
 		r.progress("sandbox %d: step %s: %s after %s", rep.Index, step.Name, sr.Message, seconds(took))
 	case err != nil:
-		sr.ExitCode, sr.ErrorType, sr.Message = exitFailed, stepErrorGymHost, err.Error()
+		sr.ExitCode, sr.ErrorType, sr.Message = exitCodeOf(err), stepErrorGymHost, err.Error()
 		r.progress("sandbox %d: step %s: could not run: %v", rep.Index, step.Name, err)
 	case res.ErrorType != "":
 		r.progress("sandbox %d: step %s: sandbox error (%s): %s (after %s)", rep.Index, step.Name, res.ErrorType, res.Message, seconds(took))

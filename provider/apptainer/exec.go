@@ -163,6 +163,14 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 	rr, runErr := p.place.Runner(h).Run(runCtx, cmd)
 	ended, reapErr := w.stop()
 
+	if ended != endCaller && !stderr.Started() && errors.Is(runErr, provider.ErrUnavailable) {
+		// The placement could not start the command (the cluster's
+		// controller is down), even if the timeout ran out meanwhile: the
+		// sandbox is not to blame, so this is an error the caller may
+		// retry, not a sandbox failure.
+		res.ExitCode = -1
+		return res, runErr
+	}
 	switch ended {
 	case endTimeout:
 		res.ExitCode, res.ErrorType = provider.RuntimeExitCode, provider.ErrorTypeTimeout

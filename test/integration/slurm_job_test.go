@@ -197,23 +197,24 @@ func TestSlurmJobMode(t *testing.T) {
 }
 
 // TestSlurmImpossibleRequest: a request no partition can take fails at
-// create, naming the limit, before anything is submitted.
+// create, naming the limit, before anything is submitted; an invalid
+// request exits 2, as a usage error does.
 func TestSlurmImpossibleRequest(t *testing.T) {
 	e := newSlurmEnv(t, "job")
 	ctx := e.ctx(time.Minute)
 	r := e.cli(t, ctx, "", "create", "--image", sifImage, "--cpu", "64", "--memory-mib", "256")
-	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, 2, r.Code, "an invalid request exits 2")
 	assert.Contains(t, r.Stderr, "no partition can run this sandbox")
 	assert.Contains(t, r.Stderr, "cpu 64 exceeds the maximum 8 of partition cpu")
 	assert.Contains(t, r.Stderr, "cpu 64 exceeds the maximum 8 of partition gpu")
 	assert.Empty(t, r.Stdout)
 
 	r = e.cli(t, ctx, "", "create", "--image", sifImage, "--gpu", "3")
-	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, 2, r.Code, "an invalid request exits 2")
 	assert.Contains(t, r.Stderr, "gpu 3 exceeds the maximum 2 of partition gpu")
 
 	r = e.cli(t, ctx, "", "--partition", "cpu", "create", "--image", sifImage, "--gpu", "1")
-	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, 2, r.Code, "an invalid request exits 2")
 	assert.Contains(t, r.Stderr, "partition cpu cannot run this sandbox: gpu requests need a partition with gpus: true")
 
 	assert.Empty(t, e.jobs(t), "nothing was submitted")

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gym-apptainer/gym-apptainer/provider"
+)
+
+// Exit codes. A command's own exit code passes through exec unchanged; the
+// others tell a harness what to do next: 125 throw the sandbox away, 75
+// retry later with the same sandbox, 2 fix the request, 1 look at gym-host.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // gym-host itself failed
+	exitUsage       = 2   // the command line or the request is wrong
+	exitUnavailable = 75  // EX_TEMPFAIL: the cluster cannot be reached; the sandbox is not blamed
+	exitRuntime     = 125 // the sandbox or its runtime failed, or the command timed out
+)
+
+// runtimeFailure is an exec whose result is the runtime's, not the
+// command's (ExecResult.ErrorType set).
+type runtimeFailure struct{ res provider.ExecResult }
+
+func (e *runtimeFailure) Error() string {
+	return fmt.Sprintf("sandbox error (%s): %s", e.res.ErrorType, e.res.Message)
+}
+
+// exitCodeOf is the one mapping from a command's outcome to gym-host's exit
+// code. 125 is kept for what the sandbox did (a runtime failure or a
+// timeout in an exec result): a harness discards the sandbox on it, so a
+// bad request or an unreachable controller must never produce it.
+func exitCodeOf(err error) int {
+	var ue *usageError
+	var ee *exitError
+	var rf *runtimeFailure
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &rf):
+		switch rf.res.ErrorType {
+		case provider.ErrorTypeSandbox, provider.ErrorTypeTimeout:
+			return exitRuntime
+		}
+		return exitFailed
+	case errors.Is(err, provider.ErrInvalid):
+		return exitUsage
+	case errors.Is(err, provider.ErrUnavailable):
+		return exitUnavailable
+	}
+	return exitFailed
+}
+
+// sharedExitCode is the exit code of a command that failed on several
+// sandboxes: the failures' own code when they all have the same (every
+// close found the controller unreachable: 75, retry later), else 1.
+func sharedExitCode(errs []error) int {
+	code := exitFailed
+	for i, err := range errs {
+		c := exitCodeOf(err)
+		if i > 0 && c != code {
+			return exitFailed
+		}
+		code = c
+	}
+	return code
+}

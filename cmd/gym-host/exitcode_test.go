@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/gym-apptainer/gym-apptainer/plugin"
+	"github.com/gym-apptainer/gym-apptainer/provider"
+)
+
+func TestExitCodeOf(t *testing.T) {
+	unavailable := fmt.Errorf("exec in gym-1: srun could not create a step: %w", provider.ErrUnavailable)
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"success", nil, exitOK},
+		{"usage", usageErrorf("missing sandbox ID"), exitUsage},
+		{"invalid request", fmt.Errorf("exec in gym-1: command too long: %w", provider.ErrInvalid), exitUsage},
+		{"controller unreachable", unavailable, exitUnavailable},
+		{"unreachable, joined with a context error", errors.Join(unavailable, context.DeadlineExceeded), exitUnavailable},
+		{"command's own code", &exitError{code: 3}, 3},
+		{"sandbox failure", &runtimeFailure{res: provider.ExecResult{ExitCode: 125, ErrorType: provider.ErrorTypeSandbox}}, exitRuntime},
+		{"timeout", &runtimeFailure{res: provider.ExecResult{ExitCode: 125, ErrorType: provider.ErrorTypeTimeout}}, exitRuntime},
+		{"an error type this gym-host does not know is not the sandbox's", &runtimeFailure{res: provider.ExecResult{ExitCode: 125, ErrorType: "new"}}, exitFailed},
+		{"not found", fmt.Errorf("sandbox gym-9: %w", provider.ErrNotFound), exitFailed},
+		{"plugin gone", plugin.ErrPluginGone, exitFailed},
+		{"anything else", errors.New("boom"), exitFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, exitCodeOf(tt.err))
+		})
+	}
+}
+
+// Neither a request the provider refuses nor an unreachable controller may
+// exit 125: a harness throws the sandbox away on 125.
+func TestExecErrorsThatAreNotTheSandboxsFault(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code int
+	}{
+		{"invalid", fmt.Errorf("command is 200000 bytes, more than the 131072 allowed: %w", provider.ErrInvalid), exitUsage},
+		{"unavailable", fmt.Errorf("srun could not reach the controller (Unable to contact slurm controller): %w", provider.ErrUnavailable), exitUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.fake.execFn = func(context.Context, string, provider.ExecRequest) (provider.ExecResult, error) {
+				return provider.ExecResult{}, tt.err
+			}
+			assert.Equal(t, tt.code, h.run("exec", "gym-1", "--", "true"))
+			assert.Equal(t, "gym-host: exec in gym-1: "+tt.err.Error()+"\n", h.stderr.String())
+		})
+	}
+}
+
+func TestStatusWithTheControllerDownExits75(t *testing.T) {
+	h := newHarness(t)
+	h.fake.statusFn = func(context.Context, []string) ([]provider.Status, error) {
+		return nil, fmt.Errorf("squeue: %w", provider.ErrUnavailable)
+	}
+	assert.Equal(t, exitUnavailable, h.run("status", "gym-1"))
+	assert.Contains(t, h.stderr.String(), "retry later")
+}
+
+func TestExecUnknownErrorTypeIsNotBlamedOnTheSandbox(t *testing.T) {
+	h := newHarness(t)
+	h.fake.execFn = func(context.Context, string, provider.ExecRequest) (provider.ExecResult, error) {
+		return provider.ExecResult{ExitCode: 125, ErrorType: "quota", Message: "over quota"}, nil
+	}
+	assert.Equal(t, exitFailed, h.run("exec", "gym-1", "--", "true"))
+	assert.Equal(t, "gym-host: sandbox error (quota): over quota\n", h.stderr.String())
+}
+
+func TestExecHelpDocumentsTheExitCodes(t *testing.T) {
+	h := newHarness(t)
+	assert.Equal(t, exitOK, h.run("exec", "--help"))
+	for _, want := range []string{"125", "75", "controller", "retry later", "2 ", "1 "} {
+		assert.Contains(t, h.stdout.String(), want)
+	}
+}
+
+func TestRunStepWithTheControllerDownExits75(t *testing.T) {
+	path := writeJob(t, "image: x\nsteps: [{name: build, run: make}]\n")
+	h := newHarness(t)
+	h.fake.execFn = func(context.Context, string, provider.ExecRequest) (provider.ExecResult, error) {
+		return provider.ExecResult{}, fmt.Errorf("srun: %w", provider.ErrUnavailable)
+	}
+	assert.Equal(t, exitUnavailable, h.run("run", path))
+}
+
+func TestSharedExitCode(t *testing.T) {
+	unavailable := fmt.Errorf("scancel: %w", provider.ErrUnavailable)
+	assert.Equal(t, exitUnavailable, sharedExitCode([]error{unavailable, unavailable}))
+	assert.Equal(t, exitFailed, sharedExitCode([]error{unavailable, errors.New("boom")}))
+	assert.Equal(t, exitFailed, sharedExitCode([]error{errors.New("boom")}))
+}
+
+func TestCloseWithTheControllerDownExits75(t *testing.T) {
+	h := newHarness(t)
+	h.fake.closeFn = func(context.Context, string) error {
+		return fmt.Errorf("close sandbox gym-1: scancel 7: %w (the sandbox is kept; close it again)", provider.ErrUnavailable)
+	}
+	assert.Equal(t, exitUnavailable, h.run("close", "gym-1"))
+	assert.Contains(t, h.stderr.String(), "gym-host: close gym-1: close sandbox gym-1")
+}
