@@ -20,16 +20,16 @@ func TestStopControllerDownIsUnavailableThenWorks(t *testing.T) {
 	f := newPl(t, nil, nil)
 	h := newHandle(t, resources.Resources{CPU: 1})
 	f.sim.onSubmit = holderReady(t, h, nil)
-	require.NoError(t, f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv))
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
 
 	f.sim.scancelErr = string(fixture(t, "scancel_controller_down.stderr.txt"))
-	err := f.p.Stop(context.Background(), h, nil)
+	err := f.p.Stop(context.Background(), h)
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	assert.ErrorContains(t, err, "slurm controller unreachable: scancel 101 failed")
 	assert.Equal(t, "RUNNING", f.sim.job(h.JobID).State)
 
 	f.sim.scancelErr = ""
-	require.NoError(t, f.p.Stop(context.Background(), h, nil), "once slurmctld is back, close works")
+	require.NoError(t, f.p.Stop(context.Background(), h), "once slurmctld is back, close works")
 	assert.Equal(t, "CANCELLED", f.sim.job(h.JobID).State)
 }
 
@@ -40,7 +40,7 @@ func TestStopWaitsForACompletingJobPastStopWait(t *testing.T) {
 	f := newPl(t, nil, nil)
 	h := newHandle(t, resources.Resources{CPU: 1})
 	f.sim.onSubmit = holderReady(t, h, nil)
-	require.NoError(t, f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv))
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
 	short(t, &stopWait, 20*time.Millisecond)
 
 	f.sim.cancelTo = "COMPLETING"
@@ -51,7 +51,7 @@ func TestStopWaitsForACompletingJobPastStopWait(t *testing.T) {
 		ended.Store(true)
 		f.sim.set(j)
 	})
-	require.NoError(t, f.p.Stop(context.Background(), h, nil))
+	require.NoError(t, f.p.Stop(context.Background(), h))
 	assert.True(t, ended.Load(), "returned once the job left COMPLETING")
 }
 
@@ -59,13 +59,13 @@ func TestStopStuckCompletingIsUnavailableWhenTheCallerGivesUp(t *testing.T) {
 	f := newPl(t, nil, nil)
 	h := newHandle(t, resources.Resources{CPU: 1})
 	f.sim.onSubmit = holderReady(t, h, nil)
-	require.NoError(t, f.p.Start(context.Background(), h, placement.Plan{Partition: "cpu"}, startArgv))
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
 	short(t, &stopWait, 20*time.Millisecond)
 
 	f.sim.cancelTo = "COMPLETING"
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err := f.p.Stop(ctx, h, nil)
+	err := f.p.Stop(ctx, h)
 	require.ErrorIs(t, err, provider.ErrUnavailable)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.ErrorContains(t, err, "job 101 was cancelled but is still COMPLETING")
@@ -75,7 +75,7 @@ func TestStopStuckCompletingIsUnavailableWhenTheCallerGivesUp(t *testing.T) {
 	j := f.sim.job(h.JobID)
 	j.State = "CANCELLED"
 	f.sim.set(j)
-	require.NoError(t, f.p.Stop(context.Background(), h, nil))
+	require.NoError(t, f.p.Stop(context.Background(), h))
 }
 
 func TestStatesControllerDownAnswersWithinTheBudget(t *testing.T) {

@@ -47,7 +47,7 @@ func TestRunnerControllerDownIsUnavailableNotASandboxFailure(t *testing.T) {
 				return runner.Result{ExitCode: 1}, "", msg, nil
 			}
 			var stderr bytes.Buffer
-			res, err := f.p.Runner(placedHandle(resources.Resources{})).Run(context.Background(),
+			res, err := f.p.Runner(placedHandle(t, resources.Resources{})).Run(context.Background(),
 				runner.Cmd{Argv: []string{"true"}, Stderr: &stderr})
 			require.ErrorIs(t, err, provider.ErrUnavailable)
 			assert.ErrorContains(t, err, "slurm controller unreachable: srun could not start a step in job 101 on node vm")
@@ -75,7 +75,7 @@ func TestRunnerCutShortWhileControllerDownIsUnavailable(t *testing.T) {
 				}
 				return f.sim.respond(c)
 			}
-			_, err := f.p.Runner(placedHandle(resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"sleep", "9"}})
+			_, err := f.p.Runner(placedHandle(t, resources.Resources{})).Run(context.Background(), runner.Cmd{Argv: []string{"sleep", "9"}})
 			require.ErrorIs(t, err, context.DeadlineExceeded)
 			if down {
 				require.ErrorIs(t, err, provider.ErrUnavailable)
