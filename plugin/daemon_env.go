@@ -36,6 +36,8 @@ const PluginEnvEnv = "GYM_PLUGIN_ENV"
 //     in that job. The slurm placement drops every other SLURM_*, SBATCH_*,
 //     SRUN_* variable before it runs a slurm command.
 //   - the proxy and CA variables: image pulls.
+//   - the Go runtime's settings (the plugin's own memory limit, GC,
+//     tracebacks, coverage directory).
 var daemonEnvNames = []string{
 	"PATH", "LD_LIBRARY_PATH",
 	"HOME", "USER", "LOGNAME", "TMPDIR",
@@ -46,6 +48,7 @@ var daemonEnvNames = []string{
 	"http_proxy", "https_proxy", "no_proxy", "all_proxy",
 	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
 	"SSL_CERT_FILE", "SSL_CERT_DIR",
+	"GOMAXPROCS", "GOMEMLIMIT", "GOGC", "GODEBUG", "GOTRACEBACK", "GOCOVERDIR",
 	PluginEnvEnv,
 }
 
