@@ -72,24 +72,35 @@ func (c *callGroup) wait(timeout time.Duration) bool {
 
 // watchCaller calls gone once, with the reason, when this process gets
 // SIGTERM or its parent (ppid, read at start) is no longer its parent.
-func watchCaller(ppid int, gone func(reason string)) {
+// SIGTERM stays caught until stop: Pdeathsig fires again each time the
+// dying host's next thread exits (the kernel hands the plugin from thread
+// to thread), and a second, uncaught SIGTERM would kill the plugin before
+// it has killed its commands.
+func watchCaller(ppid int, gone func(reason string)) (stop func()) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
+	quit := make(chan struct{})
+	var once sync.Once
 	go func() {
 		defer signal.Stop(sigs)
 		tick := time.NewTicker(parentPoll)
 		defer tick.Stop()
+		notify := func(reason string) {
+			once.Do(func() { gone(reason) })
+			tick.Stop()
+		}
 		for {
 			select {
-			case s := <-sigs:
-				gone("signal " + s.String())
+			case <-quit:
 				return
+			case s := <-sigs:
+				notify("signal " + s.String())
 			case <-tick.C:
 				if os.Getppid() != ppid {
-					gone("the host process is gone")
-					return
+					notify("the host process is gone")
 				}
 			}
 		}
 	}()
+	return func() { close(quit) }
 }

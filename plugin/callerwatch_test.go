@@ -74,12 +74,29 @@ func TestPluginCancelsCallsWhenHostDies(t *testing.T) {
 }
 
 func TestWatchCallerNoticesANewParent(t *testing.T) {
-	gone := make(chan string, 1)
-	watchCaller(os.Getppid()+1, func(reason string) { gone <- reason })
+	gone := make(chan string, 2)
+	stop := watchCaller(os.Getppid()+1, func(reason string) { gone <- reason })
+	defer stop()
 	select {
 	case r := <-gone:
 		assert.Equal(t, "the host process is gone", r)
 	case <-time.After(10 * time.Second):
 		t.Fatal("a changed parent pid went unnoticed")
 	}
+	time.Sleep(2 * parentPoll)
+	assert.Empty(t, gone, "gone is called once")
+}
+
+// TestWatchCallerKeepsCatchingSIGTERM: the dying host's Pdeathsig comes
+// once per thread of the host; the second must not kill the plugin.
+func TestWatchCallerKeepsCatchingSIGTERM(t *testing.T) {
+	gone := make(chan string, 4)
+	stop := watchCaller(os.Getppid(), func(reason string) { gone <- reason })
+	defer stop()
+	for range 3 {
+		require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.Equal(t, "signal terminated", <-gone)
+	assert.Empty(t, gone, "gone is called once")
 }

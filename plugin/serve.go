@@ -58,7 +58,7 @@ func Serve(factory Factory) {
 		}
 		return srv
 	}
-	watchCaller(os.Getppid(), func(reason string) {
+	stopWatch := watchCaller(os.Getppid(), func(reason string) {
 		cfg.Logger.Warn("the host is gone; cancelling the calls in flight and exiting", "reason", reason)
 		mu.Lock()
 		defer mu.Unlock()
@@ -72,6 +72,7 @@ func Serve(factory Factory) {
 	if !calls.wait(callDrainTimeout) {
 		cfg.Logger.Error("calls still running after the host left; exiting anyway", "timeout", callDrainTimeout)
 	}
+	stopWatch()
 }
 
 // DaemonSubcommand is the plugin binary's subcommand that runs a daemon.
