@@ -307,6 +307,7 @@ func (h *Host) startDaemon(ctx context.Context, path, cfgPath string, files daem
 		return nil, fmt.Errorf("daemon log: %w", err)
 	}
 	cmd := daemonCmd(path, files, cfgPath, h.cfg.Overrides, h.cfg.Daemon)
+	_, cmd.Env = daemonEnviron(os.Environ())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	err = cmd.Start()
 	logf.Close()
@@ -355,7 +356,8 @@ func (h *Host) startDaemon(ctx context.Context, path, cfgPath string, files daem
 
 // daemonCmd is the daemon's command line. It runs in a session of its own
 // (no signal to the host's terminal or process group reaches it) and,
-// unlike a per-call plugin, without Pdeathsig: it outlives the host.
+// unlike a per-call plugin, without Pdeathsig: it outlives the host. Its
+// environment is set by the caller (daemonEnviron).
 func daemonCmd(path string, files daemonFiles, cfgPath string, overrides map[string]string, idle time.Duration) *exec.Cmd {
 	args := []string{DaemonSubcommand, "--record", files.record(), "--idle", idle.String()}
 	if cfgPath != "" {
@@ -436,6 +438,23 @@ func StopDaemon(ctx context.Context, st DaemonStatus) error {
 		}
 	}
 	return nil
+}
+
+// StopDaemons stops sts all at once (each as StopDaemon) and returns their
+// errors, in order: one daemon draining its calls does not hold up the
+// others.
+func StopDaemons(ctx context.Context, sts []DaemonStatus) []error {
+	errs := make([]error, len(sts))
+	var wg sync.WaitGroup
+	for i, st := range sts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = StopDaemon(ctx, st)
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 // removeStaleRecord removes a dead daemon's files, unless a new daemon

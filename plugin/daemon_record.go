@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -28,13 +29,6 @@ import (
 // DaemonEnv names the environment variable that turns daemon mode on for
 // gym-host: an idle timeout (a Go duration such as 5m), or 0/off.
 const DaemonEnv = "GYM_DAEMON"
-
-// volatileEnv are the environment variables that do not make a daemon
-// different: they change between shells and invocations without changing
-// what the plugin does (the log level only reaches the daemon's log file).
-var volatileEnv = []string{
-	"PWD", "OLDPWD", "SHLVL", "_", "TERM", "COLUMNS", "LINES", LogLevelEnv, DaemonEnv,
-}
 
 // DaemonRecord is what a running daemon publishes in KEY.json, and what a
 // daemon that failed to start leaves there instead (Error set, no PID).
@@ -154,12 +148,14 @@ type daemonIdentity struct {
 	Config      string            `json:"config"`
 	ConfigHash  string            `json:"config_sha256"`
 	Overrides   map[string]string `json:"overrides"` // JSON sorts the keys
-	Env         []string          `json:"env"`
+	UID         int               `json:"uid"`
+	// Env is the keyed part of the environment (daemon_env.go), sorted.
+	Env []string `json:"env"`
 }
 
 // daemonKey is the key of the daemon for plugin (an absolute path), the
-// absolute config path ("" = defaults), overrides and the environment the
-// plugin would inherit.
+// absolute config path ("" = defaults), overrides, this user, and the
+// variables of environ that change what a plugin does (daemonEnviron).
 func daemonKey(plugin, config string, overrides map[string]string, environ []string) (string, error) {
 	fi, err := os.Stat(plugin)
 	if err != nil {
@@ -172,8 +168,9 @@ func daemonKey(plugin, config string, overrides map[string]string, environ []str
 		PluginSize:  fi.Size(),
 		Config:      config,
 		Overrides:   overrides,
-		Env:         stableEnv(environ),
+		UID:         os.Getuid(),
 	}
+	id.Env, _ = daemonEnviron(environ)
 	if config != "" {
 		data, err := os.ReadFile(config)
 		if err != nil {
@@ -188,19 +185,6 @@ func daemonKey(plugin, config string, overrides map[string]string, environ []str
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8]), nil
-}
-
-// stableEnv is environ without the volatile variables, sorted.
-func stableEnv(environ []string) []string {
-	out := make([]string, 0, len(environ))
-	for _, kv := range environ {
-		k, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(volatileEnv, k) {
-			out = append(out, kv)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // readRecord reads a record; a missing file is (nil, nil).
@@ -268,10 +252,26 @@ func daemonAlive(pid int, plugin string) bool {
 	return err == nil && exe == real
 }
 
-// pidAlive is kill -0: cheap enough for every call.
+// pidAlive is kill -0, less zombies: cheap enough for every call. A
+// zombie has exited: a daemon's parent (the gym-host that started it) is
+// gone, and whoever inherited the daemon may never reap it (some container
+// inits do not), so kill -0 alone would wait for it forever.
 func pidAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return (err == nil || errors.Is(err, syscall.EPERM)) && !pidZombie(pid)
+}
+
+// pidZombie reports whether pid has exited and waits for its parent to
+// reap it (state Z in /proc/PID/stat).
+func pidZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command, which is in parentheses and may
+	// itself contain ") ".
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // fileLock is an exclusive flock on a lock file, held until unlock.

@@ -35,9 +35,10 @@ func TestDaemonKey(t *testing.T) {
 		reordered := []string{env[3], env[1], env[0], env[2]}
 		assert.Equal(t, base, key(t, cfg, map[string]string{"a": "1", "b": "2"}, reordered))
 	})
-	t.Run("volatile variables do not count", func(t *testing.T) {
+	t.Run("unrelated variables do not count", func(t *testing.T) {
 		volatile := append([]string{"PWD=/elsewhere", "OLDPWD=/x", "SHLVL=3", "_=/bin/gym-host", "TERM=dumb",
-			"COLUMNS=80", "LINES=24", "GYM_LOG_LEVEL=debug", "GYM_DAEMON=1m"}, env[:2]...)
+			"COLUMNS=80", "LINES=24", "GYM_LOG_LEVEL=debug", "GYM_DAEMON=1m", "ROLLOUT_ID=17",
+			"OPENAI_API_KEY=sk-1", "APPTAINERENV_FOO=bar", "SLURM_STEP_ID=4"}, env[:2]...)
 		assert.Equal(t, base, key(t, cfg, map[string]string{"a": "1", "b": "2"}, volatile))
 	})
 	differs := map[string]func(t *testing.T) string{
@@ -46,6 +47,12 @@ func TestDaemonKey(t *testing.T) {
 		},
 		"one more variable": func(t *testing.T) string {
 			return key(t, cfg, map[string]string{"a": "1", "b": "2"}, append(env[:2:2], "SLURM_JOB_ID=7"))
+		},
+		"another PATH": func(t *testing.T) string {
+			return key(t, cfg, map[string]string{"a": "1", "b": "2"}, append(env[:2:2], "PATH=/opt/apptainer/bin"))
+		},
+		"a variable named in GYM_PLUGIN_ENV": func(t *testing.T) string {
+			return key(t, cfg, map[string]string{"a": "1", "b": "2"}, append(env[:2:2], "GYM_PLUGIN_ENV=SITE", "SITE=x"))
 		},
 		"another override": func(t *testing.T) string {
 			return key(t, cfg, map[string]string{"a": "1", "b": "3"}, env)
@@ -108,6 +115,35 @@ func TestRecordRoundTripAndAtomicWrite(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("{"), 0o600))
 	_, err = readRecord(path)
 	assert.Error(t, err)
+}
+
+// TestPidAliveZombie: a daemon that exited but was never reaped (its
+// gym-host is gone and the init that inherited it does not reap) is not
+// running: daemon stop must not wait for it.
+func TestPidAliveZombie(t *testing.T) {
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	require.Eventually(t, func() bool { return pidZombie(pid) }, 10*time.Second, time.Millisecond, "true never exited")
+	assert.False(t, pidAlive(pid), "a zombie counts as gone")
+	assert.True(t, pidAlive(os.Getpid()))
+	assert.False(t, pidZombie(os.Getpid()))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st := DaemonStatus{DaemonRecord: DaemonRecord{PID: pid, Plugin: "/bin/true"}, Running: true}
+	assert.NoError(t, StopDaemon(ctx, st), "stopping a zombie daemon returns at once")
+}
+
+func TestDaemonEnviron(t *testing.T) {
+	keyed, passed := daemonEnviron([]string{
+		"PATH=/bin", "ROLLOUT_ID=7", "OPENAI_API_KEY=sk", "APPTAINER_CONFIGDIR=/a", "APPTAINERENV_X=1",
+		"SINGULARITYENV_Y=2", "SLURM_JOB_ID=9", "SLURM_STEP_ID=3", "GYM_LOG_LEVEL=debug", "PATH=/second",
+		"SITE_VAR=s", "GYM_PLUGIN_ENV=SITE_VAR, OTHER",
+	})
+	assert.Equal(t, []string{"APPTAINER_CONFIGDIR=/a", "GYM_PLUGIN_ENV=SITE_VAR, OTHER", "PATH=/bin", "SITE_VAR=s", "SLURM_JOB_ID=9"}, keyed)
+	assert.ElementsMatch(t, append(keyed, "GYM_LOG_LEVEL=debug"), passed)
 }
 
 func TestDaemonAlive(t *testing.T) {

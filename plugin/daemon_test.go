@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,6 +41,8 @@ func daemonEnv(t *testing.T) (stateDir, killFile string) {
 	t.Setenv(helperEnv, "1")
 	t.Setenv(killFileEnv, killFile)
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
+	// A daemon inherits only the variables that change a plugin.
+	t.Setenv(PluginEnvEnv, helperEnv+","+killFileEnv+",GORACE")
 	t.Cleanup(func() { stopAllDaemons(t, stateDir) })
 	return stateDir, killFile
 }
@@ -311,6 +314,72 @@ func TestDaemonPerConfigAndEnvironment(t *testing.T) {
 	sts, err := ListDaemons(stateDir)
 	require.NoError(t, err)
 	assert.Len(t, sts, 4)
+}
+
+// TestDaemonSharedAcrossUnrelatedEnvironment: calls that differ only in
+// variables that do not change the plugin (a rollout id, a secret sent
+// with --env KEY) share one daemon, and none of those values reaches it.
+func TestDaemonSharedAcrossUnrelatedEnvironment(t *testing.T) {
+	ctx := testCtx(t)
+	stateDir, _ := daemonEnv(t)
+	var pids []int
+	for i := range 20 {
+		t.Setenv("ROLLOUT_ID", fmt.Sprintf("rollout-%d", i))
+		t.Setenv("GYM_TEST_SECRET", fmt.Sprintf("secret-%d", i))
+		h := newDaemonHost(t, stateDir, HostConfig{})
+		pids = append(pids, execPID(ctx, t, h))
+		h.Shutdown()
+	}
+	for i, pid := range pids {
+		assert.Equal(t, pids[0], pid, "call %d got another daemon", i)
+	}
+	sts, err := ListDaemons(stateDir)
+	require.NoError(t, err)
+	assert.Len(t, sts, 1, "one daemon for 20 calls")
+
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pids[0]))
+	require.NoError(t, err)
+	for _, v := range []string{"ROLLOUT_ID", "GYM_TEST_SECRET", "secret-0"} {
+		assert.NotContains(t, string(environ), v, "the daemon inherited a per-call variable")
+	}
+	assert.Contains(t, strings.Split(string(environ), "\x00"), helperEnv+"=1", "GYM_PLUGIN_ENV names are inherited")
+}
+
+// TestStopDaemonsAllAtOnce starts 24 daemons and stops them together.
+func TestStopDaemonsAllAtOnce(t *testing.T) {
+	ctx := testCtx(t)
+	stateDir, _ := daemonEnv(t)
+	const n = 24
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := newDaemonHost(t, stateDir, HostConfig{Overrides: map[string]string{"n": strconv.Itoa(i)}})
+			_, errs[i] = h.List(ctx)
+			h.Shutdown()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	sts, err := ListDaemons(stateDir)
+	require.NoError(t, err)
+	require.Len(t, sts, n)
+
+	t0 := time.Now()
+	for i, err := range StopDaemons(ctx, sts) {
+		assert.NoError(t, err, "daemon %s", sts[i].Key)
+	}
+	t.Logf("stopped %d daemons in %s", n, time.Since(t0).Round(time.Millisecond))
+	for _, st := range sts {
+		assert.False(t, pidAlive(st.PID), "daemon %d still running", st.PID)
+	}
+	left, err := ListDaemons(stateDir)
+	require.NoError(t, err)
+	assert.Empty(t, left, "records left")
 }
 
 func TestDaemonConfigErrorNamesFile(t *testing.T) {

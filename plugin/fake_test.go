@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
@@ -20,7 +21,9 @@ import (
 //	exit N       exits N
 //	cat          copies stdin to stdout
 //	pid          prints the plugin process's pid
-//	block        prints "started", then waits for its context to end
+//	block        prints "started", then waits for its context to end; with
+//	             cancelFile set, it then notes "cancelled", takes 300 ms
+//	             (as killing a command's processes would) and notes "reaped"
 type fakeProvider struct {
 	mu        sync.Mutex
 	sandboxes map[string]provider.Status
@@ -33,6 +36,8 @@ type fakeProvider struct {
 	// killFile, when set, also gets every KillExec as a line "id execID":
 	// the record survives a plugin process that dies.
 	killFile string
+	// cancelFile, when set, gets a block exec's "cancelled" and "reaped".
+	cancelFile string
 
 	execFn  func(ctx context.Context, id string, req provider.ExecRequest) (provider.ExecResult, error)
 	pullFn  func(ctx context.Context, image string, progress provider.PullProgress) (string, error)
@@ -106,6 +111,11 @@ func (f *fakeProvider) Exec(ctx context.Context, id string, req provider.ExecReq
 	case "block":
 		fmt.Fprintln(out, "started")
 		<-ctx.Done()
+		if f.cancelFile != "" {
+			appendLine(f.cancelFile, "cancelled "+req.ExecID)
+			time.Sleep(300 * time.Millisecond)
+			appendLine(f.cancelFile, "reaped "+req.ExecID)
+		}
 		return res, ctx.Err()
 	default:
 		res.ExitCode = 127
@@ -231,4 +241,13 @@ func (f *fakeProvider) recorded() (kills, uploads, downloads, closed []string) {
 	defer f.mu.Unlock()
 	return append([]string(nil), f.kills...), append([]string(nil), f.uploads...),
 		append([]string(nil), f.downloads...), append([]string(nil), f.closed...)
+}
+
+func appendLine(path, line string) {
+	fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	defer fh.Close()
+	_, _ = fmt.Fprintln(fh, line)
 }

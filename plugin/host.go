@@ -249,10 +249,11 @@ func (h *Host) gone(ctx context.Context, p *pluginProc, err error) (bool, error)
 // pluginCmd starts the plugin in a process group of its own, so that a
 // signal sent to the host's group (Ctrl-C, sbatch's SIGTERM at a time limit,
 // timeout(1)) reaches the host, which then cleans up through the plugin,
-// rather than killing the plugin first. Pdeathsig keeps the plugin from
-// outliving a host that dies without cleaning up.
+// rather than killing the plugin first. Pdeathsig tells the plugin when a
+// host dies without cleaning up: SIGTERM, not SIGKILL, so that the plugin
+// first kills the commands it runs for that host (callerwatch.go).
 func pluginCmd(path string) *exec.Cmd {
 	cmd := exec.Command(path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	return cmd
 }

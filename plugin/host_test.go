@@ -32,6 +32,7 @@ func helperFactory(_ string, _ []byte, overrides map[string]string, _ hclog.Logg
 	}
 	f := newFake("sb1")
 	f.killFile = os.Getenv(killFileEnv)
+	f.cancelFile = os.Getenv(cancelFileEnv)
 	return f, nil
 }
 

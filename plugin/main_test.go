@@ -15,7 +15,18 @@ const helperEnv = "GYM_PLUGIN_TEST_HELPER"
 // killFileEnv names the file the helper plugin's fake records KillExec in.
 const killFileEnv = "GYM_PLUGIN_TEST_KILL_FILE"
 
+// cancelFileEnv names the file the helper plugin's block exec notes its
+// cancellation in.
+const cancelFileEnv = "GYM_PLUGIN_TEST_CANCEL_FILE"
+
+// hostHelperEnv turns the test binary into a host that runs one blocking
+// exec through a per-call helper plugin (see runHostHelper).
+const hostHelperEnv = "GYM_PLUGIN_TEST_HOST"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(hostHelperEnv) == "1" {
+		os.Exit(runHostHelper())
+	}
 	if os.Getenv(helperEnv) == "1" {
 		if len(os.Args) > 1 && os.Args[1] == DaemonSubcommand {
 			os.Exit(ServeDaemon(helperFactory, os.Args[2:]))

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
@@ -29,12 +32,47 @@ const notStartedByHost = "gym-apptainer-plugin is a plugin for gym-host; run gym
 //
 // Run by hand (without the host's magic cookie), it prints a line pointing
 // at gym-host and exits 1.
+//
+// When the host dies (callerwatch.go), the plugin cancels its calls in
+// flight, which kills their commands, and exits once they have ended.
 func Serve(factory Factory) {
 	if !startedByHost(os.Getenv) {
 		fmt.Fprintln(os.Stderr, notStartedByHost)
 		os.Exit(1)
 	}
-	goplugin.Serve(serveConfig(factory, os.Getenv, os.Stderr))
+	// A dead host leaves the plugin's stderr a broken pipe: a log line
+	// must then fail quietly, not kill the plugin (Go's default for fd 2)
+	// before it has killed the commands it runs.
+	signal.Ignore(syscall.SIGPIPE)
+	cfg := serveConfig(factory, os.Getenv, os.Stderr)
+	var calls callGroup
+	var mu sync.Mutex
+	var srv *grpc.Server
+	stopping := false
+	cfg.GRPCServer = func(opts []grpc.ServerOption) *grpc.Server {
+		mu.Lock()
+		defer mu.Unlock()
+		srv = grpcServer(append(opts, calls.serverOptions()...))
+		if stopping {
+			go srv.Stop()
+		}
+		return srv
+	}
+	stopWatch := watchCaller(os.Getppid(), func(reason string) {
+		cfg.Logger.Warn("the host is gone; cancelling the calls in flight and exiting", "reason", reason)
+		mu.Lock()
+		defer mu.Unlock()
+		stopping = true
+		if srv != nil {
+			// Stop cancels every call in flight; goplugin.Serve returns.
+			go srv.Stop()
+		}
+	})
+	goplugin.Serve(cfg)
+	if !calls.wait(callDrainTimeout) {
+		cfg.Logger.Error("calls still running after the host left; exiting anyway", "timeout", callDrainTimeout)
+	}
+	stopWatch()
 }
 
 // DaemonSubcommand is the plugin binary's subcommand that runs a daemon.

@@ -21,13 +21,14 @@ const daemonStopTimeout = 40 * time.Second
 type daemonControl struct {
 	list    func() ([]plugin.DaemonStatus, error)
 	current func(cfg plugin.HostConfig) (*plugin.DaemonStatus, error)
-	stop    func(ctx context.Context, st plugin.DaemonStatus) error
+	// stop stops them all at once and returns their errors in order.
+	stop func(ctx context.Context, sts []plugin.DaemonStatus) []error
 }
 
 var realDaemons = daemonControl{
 	list:    func() ([]plugin.DaemonStatus, error) { return plugin.ListDaemons("") },
 	current: plugin.CurrentDaemon,
-	stop:    plugin.StopDaemon,
+	stop:    plugin.StopDaemons,
 }
 
 var daemonCmd = &command{
@@ -38,16 +39,22 @@ var daemonCmd = &command{
 not start the plugin on every call: it connects to a plugin daemon, started
 by the first call, that stays up until no gym-host has used it for IDLE
 (default 5m). That saves the plugin's start, some 60 ms a call. There is one
-daemon per plugin binary, config file (and its content), --placement and
---partition, and environment: another APPTAINER_CONFIGDIR, or a SLURM job's
-SLURM_JOB_ID, gets its own. Its logs go to its own log file, not to
+daemon per user, plugin binary, config file (and its content), --placement
+and --partition, and the few environment variables that change what the
+plugin does: PATH, HOME, TMPDIR, XDG_*, APPTAINER_* (another
+APPTAINER_CONFIGDIR is another instance registry), SLURM_CONF and
+SLURM_JOB_ID (inside a job, a daemon of that job), proxies; GYM_PLUGIN_ENV
+adds names to that list. The daemon inherits only those: anything else a
+call needs from your environment (--env KEY) is sent with the call, so
+calls that differ only in other variables share one daemon. Its logs go to its own log file, not to
 gym-host's stderr.
 
   status       list your daemons: key, pid, age, idle timeout, config
   stop         stop the daemon that this config and environment use
   stop --all   stop all your daemons
 
-A stopped daemon first finishes the calls in flight (up to 30 s). Records,
+A stopped daemon first finishes the calls in flight (up to 30 s); stop
+--all stops every daemon at once. Records,
 sockets and logs live in $XDG_STATE_HOME/gym-apptainer/daemons (default
 ~/.local/state/gym-apptainer/daemons).`,
 	examples: []string{
@@ -176,9 +183,10 @@ func (a *app) daemonStop(ctx context.Context, opts *globalOpts, all bool) error 
 	defer cancel()
 	results := make([]daemonJSON, 0, len(targets))
 	failed := 0
-	for _, st := range targets {
+	errs := a.daemons.stop(ctx, targets)
+	for i, st := range targets {
 		r := a.daemonJSON(st)
-		err := a.daemons.stop(ctx, st)
+		err := errs[i]
 		stopped := err == nil
 		r.Stopped = &stopped
 		switch {

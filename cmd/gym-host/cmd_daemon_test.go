@@ -91,12 +91,16 @@ func (f *fakeDaemons) control() daemonControl {
 			f.curCfg = cfg
 			return f.cur, nil
 		},
-		stop: func(_ context.Context, st plugin.DaemonStatus) error {
-			if f.stopErr != nil {
-				return f.stopErr
+		stop: func(_ context.Context, sts []plugin.DaemonStatus) []error {
+			errs := make([]error, len(sts))
+			for i, st := range sts {
+				if f.stopErr != nil {
+					errs[i] = f.stopErr
+					continue
+				}
+				f.stopped = append(f.stopped, st.Key)
 			}
-			f.stopped = append(f.stopped, st.Key)
-			return nil
+			return errs
 		},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/syncbuf"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
@@ -46,7 +47,11 @@ file), so 'echo data | gym-host exec ID -- wc -c' works.
 config's default (exec.default_timeout_s), none means no timeout.
 
 With --json, the command's output is captured and printed, with its exit
-code, as one JSON object on stdout.`,
+code, as one JSON object on stdout. Each stream keeps at most --max-output
+bytes (default 1MiB): its first and last halves, with a line between them
+saying how many bytes were dropped ("[gym-host: N bytes of stdout dropped
+...]"), and stdout_bytes/stderr_bytes give the full sizes. Without --json,
+output streams through and nothing is held, whatever its size.`,
 	examples: []string{
 		"gym-host exec gym-1a2b -- python -c 'print(6*7)'",
 		"gym-host exec gym-1a2b --timeout 10m --cwd /work --env HF_TOKEN -- 'make test 2>&1 | tail -50'",
@@ -62,17 +67,19 @@ code, as one JSON object on stdout.`,
 		fs.StringArrayVar(&o.env, "env", nil, envHelp)
 		fs.StringVar(&o.envFile, "env-file", "", envFileHelp)
 		fs.BoolVar(&o.noStdin, "no-stdin", false, "never forward stdin, even when it is a pipe or a file")
+		fs.StringVar(&o.maxOutput, "max-output", "1MiB", "with --json: most of each stream kept, a `SIZE` in bytes or with KiB/MiB (memory grows with it)")
 		return o.run
 	},
 }
 
 type execOpts struct {
-	timeout string
-	user    string
-	cwd     string
-	env     []string
-	envFile string
-	noStdin bool
+	timeout   string
+	user      string
+	cwd       string
+	env       []string
+	envFile   string
+	noStdin   bool
+	maxOutput string
 }
 
 // execJSON is exec's --json output.
@@ -83,6 +90,9 @@ type execJSON struct {
 	ExecID    string `json:"exec_id"`
 	Stdout    string `json:"stdout"`
 	Stderr    string `json:"stderr"`
+	// The streams' full sizes: more than stdout/stderr hold when capped.
+	StdoutBytes int64 `json:"stdout_bytes"`
+	StderrBytes int64 `json:"stderr_bytes"`
 }
 
 func (o *execOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.FlagSet) error {
@@ -110,9 +120,13 @@ func (o *execOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 	if !o.noStdin && forwardStdin(a.stdin) {
 		req.Stdin = a.stdin
 	}
-	var outBuf, errBuf lockedBuffer
+	maxOutput, err := parseSize(o.maxOutput)
+	if err != nil {
+		return usageErrorf("--max-output %v", err)
+	}
+	outBuf, errBuf := &syncbuf.Capped{Max: maxOutput}, &syncbuf.Capped{Max: maxOutput}
 	if opts.json {
-		req.Stdout, req.Stderr = &outBuf, &errBuf
+		req.Stdout, req.Stderr = outBuf, errBuf
 	}
 	// Chosen here so that an interrupted exec can be killed by its id.
 	req.ExecID = uuid.NewString()
@@ -131,7 +145,8 @@ func (o *execOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 		if opts.json {
 			if err := writeJSON(a.stdout, execJSON{
 				ExitCode: res.ExitCode, ErrorType: res.ErrorType, Message: res.Message,
-				ExecID: res.ExecID, Stdout: outBuf.String(), Stderr: errBuf.String(),
+				ExecID: res.ExecID, Stdout: capped(outBuf, "stdout"), Stderr: capped(errBuf, "stderr"),
+				StdoutBytes: outBuf.Total(), StderrBytes: errBuf.Total(),
 			}); err != nil {
 				return err
 			}
@@ -143,6 +158,13 @@ func (o *execOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 			return &exitError{code: res.ExitCode}
 		}
 		return nil
+	})
+}
+
+// capped is a captured stream, with the truncation marker if it was cut.
+func capped(b *syncbuf.Capped, stream string) string {
+	return b.String(func(dropped int64) string {
+		return fmt.Sprintf("\n[gym-host: %d bytes of %s dropped here; --max-output %d keeps the first and last halves]\n", dropped, stream, b.Max)
 	})
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -201,8 +202,53 @@ func TestExecJSONCapturesTheOutput(t *testing.T) {
 	assert.Equal(t, 3, h.run("exec", "--json", "gym-1", "--", "x"))
 	var got execJSON
 	require.NoError(t, json.Unmarshal([]byte(h.stdout.String()), &got))
-	assert.Equal(t, execJSON{ExitCode: 3, ExecID: "e-1", Stdout: "42\n", Stderr: "warning\n"}, got)
+	assert.Equal(t, execJSON{ExitCode: 3, ExecID: "e-1", Stdout: "42\n", Stderr: "warning\n", StdoutBytes: 3, StderrBytes: 8}, got)
 	assert.Empty(t, h.stderr.String())
+}
+
+// TestExecJSONCapsTheOutput: --json holds at most --max-output of each
+// stream, its first and last halves, and says how much it dropped.
+func TestExecJSONCapsTheOutput(t *testing.T) {
+	for _, tc := range []struct {
+		flag []string
+		max  int
+	}{{nil, 1 << 20}, {[]string{"--max-output", "64KiB"}, 64 << 10}, {[]string{"--max-output", "1000"}, 1000}} {
+		t.Run(fmt.Sprint(tc.max), func(t *testing.T) {
+			h := newHarness(t)
+			const total = 8 << 20
+			h.fake.execFn = func(_ context.Context, _ string, req provider.ExecRequest) (provider.ExecResult, error) {
+				chunk := bytes.Repeat([]byte("x"), 32<<10)
+				copy(chunk, "BEGIN")
+				_, _ = req.Stdout.Write(chunk)
+				for range total/len(chunk) - 2 {
+					_, _ = req.Stdout.Write(bytes.Repeat([]byte("y"), len(chunk)))
+				}
+				last := bytes.Repeat([]byte("z"), len(chunk))
+				copy(last[len(last)-3:], "END")
+				_, _ = req.Stdout.Write(last)
+				_, _ = io.WriteString(req.Stderr, "small\n")
+				return provider.ExecResult{ExecID: "e-1"}, nil
+			}
+			args := append([]string{"exec", "--json"}, tc.flag...)
+			assert.Equal(t, 0, h.run(append(args, "gym-1", "--", "x")...))
+			var got execJSON
+			require.NoError(t, json.Unmarshal([]byte(h.stdout.String()), &got))
+			assert.EqualValues(t, total, got.StdoutBytes)
+			assert.True(t, strings.HasPrefix(got.Stdout, "BEGIN"), "the head is kept")
+			assert.True(t, strings.HasSuffix(got.Stdout, "END"), "the tail is kept")
+			marker := fmt.Sprintf("\n[gym-host: %d bytes of stdout dropped here; --max-output %d keeps the first and last halves]\n", total-tc.max, tc.max)
+			assert.Contains(t, got.Stdout, marker)
+			assert.Equal(t, tc.max+len(marker), len(got.Stdout))
+			assert.Equal(t, "small\n", got.Stderr, "a short stream is whole")
+			assert.EqualValues(t, 6, got.StderrBytes)
+		})
+	}
+}
+
+func TestExecMaxOutputBadSize(t *testing.T) {
+	h := newHarness(t)
+	assert.Equal(t, exitUsage, h.run("exec", "--json", "--max-output", "lots", "gym-1", "--", "x"))
+	assert.Contains(t, h.stderr.String(), "--max-output")
 }
 
 func TestExecInterruptedExits128PlusSignal(t *testing.T) {

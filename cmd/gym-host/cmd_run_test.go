@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -307,6 +308,23 @@ func TestPrefixWriter(t *testing.T) {
 	require.NoError(t, w.Flush())
 	require.NoError(t, w.Flush())
 	assert.Equal(t, "[1/x] ab\n[1/x] c\n[1/x] \n[1/x] d\n", out.String())
+}
+
+// TestPrefixWriterBoundsALongLine: output with no newline is written out
+// in pieces, not held until the end.
+func TestPrefixWriterBoundsALongLine(t *testing.T) {
+	var out lockedBuffer
+	w := &prefixWriter{prefix: "> ", out: &out}
+	chunk := bytes.Repeat([]byte("x"), 4<<10)
+	for range 1000 {
+		_, _ = w.Write(chunk)
+		require.Less(t, len(w.buf), maxPendingLine+len(chunk))
+	}
+	require.NoError(t, w.Flush())
+	assert.Equal(t, 1000*len(chunk), strings.Count(out.String(), "x"))
+	for _, line := range strings.SplitAfter(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		assert.True(t, strings.HasPrefix(line, "> "))
+	}
 }
 
 func TestAgainIfPluginGone(t *testing.T) {

@@ -133,3 +133,24 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// parseSize reads a byte count: plain bytes, or with a KiB, MiB or GiB (also
+// K, M, G) suffix.
+func parseSize(s string) (int, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSuffix(t, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 || n > (1<<31)/mult {
+		return 0, fmt.Errorf("%q: want a size in bytes up to 2GiB, such as 65536, 512KiB or 4MiB", s)
+	}
+	return int(n * mult), nil
+}

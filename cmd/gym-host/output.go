@@ -40,8 +40,13 @@ func (l *lockedWriter) Printf(format string, args ...any) {
 	fmt.Fprintf(l.w, format, args...)
 }
 
+// maxPendingLine bounds the partial line a prefixWriter holds: a command
+// that prints megabytes without a newline has them written out in pieces
+// of this size, each behind the prefix, rather than held.
+const maxPendingLine = 64 << 10
+
 // prefixWriter writes whole lines, each behind a prefix. A partial last line
-// waits for its newline or for Flush.
+// waits for its newline, for Flush, or until it reaches maxPendingLine.
 type prefixWriter struct {
 	prefix string
 	out    io.Writer
@@ -62,6 +67,13 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 			return 0, err
 		}
 		p.buf = p.buf[i+1:]
+	}
+	if len(p.buf) >= maxPendingLine {
+		line := append(p.buf, '\n')
+		p.buf = nil
+		if err := p.emit(line); err != nil {
+			return 0, err
+		}
 	}
 	return len(b), nil
 }
