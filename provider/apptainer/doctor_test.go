@@ -352,18 +352,7 @@ func TestCheckWritable(t *testing.T) {
 	assert.Equal(t, "set gym.cache_dir to a directory this user can write", r.Fix)
 }
 
-func TestConfValueAndKeyValues(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "apptainer.conf")
-	require.NoError(t, os.WriteFile(p, []byte("# systemd cgroups = no\nsystemd cgroups = yes\n  systemd cgroups=no  \n"), 0o644))
-	v, found, err := confValue(p, "systemd cgroups")
-	require.NoError(t, err)
-	assert.True(t, found)
-	assert.Equal(t, "no", v, "the last directive wins; comments are skipped")
-
-	_, found, err = confValue(p, "root default capabilities")
-	require.NoError(t, err)
-	assert.False(t, found)
-
+func TestParseKeyValues(t *testing.T) {
 	m := parseKeyValues("PREFIX=/usr/local\nAPPTAINER_CONF_FILE=/usr/local/etc/apptainer/apptainer.conf\nnoise\n")
 	assert.Equal(t, "/usr/local", m["PREFIX"])
 	assert.Equal(t, "/usr/local/etc/apptainer/apptainer.conf", m["APPTAINER_CONF_FILE"])
