@@ -156,8 +156,3 @@ func TestClassifyBoundsLength(t *testing.T) {
 	got := classify("FATAL:   " + strings.Repeat("x", 10000))
 	assert.Less(t, len(got), maxClassified+100)
 }
-
-func TestStripANSI(t *testing.T) {
-	assert.Equal(t, "ERROR  : boom\n", stripANSI("\x1b[91mERROR  : boom\n\x1b[0m"))
-	assert.Equal(t, "plain", stripANSI("plain"))
-}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/ansi"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 )
@@ -233,7 +234,7 @@ func (p *Provider) suPreflight(ctx context.Context, h *handles.Handle, user, exe
 
 // oneLine squeezes a command's stderr into a message fragment.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(stripANSI(s)), " ")
+	s = strings.Join(strings.Fields(ansi.Strip(s)), " ")
 	if s == "" {
 		return "no error output"
 	}
