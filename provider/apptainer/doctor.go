@@ -20,9 +20,8 @@ import (
 )
 
 // Doctor checks whether this node can run what the config asks for. Each
-// check is measured against apptainer 1.4.5's real failure modes
-// (research/apptainer-real.md); every result says what was found and, when
-// not ok, what to do.
+// check is a way apptainer 1.4.5 was seen to fail on a real host (numbered
+// below); every result says what was found and, when not ok, what to do.
 
 // capSysResource is CAP_SYS_RESOURCE's bit in /proc/*/status Cap* masks.
 const capSysResource = 24

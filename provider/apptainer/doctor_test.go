@@ -84,8 +84,8 @@ func (h fakeHost) env(t *testing.T) doctorEnv {
 
 const defaultConf = "# apptainer.conf\nallow setuid = yes\nroot default capabilities = full\nsystemd cgroups = yes\n"
 
-// measuredHost is the research machine: root, CapBnd without
-// CAP_SYS_RESOURCE, no systemd, cgroup v1, no subuid entries.
+// measuredHost is a host apptainer 1.4.5 was measured on: root, CapBnd
+// without CAP_SYS_RESOURCE, no systemd, cgroup v1, no subuid entries.
 func measuredHost(t *testing.T) fakeHost {
 	return fakeHost{root: t.TempDir(), capBnd: capBndMissing, pid1: "sh", conf: defaultConf, user: "root",
 		onPath: []string{"mkfs.ext3", "mke2fs", "fuse2fs"}}

@@ -10,8 +10,7 @@ import (
 // Apptainer reports its own failures on stderr, mixed with INFO noise and
 // colour codes (even with --nocolor and redirected stderr). classify turns
 // that into one line a user can act on: the FATAL/ERROR lines, and the fix
-// for the failures we know (texts measured on apptainer 1.4.5, see
-// research/apptainer-real.md).
+// for the failures we know (their texts as apptainer 1.4.5 prints them).
 
 // levelRE matches apptainer's level prefix ("FATAL:   ", "ERROR  : ").
 var levelRE = regexp.MustCompile(`^(FATAL|ERROR|WARNING|INFO|VERBOSE|DEBUG)\s*:\s*`)
