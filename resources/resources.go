@@ -59,9 +59,7 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("resources.gpu: %d is over the limit of %d", r.GPU, MaxGPU)
 	case r.GPUType != "" && r.GPU == 0:
 		return fmt.Errorf("resources.gpu_type: %q needs resources.gpu >= 1", r.GPUType)
-	case r.GPUType != "" && !validGPUType(r.GPUType):
-		// The type is spliced into a SLURM gres/tres spec, where ':' and ','
-		// are separators; anything outside this set would change its meaning.
+	case r.GPUType != "" && !ValidGPUType(r.GPUType):
 		return fmt.Errorf("resources.gpu_type: %q may only contain letters, digits, '.', '_' and '-'", r.GPUType)
 	}
 	return nil
@@ -81,7 +79,14 @@ func (r Resources) CPUCeil() int {
 	return int(math.Ceil(r.CPU))
 }
 
-func validGPUType(s string) bool {
+// ValidGPUType reports whether s may name a GPU type: one or more letters,
+// digits, '.', '_' or '-'. The type is spliced into a SLURM gres/tres spec,
+// where ':' and ',' are separators; anything outside this set would change
+// its meaning. The partitions file holds its gpu_types to the same rule.
+func ValidGPUType(s string) bool {
+	if s == "" {
+		return false
+	}
 	for _, c := range s {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 			c == '.' || c == '_' || c == '-'

@@ -49,6 +49,15 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestValidGPUType(t *testing.T) {
+	for _, s := range []string{"a100", "a100-80gb_v2.1", "H100", "x"} {
+		assert.True(t, ValidGPUType(s), "%q", s)
+	}
+	for _, s := range []string{"", "a100:2", "a100,gpu:v100", "a 100", "a100é", "gpu/a100"} {
+		assert.False(t, ValidGPUType(s), "%q", s)
+	}
+}
+
 func TestIsZero(t *testing.T) {
 	assert.True(t, Resources{}.IsZero())
 	for _, r := range []Resources{

@@ -51,12 +51,11 @@ type SlurmOptions struct {
 // --mem-per-cpu above MaxMemPerCPU silently raises the CPU count.
 //
 // Inside an existing allocation the GPU request is always --gres, whatever
-// GPUStyle says (anchors-hpc-goplugin.md C.2): srun's --gres is the step-level
-// knob for taking a subset of the job's GPUs (a step that names no gres is
-// given all of the job's), and it works however the job itself asked for its
-// GPUs. --gpus-per-task on a step would instead add a per-task tres binding
-// on top of the job's own GPU spec, which is what we want for a new job and
-// nothing we need for a step.
+// GPUStyle says: srun's --gres is the step-level knob for taking a subset of
+// the job's GPUs (a step that names no gres is given all of the job's), and
+// it works however the job itself asked for its GPUs. --gpus-per-task on a
+// step would instead add a per-task tres binding on top of the job's own GPU
+// spec, which is what we want for a new job and nothing we need for a step.
 func SlurmArgs(r Resources, o SlurmOptions) []string {
 	args := []string{"-n1"}
 	if c := r.CPUCeil(); c > 0 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainerconf"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
@@ -437,7 +438,7 @@ func (d *doctorRun) nodeFacts(pr probeResult) (map[string]string, string) {
 	if _, err := os.Stat(filepath.Join(d.host.sysRoot, "fs", "cgroup", "cgroup.controllers")); err == nil {
 		facts["cgroup"] = "v2"
 	}
-	switch val, found, err := confValue(pr.conf, "systemd cgroups"); {
+	switch val, found, err := apptainerconf.Value(pr.conf, "systemd cgroups"); {
 	case pr.conf == "":
 		facts["conf"] = "unknown"
 	case err != nil:
@@ -535,26 +536,6 @@ func (d *doctorRun) checkNodePlugin(probes []probeResult) provider.CheckResult {
 		detail += " and on node " + strings.Join(nodes, ", ")
 	}
 	return provider.OK(name, detail)
-}
-
-// confValue reads a directive from an apptainer.conf ("key = value" lines,
-// '#' comments); the last occurrence wins.
-func confValue(path, key string) (val string, found bool, err error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", false, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == key {
-			val, found = strings.TrimSpace(v), true
-		}
-	}
-	return val, found, sc.Err()
 }
 
 func firstLine(s string) string {

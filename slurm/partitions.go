@@ -427,7 +427,7 @@ func (l *loader) partition(key string, v *yaml.Node) (Partition, bool) {
 		case "gpu_types":
 			if list, ok := yamlstrict.StringList(l, full, val); ok {
 				for i, t := range list {
-					if !validGPUType(t) {
+					if !resources.ValidGPUType(t) {
 						l.Fail(val.Content[i], fmt.Sprintf("%s[%d]", full, i),
 							"%q may only contain letters, digits, '.', '_' and '-'", t)
 					}
@@ -584,20 +584,4 @@ func ownFlag(arg string, own []string) string {
 		}
 	}
 	return ""
-}
-
-// validGPUType mirrors resources' rule: a gpu type is spliced into a gres or
-// tres spec, where ':' and ',' are separators.
-func validGPUType(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '.' || c == '_' || c == '-'
-		if !ok {
-			return false
-		}
-	}
-	return true
 }

@@ -122,6 +122,7 @@ func TestLoadPartitionsErrors(t *testing.T) {
 		{"enforce", "partitions:\n  - name: a\n    enforce: cgroups\n", `line 3: partitions[0].enforce: must be slurm, apptainer or both, got "cgroups"`},
 		{"gpu_style", "partitions:\n  - name: a\n    gpu_style: gpus\n", `line 3: partitions[0].gpu_style: must be gpus-per-task or gres, got "gpus"`},
 		{"gpu_types entry", "partitions:\n  - name: a\n    gpus: true\n    gpu_types: [a100, \"x:y\"]\n", `line 4: partitions[0].gpu_types[1]: "x:y" may only contain`},
+		{"empty gpu_types entry", "partitions:\n  - name: a\n    gpus: true\n    gpu_types: [a100, \"\"]\n", `line 4: partitions[0].gpu_types[1]: "" may only contain`},
 		{"gpu limits without gpus", "partitions:\n  - name: a\n    gpu: {max: 2}\n",
 			"line 3: partitions[0].gpu: is set but the partition takes no gpu requests (gpus: false)"},
 		{"gpu_types without gpus", "partitions:\n  - name: a\n    gpu_types: [a100]\n",

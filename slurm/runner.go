@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/syncbuf"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
@@ -80,7 +81,7 @@ func (r *nodeRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, erro
 		// Whatever went wrong, srun must never block on a full pipe.
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	srunErr := &capBuffer{max: maxSrunStderr}
+	srunErr := &syncbuf.Head{Max: maxSrunStderr}
 	res, runErr := r.p.local.Run(ctx, runner.Cmd{
 		Argv:    argv,
 		Dir:     c.Dir,
@@ -239,35 +240,6 @@ func gpuEnv(h *handles.Handle) []string {
 		return []string{"APPTAINERENV_CUDA_VISIBLE_DEVICES=" + v}
 	}
 	return nil
-}
-
-// capBuffer keeps the first max bytes written to it and drops the rest,
-// reporting every write as complete (srun must never fail on its stderr).
-type capBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (b *capBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := b.max - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
-}
-
-func (b *capBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *capBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
 }
 
 // tail returns at most n bytes from the end of s, trimmed.

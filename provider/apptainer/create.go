@@ -168,9 +168,11 @@ func (c *creation) run(ctx context.Context) error {
 }
 
 // undo removes what run made, best effort, on a fresh context: the
-// instance (a failed or timed-out start may still have left one: see the
-// same-name race in apptainer-real.md §7), the overlay, the staging dir, and
-// any handle an intermediate step may have saved.
+// instance (a failed or timed-out start may still have left one: apptainer
+// 1.4.5 was seen to leave a starter process running after a start that
+// failed, and after concurrent starts of one name that all reported
+// success), the overlay, the staging dir, and any handle an intermediate
+// step may have saved.
 func (c *creation) undo(ctx context.Context, log hclog.Logger) {
 	p, h := c.p, c.h
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)

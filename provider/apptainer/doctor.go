@@ -1,7 +1,6 @@
 package apptainer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -14,15 +13,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainerconf"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
 // Doctor checks whether this node can run what the config asks for. Each
-// check is measured against apptainer 1.4.5's real failure modes
-// (research/apptainer-real.md); every result says what was found and, when
-// not ok, what to do.
+// check is a way apptainer 1.4.5 was seen to fail on a real host (numbered
+// below); every result says what was found and, when not ok, what to do.
 
 // capSysResource is CAP_SYS_RESOURCE's bit in /proc/*/status Cap* masks.
 const capSysResource = 24
@@ -212,7 +211,7 @@ func (d *doctorRun) checkCapabilities(ctx context.Context) provider.CheckResult 
 		return provider.OK(name, detail+"; create.extra_start_args and exec.extra_exec_args drop the capability")
 	}
 	if conf, err := d.confInEffect(ctx); err == nil {
-		if v, found, _ := confValue(conf, "root default capabilities"); found && (v == "file" || v == "no") {
+		if v, found, _ := apptainerconf.Value(conf, "root default capabilities"); found && (v == "file" || v == "no") {
 			return provider.OK(name, detail+"; "+conf+` has "root default capabilities = `+v+`"`)
 		}
 	}
@@ -235,7 +234,7 @@ func (d *doctorRun) checkResourceLimits(ctx context.Context) provider.CheckResul
 		return provider.Warn(name, fmt.Sprintf("cannot find the apptainer.conf in effect: %v", err),
 			"set gym.apptainer_conf to the apptainer.conf to use")
 	}
-	val, found, err := confValue(conf, "systemd cgroups")
+	val, found, err := apptainerconf.Value(conf, "systemd cgroups")
 	if err != nil {
 		return provider.Fail(name, fmt.Sprintf("cannot read %s: %v", conf, err),
 			"set gym.apptainer_conf to a readable apptainer.conf, or remove it to use the built-in one")
@@ -370,27 +369,6 @@ func readCapBnd(path string) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s has no CapBnd line", path)
-}
-
-// confValue reads a directive from an apptainer.conf ("key = value" lines,
-// '#' comments). The last occurrence wins.
-func confValue(path, key string) (val string, found bool, err error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", false, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if ok && strings.TrimSpace(k) == key {
-			val, found = strings.TrimSpace(v), true
-		}
-	}
-	return val, found, sc.Err()
 }
 
 // parseKeyValues reads KEY=VALUE lines (apptainer buildcfg).

@@ -84,8 +84,8 @@ func (h fakeHost) env(t *testing.T) doctorEnv {
 
 const defaultConf = "# apptainer.conf\nallow setuid = yes\nroot default capabilities = full\nsystemd cgroups = yes\n"
 
-// measuredHost is the research machine: root, CapBnd without
-// CAP_SYS_RESOURCE, no systemd, cgroup v1, no subuid entries.
+// measuredHost is a host apptainer 1.4.5 was measured on: root, CapBnd
+// without CAP_SYS_RESOURCE, no systemd, cgroup v1, no subuid entries.
 func measuredHost(t *testing.T) fakeHost {
 	return fakeHost{root: t.TempDir(), capBnd: capBndMissing, pid1: "sh", conf: defaultConf, user: "root",
 		onPath: []string{"mkfs.ext3", "mke2fs", "fuse2fs"}}
@@ -352,18 +352,7 @@ func TestCheckWritable(t *testing.T) {
 	assert.Equal(t, "set gym.cache_dir to a directory this user can write", r.Fix)
 }
 
-func TestConfValueAndKeyValues(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "apptainer.conf")
-	require.NoError(t, os.WriteFile(p, []byte("# systemd cgroups = no\nsystemd cgroups = yes\n  systemd cgroups=no  \n"), 0o644))
-	v, found, err := confValue(p, "systemd cgroups")
-	require.NoError(t, err)
-	assert.True(t, found)
-	assert.Equal(t, "no", v, "the last directive wins; comments are skipped")
-
-	_, found, err = confValue(p, "root default capabilities")
-	require.NoError(t, err)
-	assert.False(t, found)
-
+func TestParseKeyValues(t *testing.T) {
 	m := parseKeyValues("PREFIX=/usr/local\nAPPTAINER_CONF_FILE=/usr/local/etc/apptainer/apptainer.conf\nnoise\n")
 	assert.Equal(t, "/usr/local", m["PREFIX"])
 	assert.Equal(t, "/usr/local/etc/apptainer/apptainer.conf", m["APPTAINER_CONF_FILE"])

@@ -3,16 +3,14 @@ package apptainer
 import (
 	"regexp"
 	"strings"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/ansi"
 )
 
 // Apptainer reports its own failures on stderr, mixed with INFO noise and
 // colour codes (even with --nocolor and redirected stderr). classify turns
 // that into one line a user can act on: the FATAL/ERROR lines, and the fix
-// for the failures we know (texts measured on apptainer 1.4.5, see
-// research/apptainer-real.md).
-
-// ansiRE matches CSI escape sequences such as ESC[91m and ESC[0m.
-var ansiRE = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
+// for the failures we know (their texts as apptainer 1.4.5 prints them).
 
 // levelRE matches apptainer's level prefix ("FATAL:   ", "ERROR  : ").
 var levelRE = regexp.MustCompile(`^(FATAL|ERROR|WARNING|INFO|VERBOSE|DEBUG)\s*:\s*`)
@@ -23,14 +21,12 @@ var subuidRE = regexp.MustCompile(`no mapping entry found in /etc/sub[ug]id for 
 // megabyte-long error.
 const maxClassified = 2000
 
-func stripANSI(s string) string { return ansiRE.ReplaceAllString(s, "") }
-
 // errorLines returns apptainer's FATAL and ERROR lines (and cobra's
 // `Error for command ...`), colour codes stripped and level prefixes
 // normalised to "LEVEL: ".
 func errorLines(stderr string) []string {
 	var out []string
-	for _, line := range strings.Split(stripANSI(stderr), "\n") {
+	for _, line := range strings.Split(ansi.Strip(stderr), "\n") {
 		line = strings.TrimSpace(line)
 		if m := levelRE.FindStringSubmatch(line); m != nil {
 			if m[1] != "FATAL" && m[1] != "ERROR" {
@@ -72,7 +68,7 @@ func classify(stderr string) string {
 // no FATAL/ERROR line.
 func otherLines(stderr string) string {
 	var out []string
-	for _, line := range strings.Split(stripANSI(stderr), "\n") {
+	for _, line := range strings.Split(ansi.Strip(stderr), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || levelRE.MatchString(line) {
 			continue

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/syncbuf"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 )
@@ -236,10 +237,10 @@ func newTransferName(root *os.Root) (string, error) {
 // copyInSandbox runs script with args (src and dst first) as "$@" in the
 // sandbox, as its default user. Its stderr becomes the error when it fails.
 func (p *Provider) copyInSandbox(ctx context.Context, h *handles.Handle, script string, args []string, what string) error {
-	var errb cappedBuffer
+	errb := &syncbuf.Head{Max: maxPrefix}
 	res, err := p.runCommand(ctx, h, provider.ExecRequest{
 		Command: script,
-		Stderr:  &errb,
+		Stderr:  errb,
 		Timeout: -1, // a large file takes what it takes; the caller's ctx bounds it
 		ExecID:  uuid.NewString(),
 	}, execOpts{args: args})

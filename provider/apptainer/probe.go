@@ -1,13 +1,12 @@
 package apptainer
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/syncbuf"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 )
@@ -75,8 +74,8 @@ func (p *Provider) probe(ctx context.Context, h *handles.Handle) error {
 // probeOnce runs one attempt. err is for an attempt that could not be made
 // (cancelled context, bad request); a failing probe is ok=false with detail.
 func (p *Provider) probeOnce(ctx context.Context, h *handles.Handle, command string, expected *string, timeout time.Duration) (ok bool, detail string, err error) {
-	stdout := &capped{max: maxProbeOutput}
-	stderr := &capped{max: maxProbeOutput}
+	stdout := &syncbuf.Head{Max: maxProbeOutput}
+	stderr := &syncbuf.Head{Max: maxProbeOutput}
 	res, err := p.run(ctx, h, provider.ExecRequest{
 		Command: command,
 		Timeout: timeout,
@@ -104,27 +103,4 @@ func excerpt(s string) string {
 		return s[:500] + "..."
 	}
 	return s
-}
-
-// capped is a buffer that keeps the first max bytes and drops the rest
-// (while reporting them written, so the writer never fails the command).
-type capped struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (c *capped) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if room := c.max - c.buf.Len(); room > 0 {
-		c.buf.Write(b[:min(room, len(b))])
-	}
-	return len(b), nil
-}
-
-func (c *capped) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
 }

@@ -1,7 +1,6 @@
 package apptainer
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/ansi"
+	"github.com/gym-apptainer/gym-apptainer/internal/syncbuf"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 )
@@ -141,11 +142,11 @@ func (p *Provider) defaultUID(ctx context.Context, h *handles.Handle, execID str
 		if cur, err := p.handle(h.ID); err == nil && cur.DefaultUID >= 0 {
 			return learned{uid: cur.DefaultUID}, nil // learned while we queued
 		}
-		var out, errb cappedBuffer
+		out, errb := &syncbuf.Head{Max: maxPrefix}, &syncbuf.Head{Max: maxPrefix}
 		res, err := p.runCommand(ctx, h, provider.ExecRequest{
 			Command: "id -u",
-			Stdout:  &out,
-			Stderr:  &errb,
+			Stdout:  out,
+			Stderr:  errb,
 			Timeout: p.checkTimeout(),
 			ExecID:  uuid.NewString(),
 		}, execOpts{})
@@ -199,11 +200,11 @@ func (p *Provider) suPreflight(ctx context.Context, h *handles.Handle, user, exe
 		if p.users.passed(h.ID, user) { // passed while we queued
 			return learned{}, nil
 		}
-		var out, errb cappedBuffer
+		out, errb := &syncbuf.Head{Max: maxPrefix}, &syncbuf.Head{Max: maxPrefix}
 		res, err := p.runCommand(ctx, h, provider.ExecRequest{
 			Command: "id -u",
-			Stdout:  &out,
-			Stderr:  &errb,
+			Stdout:  out,
+			Stderr:  errb,
 			Timeout: p.checkTimeout(),
 			ExecID:  uuid.NewString(),
 		}, execOpts{su: user})
@@ -233,7 +234,7 @@ func (p *Provider) suPreflight(ctx context.Context, h *handles.Handle, user, exe
 
 // oneLine squeezes a command's stderr into a message fragment.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(stripANSI(s)), " ")
+	s = strings.Join(strings.Fields(ansi.Strip(s)), " ")
 	if s == "" {
 		return "no error output"
 	}
@@ -241,27 +242,4 @@ func oneLine(s string) string {
 		s = s[:500] + "..."
 	}
 	return s
-}
-
-// cappedBuffer keeps the first 64 KiB written to it and discards the rest,
-// so a chatty command cannot grow an error message without bound. Safe for
-// one writer and a reader after the writer is done.
-type cappedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (c *cappedBuffer) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if room := maxPrefix - c.buf.Len(); room > 0 {
-		c.buf.Write(b[:min(room, len(b))])
-	}
-	return len(b), nil
-}
-
-func (c *cappedBuffer) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
 }

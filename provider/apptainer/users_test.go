@@ -1,7 +1,6 @@
 package apptainer
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -240,13 +239,4 @@ func TestExecNamedUserConcurrentPreflightShared(t *testing.T) {
 	for _, r := range results {
 		assert.Empty(t, r.ErrorType)
 	}
-}
-
-func TestCappedBuffer(t *testing.T) {
-	var c cappedBuffer
-	big := bytes.Repeat([]byte("x"), maxPrefix+100)
-	n, err := c.Write(big)
-	require.NoError(t, err)
-	assert.Equal(t, len(big), n)
-	assert.Len(t, c.String(), maxPrefix)
 }

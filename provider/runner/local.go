@@ -149,7 +149,7 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 	if cmd.ProcessState == nil {
 		return Result{ExitCode: -1}, fmt.Errorf("waiting for %s: %w", c.Argv[0], waitErr)
 	}
-	res := Result{ExitCode: exitCode(cmd.ProcessState)}
+	res := Result{ExitCode: ExitCode(cmd.ProcessState)}
 	log.Debug("command finished", "argv", c.Argv, "pid", cmd.Process.Pid, "exit", res.ExitCode, "elapsed", elapsed)
 
 	if c.Detached {
@@ -173,9 +173,10 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 }
 
-// exitCode maps a finished process to a shell-style code: the exit status,
-// or 128+signal when a signal ended it.
-func exitCode(ps *os.ProcessState) int {
+// ExitCode maps a finished process to a shell-style code: the exit status,
+// or 128+signal when a signal ended it. The node agent's node-exec reports
+// its command's code the same way.
+func ExitCode(ps *os.ProcessState) int {
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}

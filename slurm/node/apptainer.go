@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/ansi"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -34,7 +35,7 @@ func instancePID(ctx context.Context, r runner.Runner, prefix []string, name str
 		return 0, fmt.Errorf("listing instance %s: %w", name, err)
 	}
 	if res.ExitCode != 0 {
-		return 0, fmt.Errorf("listing instance %s: %s exited %d: %s", name, argv[0], res.ExitCode, strings.TrimSpace(stripANSI(errb.String())))
+		return 0, fmt.Errorf("listing instance %s: %s exited %d: %s", name, argv[0], res.ExitCode, strings.TrimSpace(ansi.Strip(errb.String())))
 	}
 	var list struct {
 		Instances []struct {
@@ -64,7 +65,7 @@ func stopInstance(ctx context.Context, r runner.Runner, prefix []string, name st
 		return fmt.Errorf("stopping instance %s: %w", name, err)
 	}
 	if res.ExitCode != 0 {
-		return fmt.Errorf("stopping instance %s: %s exited %d: %s", name, argv[0], res.ExitCode, strings.TrimSpace(stripANSI(errb.String())))
+		return fmt.Errorf("stopping instance %s: %s exited %d: %s", name, argv[0], res.ExitCode, strings.TrimSpace(ansi.Strip(errb.String())))
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/ansi"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -108,7 +109,7 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 		return 1
 	}
 	if st.res.ExitCode != 0 {
-		msg := strings.TrimSpace(stripANSI(st.stderr))
+		msg := strings.TrimSpace(ansi.Strip(st.stderr))
 		if msg == "" {
 			h.fail(fmt.Sprintf("instance start exited with code %d and no message", st.res.ExitCode))
 			return 1

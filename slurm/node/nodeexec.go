@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
+	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/slurm/frame"
 )
 
@@ -106,7 +107,7 @@ func (x *nodeExec) run() int {
 	}
 
 	_ = cmd.Wait() // ErrWaitDelay only says a leftover process held the pipes
-	code := exitCode(cmd.ProcessState)
+	code := runner.ExitCode(cmd.ProcessState)
 	select {
 	case <-out.failed:
 		x.reap(0, syscall.SIGPIPE)
@@ -154,14 +155,6 @@ func waitBounded(cmd *exec.Cmd) {
 	case <-done:
 	case <-time.After(drainTimeout):
 	}
-}
-
-// exitCode maps a finished process to a shell-style code.
-func exitCode(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }
 
 // waitExitedNoReap blocks until the process pid has exited, leaving it a

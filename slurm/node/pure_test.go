@@ -23,22 +23,6 @@ func TestIsSubcommand(t *testing.T) {
 	}
 }
 
-func TestStripANSI(t *testing.T) {
-	cases := map[string]string{
-		"plain":                                      "plain",
-		"\x1b[91mERROR  : boom\n\x1b[0m":             "ERROR  : boom\n",
-		"a\x1b[1;31mb\x1b[0mc":                       "abc",
-		"\x1b[?25lhidden\x1b[?25h":                   "hidden",
-		"two-byte \x1bcreset":                        "two-byte reset",
-		"cut \x1b[91":                                "cut ",
-		"trailing \x1b":                              "trailing ",
-		"FATAL:   While checking container: no such": "FATAL:   While checking container: no such",
-	}
-	for in, want := range cases {
-		assert.Equal(t, want, stripANSI(in), "%q", in)
-	}
-}
-
 func TestApptainerPrefix(t *testing.T) {
 	assert.Equal(t, []string{"apptainer"}, apptainerPrefix("apptainer", ""))
 	assert.Equal(t, []string{"/usr/local/bin/apptainer", "-c", "/etc/a.conf"}, apptainerPrefix("/usr/local/bin/apptainer", "/etc/a.conf"))
