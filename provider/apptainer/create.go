@@ -18,6 +18,7 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/imagecache"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
@@ -62,10 +63,10 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 	}
 	tImage := time.Since(t0)
 
-	owner, _ := os.Hostname()
+	host, _ := os.Hostname()
 	h := &handles.Handle{
 		ID:         id,
-		Instance:   id,
+		Instance:   owner.InstanceName(id, p.owner),
 		Image:      spec.Image,
 		ImagePath:  imagePath,
 		StagingDir: filepath.Join(stagingRoot, id),
@@ -78,7 +79,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		TTL:        spec.TTL,
 		Metadata:   mergeMetadata(p.cfg.DefaultMetadata, spec.Metadata),
 		Placement:  p.place.Name(),
-		Owner:      owner,
+		Owner:      host,
 		DefaultUID: -1, // learned on first need (users.go)
 		Extra: map[string]string{
 			extraApptainerConf: plan.ApptainerConf,

@@ -205,7 +205,7 @@ func TestLeakedInstance(t *testing.T) {
 	// An id that is not a gym id is refused, not passed to apptainer.
 	assert.ErrorIs(t, h.Close(ctx, other), provider.ErrInvalid)
 
-	closed, err := h.CloseAll(ctx)
+	closed, err := h.CloseAll(ctx, provider.CloseAllOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{leaked}, closed)
 	// (Eventually: see TestCloseUnregistersInstance.)
