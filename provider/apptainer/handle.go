@@ -75,6 +75,12 @@ func (p *Provider) handle(id string) (*handles.Handle, error) {
 			}
 			return nil, fmt.Errorf("read handle of sandbox %s: %w", id, err)
 		}
+		// Checked once per version of the file: a cached handle is one
+		// that passed.
+		if err := p.checkHandlePaths(h); err != nil {
+			delete(p.handles, id)
+			return nil, err
+		}
 		c = cachedHandle{h: h, stamp: stamp}
 		p.handles[id] = c
 	}
