@@ -175,6 +175,7 @@ func (p *Provider) placedStatus(h *handles.Handle, states map[string]provider.St
 			st.JobID = got.JobID
 		}
 	}
+	p.creatingState(h, &st)
 	return st
 }
 

@@ -274,6 +274,7 @@ func (p *Provider) handleStatus(h *handles.Handle, listed instances, listErr err
 	default:
 		st.State, st.Reason = provider.StateStopped, "instance is gone"
 	}
+	p.creatingState(h, &st)
 	return st
 }
 

@@ -50,4 +50,22 @@ type Handle struct {
 	DefaultUID int `json:"default_uid"`
 	// Extra holds placement-specific values.
 	Extra map[string]string `json:"extra,omitempty"`
+	// State is StateCreating from before the instance starts until the
+	// sandbox is ready, then "". A creating handle whose creator is gone
+	// (or that is older than a create can take) is an interrupted create:
+	// gc removes what it left. Absent in handles of older versions (ready).
+	State string `json:"state,omitempty"`
+	// Creator is the process making the sandbox while State is creating.
+	Creator *Creator `json:"creator,omitempty"`
+}
+
+// StateCreating marks a handle written before its sandbox is ready.
+const StateCreating = "creating"
+
+// Creator names a process across pid reuse: its host, pid and start time
+// (clock ticks since boot, /proc/PID/stat field 22).
+type Creator struct {
+	Host  string `json:"host"`
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
 }
