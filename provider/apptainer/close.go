@@ -62,6 +62,7 @@ func (p *Provider) Close(ctx context.Context, ref string) error {
 	if err := p.stop(ctx, h); err != nil {
 		return fmt.Errorf("close sandbox %s: %w (the sandbox is kept; close it again)", id, err)
 	}
+	p.killOrphanedFUSEHelpers(h)
 	p.markClosed(id)
 	if err := p.removeFiles(h); err != nil {
 		return fmt.Errorf("close sandbox %s: instance stopped, but %w", id, err)

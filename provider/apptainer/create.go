@@ -160,6 +160,8 @@ func (c *creation) run(ctx context.Context) error {
 	}
 	c.tStart = time.Since(t)
 
+	p.recordFUSEHelpers(h)
+
 	t = time.Now()
 	if err := p.probe(ctx, h); err != nil {
 		return err

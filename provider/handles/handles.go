@@ -57,6 +57,19 @@ type Handle struct {
 	State string `json:"state,omitempty"`
 	// Creator is the process making the sandbox while State is creating.
 	Creator *Creator `json:"creator,omitempty"`
+	// Starter is the instance's starter process and FUSEHelpers its FUSE
+	// mount helpers (squashfuse_ll, fuse-overlayfs, ...), recorded at
+	// create for an instance started here: if the starter is killed the
+	// helpers are orphaned, and close finds them by these.
+	Starter     *Proc  `json:"starter,omitempty"`
+	FUSEHelpers []Proc `json:"fuse_helpers,omitempty"`
+}
+
+// Proc names a process across pid reuse: pid and start time (clock ticks
+// since boot).
+type Proc struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
 }
 
 // StateCreating marks a handle written before its sandbox is ready.

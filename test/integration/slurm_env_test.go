@@ -27,6 +27,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
 var (
@@ -258,7 +260,7 @@ func (e *slurmEnv) jobs(t *testing.T) []testJob {
 func (e *slurmEnv) jobOf(t *testing.T, id string) testJob {
 	t.Helper()
 	for _, j := range e.jobs(t) {
-		if j.Name == id {
+		if jid, _, _ := owner.Parse(j.Name); jid == id {
 			return j
 		}
 	}
@@ -276,7 +278,7 @@ func (e *slurmEnv) steps(t *testing.T) []string {
 	var steps []string
 	for _, line := range strings.Fields(string(out)) {
 		id, name, _ := strings.Cut(line, "|")
-		if e.ids[name] {
+		if sid, _, _ := owner.Parse(name); e.ids[sid] {
 			steps = append(steps, id+" "+name)
 		}
 	}
