@@ -105,7 +105,7 @@ func TestOwnership(t *testing.T) {
 		id := strings.TrimSpace(r.Stdout)
 		e.track(nil, id)
 		return id
-	}, func() bool { return true })
+	}, nil)
 }
 
 func TestSlurmOwnership(t *testing.T) {
@@ -115,9 +115,14 @@ func TestSlurmOwnership(t *testing.T) {
 	}, func() bool { return len(e.slurmLeft(t, 0)) > 0 })
 }
 
+// holderLive reports whether what holds the sandbox (a SLURM job) still
+// runs; nil when the instance is all there is.
 func testOwnership(t *testing.T, e *env, create func(context.Context) string, holderLive func() bool) {
 	ctx := e.ctx(4 * time.Minute)
 	id := create(ctx)
+	if holderLive == nil {
+		holderLive = func() bool { _, listed := e.instance(t, id); return listed }
+	}
 	ownA := owner.ID(os.Getuid(), e.stateDir)
 	stateB, runB := e.harnessB(t)
 	require.NotEqual(t, ownA, owner.ID(os.Getuid(), stateB))
