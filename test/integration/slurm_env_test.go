@@ -279,7 +279,7 @@ func (e *slurmEnv) steps(t *testing.T) []string {
 	for _, line := range strings.Fields(string(out)) {
 		id, name, _ := strings.Cut(line, "|")
 		if sid, _, _ := owner.Parse(name); e.ids[sid] {
-			steps = append(steps, id+" "+name)
+			steps = append(steps, id+" "+sid)
 		}
 	}
 	return steps
@@ -391,11 +391,15 @@ func salloc(t *testing.T, args ...string) string {
 	return id
 }
 
-// holderOf is the holder process of sandbox id on this (the only) node.
+// holderOf is the holder process of sandbox id on this (the only) node:
+// the one holding the instance named after id (<id>.<owner>).
 func holderOf(t *testing.T, id string) proc {
 	t.Helper()
 	ps := findProcs(func(p proc) bool {
-		return slices.Contains(p.cmdline, "holder") && slices.Contains(p.cmdline, id)
+		return slices.Contains(p.cmdline, "holder") && slices.ContainsFunc(p.cmdline, func(arg string) bool {
+			sid, _, ok := owner.Parse(arg)
+			return ok && sid == id
+		})
 	})
 	require.Len(t, ps, 1, "the holder of %s", id)
 	return ps[0]
