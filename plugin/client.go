@@ -76,7 +76,11 @@ func (c *SandboxGRPCClient) List(ctx context.Context) ([]provider.Status, error)
 	if err != nil {
 		return nil, fromStatus(ctx, err)
 	}
-	return statusesFromPB(resp.GetStatuses()), nil
+	sts := statusesFromPB(resp.GetStatuses())
+	if sk := resp.GetSkipped(); len(sk) > 0 {
+		return sts, &provider.SkippedError{Skipped: skippedFromPB(sk)}
+	}
+	return sts, nil
 }
 
 // Close ends a sandbox.
@@ -85,9 +89,9 @@ func (c *SandboxGRPCClient) Close(ctx context.Context, id string) error {
 	return fromStatus(ctx, err)
 }
 
-// CloseAll ends every sandbox.
-func (c *SandboxGRPCClient) CloseAll(ctx context.Context) ([]string, error) {
-	resp, err := c.client.CloseAll(ctx, &pb.CloseAllRequest{})
+// CloseAll ends every sandbox (of every owner with opts.AllOwners).
+func (c *SandboxGRPCClient) CloseAll(ctx context.Context, opts provider.CloseAllOptions) ([]string, error) {
+	resp, err := c.client.CloseAll(ctx, &pb.CloseAllRequest{AllOwners: opts.AllOwners})
 	if err != nil {
 		return nil, fromStatus(ctx, err)
 	}

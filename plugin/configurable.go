@@ -140,12 +140,12 @@ func (c *configurable) Close(ctx context.Context, id string) error {
 	return p.Close(ctx, id)
 }
 
-func (c *configurable) CloseAll(ctx context.Context) ([]string, error) {
+func (c *configurable) CloseAll(ctx context.Context, opts provider.CloseAllOptions) ([]string, error) {
 	p, err := c.get()
 	if err != nil {
 		return nil, err
 	}
-	return p.CloseAll(ctx)
+	return p.CloseAll(ctx, opts)
 }
 
 func (c *configurable) Pull(ctx context.Context, image string, progress provider.PullProgress) (string, error) {

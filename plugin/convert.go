@@ -63,6 +63,8 @@ func statusToPB(s provider.Status) *pb.StatusMsg {
 		Node:          s.Node,
 		JobId:         s.JobID,
 		TtlMs:         durationToMS(s.TTL),
+		Owner:         s.Owner,
+		Foreign:       s.Foreign,
 	}
 }
 
@@ -79,7 +81,25 @@ func statusFromPB(s *pb.StatusMsg) provider.Status {
 		Node:      s.GetNode(),
 		JobID:     s.GetJobId(),
 		TTL:       msToDuration(s.GetTtlMs()),
+		Owner:     s.GetOwner(),
+		Foreign:   s.GetForeign(),
 	}
+}
+
+func skippedToPB(ss []provider.SkippedHandle) []*pb.SkippedHandle {
+	out := make([]*pb.SkippedHandle, len(ss))
+	for i, s := range ss {
+		out[i] = &pb.SkippedHandle{Path: s.Path, Reason: s.Reason}
+	}
+	return out
+}
+
+func skippedFromPB(ss []*pb.SkippedHandle) []provider.SkippedHandle {
+	out := make([]provider.SkippedHandle, len(ss))
+	for i, s := range ss {
+		out[i] = provider.SkippedHandle{Path: s.GetPath(), Reason: s.GetReason()}
+	}
+	return out
 }
 
 func statusesToPB(ss []provider.Status) []*pb.StatusMsg {

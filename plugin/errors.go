@@ -12,10 +12,12 @@ import (
 )
 
 // ErrPluginGone is wrapped by every error of a call that failed because the
-// plugin process died or its connection broke. Sandboxes live outside the
-// plugin (their handles are persisted), so nothing is lost: a Host starts a
-// fresh plugin on the next call.
-var ErrPluginGone = errors.New("the apptainer plugin exited unexpectedly; sandboxes are intact, run the command again")
+// plugin process died or its connection broke. Sandboxes that were ready
+// live outside the plugin (their handles are persisted): a Host starts a
+// fresh plugin on the next call. A create the plugin was running is cut
+// short; its handle (state creating) lets gc remove what it left.
+var ErrPluginGone = errors.New("the apptainer plugin exited unexpectedly; sandboxes that were ready are unaffected, " +
+	"but a create it was running was cut short ('gym-host gc' removes what it left); run the command again")
 
 // toStatus turns a provider error into a gRPC status error on the plugin
 // side. The code carries the error's kind, the message its exact text.

@@ -43,6 +43,10 @@ type fakeProvider struct {
 	pullFn  func(ctx context.Context, image string, progress provider.PullProgress) (string, error)
 	checks  []provider.CheckResult
 	failAll error // returned by every call when set
+	// listErr is returned by List next to the sandboxes (skipped handles).
+	listErr error
+	// closeAllOpts records the options of the last CloseAll.
+	closeAllOpts provider.CloseAllOptions
 }
 
 func newFake(ids ...string) *fakeProvider {
@@ -190,7 +194,7 @@ func (f *fakeProvider) List(context.Context) ([]provider.Status, error) {
 	for _, st := range f.sandboxes {
 		out = append(out, st)
 	}
-	return out, nil
+	return out, f.listErr
 }
 
 func (f *fakeProvider) Close(_ context.Context, id string) error {
@@ -204,7 +208,10 @@ func (f *fakeProvider) Close(_ context.Context, id string) error {
 	return nil
 }
 
-func (f *fakeProvider) CloseAll(ctx context.Context) ([]string, error) {
+func (f *fakeProvider) CloseAll(ctx context.Context, opts provider.CloseAllOptions) ([]string, error) {
+	f.mu.Lock()
+	f.closeAllOpts = opts
+	f.mu.Unlock()
 	all, err := f.List(ctx)
 	if err != nil {
 		return nil, err

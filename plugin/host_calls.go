@@ -113,9 +113,9 @@ func (h *Host) Close(ctx context.Context, id string) error {
 	return err
 }
 
-// CloseAll ends every sandbox.
-func (h *Host) CloseAll(ctx context.Context) ([]string, error) {
-	return forward(ctx, h, func(p Configurable) ([]string, error) { return p.CloseAll(ctx) })
+// CloseAll ends every sandbox (of every owner with opts.AllOwners).
+func (h *Host) CloseAll(ctx context.Context, opts provider.CloseAllOptions) ([]string, error) {
+	return forward(ctx, h, func(p Configurable) ([]string, error) { return p.CloseAll(ctx, opts) })
 }
 
 // Pull fills the image cache.

@@ -147,7 +147,8 @@ func TestHostPluginKilledMidExec(t *testing.T) {
 		t.Fatal("Exec did not return after its plugin died")
 	}
 	require.ErrorIs(t, got.err, ErrPluginGone)
-	assert.Contains(t, got.err.Error(), "sandboxes are intact, run the command again")
+	assert.Contains(t, got.err.Error(), "a create it was running was cut short ('gym-host gc' removes what it left); run the command again")
+	assert.NotContains(t, got.err.Error(), "intact", "a cut-short create is not intact")
 	require.NotEmpty(t, got.res.ExecID)
 
 	// Before returning, Exec had a fresh plugin kill what was left of it.

@@ -207,7 +207,7 @@ func TestStatusListCloseCloseAll(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, all, 2)
 
-	ids, err := c.CloseAll(ctx)
+	ids, err := c.CloseAll(ctx, provider.CloseAllOptions{})
 	require.NoError(t, err)
 	sort.Strings(ids)
 	assert.Equal(t, []string{"sb1", "sb3"}, ids)
@@ -265,4 +265,34 @@ func TestDoctor(t *testing.T) {
 	checks, err := c.Doctor(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, fake.checks, checks)
+}
+
+// Unreadable handles do not fail List over the wire: they come back beside
+// the sandboxes, and the owner fields and CloseAll's options travel too.
+func TestListSkippedHandlesAndOwnersCrossTheWire(t *testing.T) {
+	ctx := testCtx(t)
+	fake := newFake("sb1")
+	fake.sandboxes["sb1"] = provider.Status{ID: "gym-x.0123456789ab", State: provider.StateRunning,
+		Reason: "foreign: owned by 0123456789ab", Owner: "0123456789ab", Foreign: true}
+	skipped := []provider.SkippedHandle{{Path: "/s/gym-bad.json", Reason: "unexpected end of JSON input"}}
+	fake.listErr = &provider.SkippedError{Skipped: skipped}
+	c := dialFake(t, fake)
+
+	all, err := c.List(ctx)
+	var sk *provider.SkippedError
+	require.ErrorAs(t, err, &sk)
+	assert.Equal(t, skipped, sk.Skipped)
+	require.Len(t, all, 1)
+	assert.Equal(t, fake.sandboxes["sb1"], all[0])
+
+	// Any other error still fails the call.
+	fake.listErr = errors.Join(errors.New("squeue down"), &provider.SkippedError{Skipped: skipped})
+	_, err = c.List(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "squeue down")
+
+	fake.listErr = nil
+	_, err = c.CloseAll(ctx, provider.CloseAllOptions{AllOwners: true})
+	require.NoError(t, err)
+	assert.True(t, fake.closeAllOpts.AllOwners)
 }

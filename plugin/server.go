@@ -2,9 +2,11 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	pb "github.com/gym-apptainer/gym-apptainer/plugin/proto"
+	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
 // SandboxGRPCServer serves the SandboxProvider service on the plugin side by
@@ -70,10 +72,17 @@ func (s *SandboxGRPCServer) Status(ctx context.Context, req *pb.StatusRequest) (
 // List reports every known sandbox.
 func (s *SandboxGRPCServer) List(ctx context.Context, _ *pb.ListRequest) (*pb.ListResponse, error) {
 	sts, err := s.Impl.List(ctx)
-	if err != nil {
+	// Unreadable handles alone do not fail the call: they travel beside
+	// the statuses, so that one bad file does not hide every sandbox.
+	var sk *provider.SkippedError
+	if err != nil && (!errors.As(err, &sk) || error(sk) != err) {
 		return nil, toStatus(err)
 	}
-	return &pb.ListResponse{Statuses: statusesToPB(sts)}, nil
+	resp := &pb.ListResponse{Statuses: statusesToPB(sts)}
+	if sk != nil {
+		resp.Skipped = skippedToPB(sk.Skipped)
+	}
+	return resp, nil
 }
 
 // Close ends a sandbox.
@@ -85,8 +94,8 @@ func (s *SandboxGRPCServer) Close(ctx context.Context, req *pb.CloseRequest) (*p
 }
 
 // CloseAll ends every sandbox.
-func (s *SandboxGRPCServer) CloseAll(ctx context.Context, _ *pb.CloseAllRequest) (*pb.CloseAllResponse, error) {
-	ids, err := s.Impl.CloseAll(ctx)
+func (s *SandboxGRPCServer) CloseAll(ctx context.Context, req *pb.CloseAllRequest) (*pb.CloseAllResponse, error) {
+	ids, err := s.Impl.CloseAll(ctx, provider.CloseAllOptions{AllOwners: req.GetAllOwners()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

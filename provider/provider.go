@@ -29,14 +29,17 @@ type Provider interface {
 	Download(ctx context.Context, id, remotePath, hostPath string) error
 	// Status reports the given sandboxes; all of them cost one runtime query.
 	Status(ctx context.Context, ids []string) ([]Status, error)
-	// List reports every sandbox this user's provider knows, plus leaked
-	// gym instances it finds.
+	// List reports every sandbox this user's provider knows, plus the gym
+	// instances it finds without a handle: its own (leaked) and other
+	// owners' (Foreign). Unreadable handle files are skipped and reported
+	// in a *SkippedError returned with the rest.
 	List(ctx context.Context) ([]Status, error)
 	// Close ends a sandbox and removes what it left on the host. Closing a
 	// sandbox that is already gone is success.
 	Close(ctx context.Context, id string) error
-	// CloseAll closes every sandbox List reports and returns their ids.
-	CloseAll(ctx context.Context) ([]string, error)
+	// CloseAll closes every sandbox List reports, except foreign ones
+	// unless opts.AllOwners, and returns their ids.
+	CloseAll(ctx context.Context, opts CloseAllOptions) ([]string, error)
 	// Pull fills the image cache for an image and returns the cached path.
 	Pull(ctx context.Context, image string, progress PullProgress) (string, error)
 	// Doctor checks whether this node can run what the config asks for.

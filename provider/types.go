@@ -5,7 +5,9 @@
 package provider
 
 import (
+	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/resources"
@@ -107,6 +109,40 @@ type Status struct {
 	// TTL is the longest the sandbox may live (Spec.TTL), zero for none:
 	// gym-host gc closes it once Created+TTL has passed.
 	TTL time.Duration
+	// Owner is the owner tag in the instance name ("" for a legacy name).
+	Owner string
+	// Foreign marks another gym-host's sandbox (another state dir or user
+	// made it): reported, never leaked, closed only with CloseAllOptions
+	// AllOwners or by its full instance name.
+	Foreign bool
+}
+
+// CloseAllOptions widens CloseAll.
+type CloseAllOptions struct {
+	// AllOwners also closes foreign sandboxes: for an admin who means it.
+	AllOwners bool
+}
+
+// SkippedHandle is a handle file that could not be read (truncated,
+// garbage, written by a newer version) and was left out of a listing.
+type SkippedHandle struct {
+	Path   string
+	Reason string
+}
+
+// SkippedError is returned by List, next to everything that could be
+// listed, when some handle files were unreadable.
+type SkippedError struct {
+	Skipped []SkippedHandle
+}
+
+func (e *SkippedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d unreadable sandbox handle(s) skipped", len(e.Skipped))
+	for _, s := range e.Skipped {
+		fmt.Fprintf(&b, "; %s: %s", s.Path, s.Reason)
+	}
+	return b.String()
 }
 
 // CheckResult is one line of doctor output.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/slurm/node"
@@ -46,7 +47,7 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	if err != nil {
 		return err
 	}
-	if h.StagingDir == "" || !validSandboxID(h.Instance) || spec.Instance != h.Instance {
+	if h.StagingDir == "" || !validInstanceName(h.Instance) || spec.Instance != h.Instance {
 		return fmt.Errorf("slurm placement: sandbox %s has no staging dir or a bad instance name", h.ID)
 	}
 	gymDir := filepath.Dir(node.ReadyPath(h.StagingDir))
@@ -62,9 +63,9 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	filled := spec.Plan.Resources
 	w := &startWait{p: p, h: h, t0: time.Now()}
 	if p.mode == ModeAllocation {
-		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.ID, node.HolderLogPath(h.StagingDir), p.export, holder))
+		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder))
 	} else {
-		err = w.submitJob(ctx, SbatchArgv(part, filled, h.ID, node.HolderLogPath(h.StagingDir), p.export, holder))
+		err = w.submitJob(ctx, SbatchArgv(part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder))
 	}
 	if err == nil {
 		err = w.wait(ctx)
@@ -327,7 +328,7 @@ func (w *startWait) cancel(ctx context.Context) {
 		if w.h.StepID != "" {
 			_ = w.p.scancel(cctx, w.jobID+"."+w.h.StepID)
 		} else {
-			_ = w.p.cancelByName(cctx, w.h.ID)
+			_ = w.p.cancelByName(cctx, w.h.Instance)
 		}
 		return
 	}
@@ -377,18 +378,20 @@ func stateText(j JobInfo) string {
 // cleans the job's cgroup. Stop waits, within ctx and at most stopWait, for
 // the job (or step) to be over, so that the caller may remove its staging
 // dir. A job that is already over or unknown is success. A handle without a
-// job (a leaked sandbox known by id only) is found by its job or step name.
+// job (a leaked sandbox known by id only) is found by its job or step name,
+// which is its instance name.
 func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
-	if !validSandboxID(h.ID) {
-		return fmt.Errorf("slurm placement: %q is not a sandbox id", h.ID)
+	name := cmp.Or(h.Instance, h.ID)
+	if !validSandboxID(h.ID) || !validInstanceName(name) {
+		return fmt.Errorf("slurm placement: %q (instance %q) is not a sandbox id", h.ID, h.Instance)
 	}
 	if h.JobID == "" {
-		return p.cancelByName(ctx, h.ID)
+		return p.cancelByName(ctx, name)
 	}
 	if modeOf(h) == ModeAllocation {
 		step := h.StepID
 		if step == "" {
-			return p.cancelByName(ctx, h.ID)
+			return p.cancelByName(ctx, name)
 		}
 		if err := p.scancel(ctx, h.JobID+"."+step); err != nil {
 			return err
@@ -420,7 +423,8 @@ func (p *Placement) scancel(ctx context.Context, id string) error {
 	return nil
 }
 
-// cancelByName cancels every live job and (mode allocation) step named id.
+// cancelByName cancels every live job and (mode allocation) step named id
+// (an instance name).
 func (p *Placement) cancelByName(ctx context.Context, id string) error {
 	jobs, err := p.poller.Jobs(ctx, 0)
 	if jobs == nil && err != nil {
@@ -627,10 +631,12 @@ func (p *Placement) state(h *handles.Handle, jobs map[string]JobInfo, steps map[
 	return st
 }
 
-// Leaked lists the live holder jobs (named like a sandbox and marked with
+// Leaked lists the live holder jobs (named like an instance and marked with
 // JobComment: a job someone else named gym-<uuid> is not ours to cancel)
-// and, in mode allocation, the steps of this allocation named like a
-// sandbox, that are not in known.
+// and, in mode allocation, the steps of this allocation named like an
+// instance, whose names are not in known. Each status has the sandbox id
+// and the instance name (which carries the owner tag); the provider tells
+// ours from other owners'.
 func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provider.Status, error) {
 	jobs, err := p.poller.Jobs(ctx, p.pollInterval)
 	if jobs == nil {
@@ -639,12 +645,13 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 	var out []provider.Status
 	seen := map[string]bool{}
 	for _, j := range jobs {
-		if !validSandboxID(j.Name) || j.Comment != JobComment || known[j.Name] || IsTerminal(j.State) || seen[j.Name] {
+		id, _, ok := owner.Parse(j.Name)
+		if !ok || j.Comment != JobComment || known[j.Name] || IsTerminal(j.State) || seen[j.Name] {
 			continue
 		}
 		seen[j.Name] = true
 		state, reason := MapState(j)
-		out = append(out, provider.Status{ID: j.Name, Instance: j.Name, State: state, Reason: reason,
+		out = append(out, provider.Status{ID: id, Instance: j.Name, State: state, Reason: reason,
 			Placement: Name, JobID: j.ID, Node: j.Node})
 	}
 	if p.mode == ModeAllocation {
@@ -653,14 +660,22 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 			return nil, err
 		}
 		for _, s := range steps {
-			if !validSandboxID(s.Name) || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] {
+			id, _, ok := owner.Parse(s.Name)
+			if !ok || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] {
 				continue
 			}
 			seen[s.Name] = true
-			out = append(out, provider.Status{ID: s.Name, Instance: s.Name, State: provider.StateRunning,
+			out = append(out, provider.Status{ID: id, Instance: s.Name, State: provider.StateRunning,
 				Placement: Name, JobID: s.JobID(), Node: s.Node})
 		}
 	}
-	slices.SortFunc(out, func(a, b provider.Status) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b provider.Status) int { return strings.Compare(a.Instance, b.Instance) })
 	return out, nil
+}
+
+// validInstanceName accepts the instance names the provider makes: a
+// sandbox id, with its owner tag (or without, from before owner tags).
+func validInstanceName(name string) bool {
+	_, _, ok := owner.Parse(name)
+	return ok
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
@@ -228,7 +230,7 @@ func newHandle(t *testing.T, r resources.Resources) *handles.Handle {
 	id := "gym-" + uuid.NewString()
 	staging := filepath.Join(t.TempDir(), id)
 	require.NoError(t, os.Mkdir(staging, 0o700))
-	return &handles.Handle{ID: id, Instance: id, StagingDir: staging, Resources: r,
+	return &handles.Handle{ID: id, Instance: owner.InstanceName(id, "0123456789ab"), StagingDir: staging, Resources: r,
 		Extra: map[string]string{"partition": "cpu", "apptainer_conf": ""}}
 }
 
@@ -362,10 +364,10 @@ func TestStartJobMode(t *testing.T) {
 	require.Len(t, sb, 1)
 	log := filepath.Join(h.StagingDir, ".gym", "holder.log")
 	ready := filepath.Join(h.StagingDir, ".gym", "ready.json")
-	assert.Equal(t, []string{"sbatch", "--parsable", "-J", h.ID, "--comment=gym-apptainer", "-p", "cpu", "-N1",
+	assert.Equal(t, []string{"sbatch", "--parsable", "-J", h.Instance, "--comment=gym-apptainer", "-p", "cpu", "-N1",
 		"-n1", "-c", "1", "--mem=256M", "-t", "04:00:00", "--export=PATH", "-o", log, "--wrap",
-		"exec " + testPlugin + " holder --ready " + ready + " --name " + h.ID + " --enforce slurm " +
-			"--apptainer /usr/local/bin/apptainer --memory-mib 256 --cpus 1 -- --contain --writable-tmpfs /img.sif " + h.ID}, sb[0].Argv)
+		"exec " + testPlugin + " holder --ready " + ready + " --name " + h.Instance + " --enforce slurm " +
+			"--apptainer /usr/local/bin/apptainer --memory-mib 256 --cpus 1 -- --contain --writable-tmpfs /img.sif " + h.Instance}, sb[0].Argv)
 	assert.NotContains(t, strings.Join(sb[0].Env, " "), "SLURM_CPUS_PER_TASK", "the caller's SLURM_* never reach sbatch")
 
 	assert.Equal(t, "101", h.JobID)
@@ -481,11 +483,11 @@ func TestStartAllocationMode(t *testing.T) {
 	assert.True(t, st[0].Detached)
 	dir := filepath.Join(h.StagingDir, ".gym")
 	assert.Equal(t, []string{"setsid", "-f", "/bin/sh", "-c", stepScript, "sh", filepath.Join(dir, "srun.pid"), filepath.Join(dir, "srun.log"),
-		"srun", "--jobid=55", "-N1", "-n1", "-c", "1", "--mem=256M", "--exact", "-J", h.ID,
+		"srun", "--jobid=55", "-N1", "-n1", "-c", "1", "--mem=256M", "--exact", "-J", h.Instance,
 		"-o", filepath.Join(dir, "holder.log"), "-e", filepath.Join(dir, "holder.log"), "--mpi=none", "--export=PATH",
-		testPlugin, "holder", "--ready", filepath.Join(dir, "ready.json"), "--name", h.ID, "--enforce", "slurm",
+		testPlugin, "holder", "--ready", filepath.Join(dir, "ready.json"), "--name", h.Instance, "--enforce", "slurm",
 		"--apptainer", "/usr/local/bin/apptainer", "--memory-mib", "256", "--cpus", "1", "--",
-		"--contain", "--writable-tmpfs", "/img.sif", h.ID}, st[0].Argv)
+		"--contain", "--writable-tmpfs", "/img.sif", h.Instance}, st[0].Argv)
 	assert.Equal(t, "55", h.JobID)
 	assert.Equal(t, "3", h.StepID)
 	assert.Equal(t, "allocation", h.Extra["mode"])
@@ -537,15 +539,25 @@ func TestStopWaitsForTheJobToEnd(t *testing.T) {
 func TestStopWithoutJobFindsItByName(t *testing.T) {
 	f := newPl(t, nil, nil)
 	id := "gym-" + uuid.NewString()
+	name := owner.InstanceName(id, "0123456789ab")
 	f.sim.jobs = []JobInfo{
 		{ID: "7", State: "RUNNING", Node: "vm", Name: id, Comment: JobComment},
 		{ID: "8", State: "CANCELLED", Node: "vm", Name: id, Comment: JobComment},
 		{ID: "9", State: "RUNNING", Node: "vm", Name: "gym-" + uuid.NewString(), Comment: JobComment},
+		{ID: "10", State: "RUNNING", Node: "vm", Name: name, Comment: JobComment},
+		{ID: "11", State: "RUNNING", Node: "vm", Name: owner.InstanceName(id, "ba9876543210"), Comment: JobComment},
 	}
 	require.NoError(t, f.p.Stop(context.Background(), &handles.Handle{ID: id, Instance: id}))
 	sc := f.calls("scancel")
 	require.Len(t, sc, 1)
 	assert.Equal(t, []string{"scancel", "7"}, sc[0].Argv)
+
+	// By its instance name: the job of that owner, not another's.
+	f.rec.Reset()
+	require.NoError(t, f.p.Stop(context.Background(), &handles.Handle{ID: id, Instance: name}))
+	sc = f.calls("scancel")
+	require.Len(t, sc, 1)
+	assert.Equal(t, []string{"scancel", "10"}, sc[0].Argv)
 
 	f.rec.Reset()
 	require.NoError(t, f.p.Stop(context.Background(), &handles.Handle{ID: "gym-" + uuid.NewString()}), "no job at all: success")
@@ -636,7 +648,11 @@ func TestLeaked(t *testing.T) {
 	known := "gym-" + uuid.NewString()
 	leaked := "gym-" + uuid.NewString()
 	pending := "gym-" + uuid.NewString()
+	taggedID := "gym-" + uuid.NewString()
+	tagged := owner.InstanceName(taggedID, "0123456789ab")
 	f.sim.jobs = []JobInfo{
+		{ID: "7", State: "RUNNING", Node: "vm", Name: tagged, Comment: JobComment},
+		{ID: "8", State: "RUNNING", Node: "vm", Name: "gym-" + uuid.NewString() + ".NOTATAG", Comment: JobComment},
 		{ID: "1", State: "RUNNING", Node: "vm", Name: known, Comment: JobComment},
 		{ID: "2", State: "RUNNING", Node: "vm", Name: leaked, Comment: JobComment},
 		{ID: "3", State: "CANCELLED", Node: "vm", Name: "gym-" + uuid.NewString(), Comment: JobComment},
@@ -649,10 +665,10 @@ func TestLeaked(t *testing.T) {
 	want := []provider.Status{
 		{ID: leaked, Instance: leaked, State: provider.StateRunning, Placement: "slurm", JobID: "2", Node: "vm"},
 		{ID: pending, Instance: pending, State: provider.StateStarting, Reason: "job 6 PENDING (Priority)", Placement: "slurm", JobID: "6"},
+		// Whose it is (the tag) is the provider's call; the id is parsed out.
+		{ID: taggedID, Instance: tagged, State: provider.StateRunning, Placement: "slurm", JobID: "7", Node: "vm"},
 	}
-	if want[0].ID > want[1].ID {
-		want[0], want[1] = want[1], want[0]
-	}
+	slices.SortFunc(want, func(a, b provider.Status) int { return strings.Compare(a.Instance, b.Instance) })
 	assert.Equal(t, want, got)
 	assert.Len(t, f.rec.Calls(), 1)
 }

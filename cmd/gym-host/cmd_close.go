@@ -17,20 +17,29 @@ const closeParallel = 8
 
 var closeCmd = &command{
 	name:    "close",
-	usage:   "ID... | --all [flags]",
+	usage:   "ID... | --all [--all-owners] [flags]",
 	summary: "end sandboxes and clean up after them",
 	desc: `Ends each sandbox and removes what it left on the host (staging directory,
 overlay, handle). Closing a sandbox that is already gone succeeds. Each id
 closed is printed on stdout; a failure is reported for its id, and gym-host
-exits 1 if any failed. --all closes every sandbox 'gym-host list' shows,
-leaked ones included.`,
+exits 1 if any failed.
+
+--all closes every sandbox of this state directory that 'gym-host list'
+shows, leaked ones included, and never another gym-host's (foreign: another
+owner tag, see 'gym-host list --help'). --all-owners also closes the foreign
+ones: for an admin who means it, since they may be in use by another job.
+A foreign sandbox can also be closed alone by the full name list shows for
+it (gym-<uuid>.<owner>). Unreadable handle files are skipped and named on
+stderr; the rest is closed, and gym-host exits 3 (1 if a close failed).`,
 	examples: []string{
 		"gym-host close gym-1a2b gym-3c4d",
 		"gym-host close --all",
+		"gym-host close --all --all-owners   # every gym sandbox of this user",
 	},
 	setup: func(fs *pflag.FlagSet) actionFunc {
-		var all bool
-		fs.BoolVar(&all, "all", false, "close every sandbox list reports")
+		var all, allOwners bool
+		fs.BoolVar(&all, "all", false, "close every sandbox list reports, except foreign ones")
+		fs.BoolVar(&allOwners, "all-owners", false, "with --all: also close other gym-hosts' (foreign) sandboxes")
 		return func(ctx context.Context, a *app, opts *globalOpts, fs *pflag.FlagSet) error {
 			ids := fs.Args()
 			switch {
@@ -38,18 +47,29 @@ leaked ones included.`,
 				return usageErrorf("give sandbox IDs or --all, not both")
 			case !all && len(ids) == 0:
 				return usageErrorf("missing sandbox ID (or --all)")
+			case allOwners && !all:
+				return usageErrorf("--all-owners goes with --all")
 			}
 			return a.withProvider(opts, func(p provider.Provider) error {
+				var skipped []provider.SkippedHandle
 				if all {
-					sts, err := p.List(ctx)
-					if err != nil {
+					sts, listErr := p.List(ctx)
+					var err error
+					if skipped, err = splitSkipped(listErr); err != nil {
 						return fmt.Errorf("list sandboxes to close: %w", err)
 					}
+					reportSkipped(a.stderr, "close", skipped)
 					for _, s := range sts {
-						ids = append(ids, s.ID)
+						if !s.Foreign || allOwners {
+							ids = append(ids, s.ID)
+						}
 					}
 				}
-				return a.closeIDs(ctx, p, opts, dedupe(ids))
+				err := a.closeIDs(ctx, p, opts, dedupe(ids))
+				if err == nil && len(skipped) > 0 {
+					return &exitError{code: exitSkipped}
+				}
+				return err
 			})
 		}
 	},

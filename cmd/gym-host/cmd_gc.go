@@ -15,32 +15,39 @@ import (
 
 var gcCmd = &command{
 	name:    "gc",
-	usage:   "[--dry-run] [flags]",
+	usage:   "[--dry-run] [--all-owners] [flags]",
 	summary: "close sandboxes that are dead, leaked or past their ttl",
 	desc: `Closes every sandbox 'gym-host list' shows that nobody can use any more:
   - stopped or error: its instance (or SLURM job) is gone, only the handle
     and files are left;
-  - leaked: an instance (or SLURM job) of ours with no handle;
+  - leaked: an instance (or SLURM job) of ours (this state directory's
+    owner tag) with no handle;
   - expired: created with --ttl, and the ttl has passed.
 Sandboxes that are running, starting (a job still pending) or whose state
-cannot be told (unknown) are left alone until their ttl passes. Each sandbox
-closed is printed on stdout with the reason; --dry-run only prints what would
-be closed. Exits 1 if any close failed. Run it periodically (cron, or at the
-end of a batch job) to enforce ttls: nothing else ends a sandbox whose ttl
-has passed.`,
+cannot be told (unknown) are left alone until their ttl passes. Another
+gym-host's sandboxes (foreign: another owner tag, see 'gym-host list
+--help') are never collected, unless --all-owners: for an admin who means
+it, since they may be in use by another job. Each sandbox closed is printed
+on stdout with the reason; --dry-run only prints what would be closed.
+Unreadable handle files are skipped and named on stderr (in --json, an
+element with state "skipped"); the rest is collected. Exits 1 if any close
+failed, else 3 if a handle was skipped. Run it periodically (cron, or at
+the end of a batch job) to enforce ttls: nothing else ends a sandbox whose
+ttl has passed.`,
 	examples: []string{
 		"gym-host gc --dry-run",
 		"gym-host gc --json | jq -r '.[] | select(.closed) | .id'",
 	},
 	setup: func(fs *pflag.FlagSet) actionFunc {
-		var dryRun bool
+		var dryRun, allOwners bool
 		fs.BoolVar(&dryRun, "dry-run", false, "print what would be closed, close nothing")
+		fs.BoolVar(&allOwners, "all-owners", false, "also collect other gym-hosts' (foreign) sandboxes, live ones included")
 		return func(ctx context.Context, a *app, opts *globalOpts, fs *pflag.FlagSet) error {
 			if _, err := nargs(fs, 0, 0, "no arguments"); err != nil {
 				return err
 			}
 			return a.withProvider(opts, func(p provider.Provider) error {
-				return a.gc(ctx, p, opts, dryRun)
+				return a.gc(ctx, p, opts, dryRun, allOwners)
 			})
 		}
 	},
@@ -55,11 +62,17 @@ type gcJSON struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// gcReason says why gc closes st, or "" when it leaves st alone. A leak is
-// named first (a leaked sandbox may be running), then a dead sandbox, then
-// an expired ttl, which ends even a running one.
-func gcReason(st provider.Status, now time.Time) string {
+// gcReason says why gc closes st, or "" when it leaves st alone. Another
+// owner's sandbox is left alone unless allOwners. A leak is named first (a
+// leaked sandbox may be running), then a dead sandbox, then an expired ttl,
+// which ends even a running one.
+func gcReason(st provider.Status, now time.Time, allOwners bool) string {
 	switch {
+	case st.Foreign:
+		if allOwners {
+			return st.Reason
+		}
+		return ""
 	case strings.HasPrefix(st.Reason, "leaked"):
 		return st.Reason
 	case st.State == provider.StateStopped || st.State == provider.StateError:
@@ -74,8 +87,10 @@ func gcReason(st provider.Status, now time.Time) string {
 	return ""
 }
 
-func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dryRun bool) error {
+func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dryRun, allOwners bool) error {
 	sts, listErr := p.List(ctx)
+	skipped, listErr := splitSkipped(listErr)
+	reportSkipped(a.stderr, "gc", skipped)
 	if listErr != nil {
 		if ctx.Err() != nil || len(sts) == 0 {
 			return fmt.Errorf("list sandboxes to collect: %w", listErr)
@@ -91,7 +106,7 @@ func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dry
 		if seen[st.ID] {
 			continue
 		}
-		if why := gcReason(st, now); why != "" {
+		if why := gcReason(st, now, allOwners); why != "" {
 			seen[st.ID] = true
 			victims = append(victims, gcJSON{ID: st.ID, State: string(st.State), Why: why})
 		}
@@ -133,10 +148,14 @@ func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dry
 	}
 
 	if opts.json {
-		if victims == nil {
-			victims = []gcJSON{}
+		out := make([]any, 0, len(victims)+len(skipped))
+		for _, v := range victims {
+			out = append(out, v)
 		}
-		if err := writeJSON(a.stdout, victims); err != nil {
+		for _, s := range skipped {
+			out = append(out, toSkippedJSON(s))
+		}
+		if err := writeJSON(a.stdout, out); err != nil {
 			return err
 		}
 	} else if len(victims) == 0 {
@@ -150,6 +169,9 @@ func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dry
 	}
 	if failed {
 		return &exitError{code: exitFailed}
+	}
+	if len(skipped) > 0 {
+		return &exitError{code: exitSkipped}
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ func TestListPrintsAnAlignedTable(t *testing.T) {
 }
 
 func TestListAndStatusJSONShape(t *testing.T) {
-	wantKeys := []string{"created", "id", "image", "instance", "job_id", "node", "pid", "placement", "reason", "state"}
+	wantKeys := []string{"created", "foreign", "id", "image", "instance", "job_id", "node", "owner", "pid", "placement", "reason", "state"}
 	for _, args := range [][]string{{"list", "--json"}, {"status", "--json", "gym-aaaa", "gym-bb", "gym-cc"}} {
 		h := newHarness(t)
 		h.fake.listFn = func(context.Context) ([]provider.Status, error) { return sampleStatuses(), nil }

@@ -125,7 +125,7 @@ func (f *fakeProvider) Close(ctx context.Context, id string) error {
 	return nil
 }
 
-func (f *fakeProvider) CloseAll(ctx context.Context) ([]string, error) {
+func (f *fakeProvider) CloseAll(ctx context.Context, _ provider.CloseAllOptions) ([]string, error) {
 	return nil, fmt.Errorf("gym-host must close through List and Close, to report per id")
 }
 

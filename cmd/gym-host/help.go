@@ -38,6 +38,8 @@ Exit codes:
   0        success
   1        gym-host failed; stderr says "gym-host: <what failed>: <why>"
   2        usage error, or a request that is invalid or too large
+  3        list, gc, close --all: done, but unreadable handle files were
+           skipped (each named on stderr)
   75       the cluster's controller cannot be reached: retry later, the sandbox is not blamed
   125      the sandbox or its runtime failed, or the command timed out (exec, run)
   130/143  interrupted by SIGINT/SIGTERM

@@ -21,12 +21,17 @@ type statusJSON struct {
 	Placement string `json:"placement"`
 	Node      string `json:"node"`
 	JobID     string `json:"job_id"`
+	// Owner is the owner tag of the sandbox's instance name ("" for a
+	// legacy name); Foreign marks another gym-host's sandbox.
+	Owner   string `json:"owner"`
+	Foreign bool   `json:"foreign"`
 }
 
 func toStatusJSON(s provider.Status) statusJSON {
 	j := statusJSON{
 		ID: s.ID, State: string(s.State), Reason: s.Reason, Image: s.Image,
 		Instance: s.Instance, PID: s.PID, Placement: s.Placement, Node: s.Node, JobID: s.JobID,
+		Owner: s.Owner, Foreign: s.Foreign,
 	}
 	if !s.Created.IsZero() {
 		j.Created = s.Created.UTC().Format(time.RFC3339)

@@ -396,7 +396,12 @@ type StatusMsg struct {
 	Node          string                 `protobuf:"bytes,9,opt,name=node,proto3" json:"node,omitempty"`
 	JobId         string                 `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// The longest the sandbox may live (its spec's ttl_ms); 0 = no limit.
-	TtlMs         int64 `protobuf:"varint,11,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	TtlMs int64 `protobuf:"varint,11,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// The owner tag in the sandbox's instance name ("" for a legacy name).
+	Owner string `protobuf:"bytes,50,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Another gym-host's sandbox (other owner tag, or a legacy name with no
+	// handle here): listed, never leaked, closed only on request of all owners.
+	Foreign       bool `protobuf:"varint,51,opt,name=foreign,proto3" json:"foreign,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -506,6 +511,20 @@ func (x *StatusMsg) GetTtlMs() int64 {
 		return x.TtlMs
 	}
 	return 0
+}
+
+func (x *StatusMsg) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *StatusMsg) GetForeign() bool {
+	if x != nil {
+		return x.Foreign
+	}
+	return false
 }
 
 // ExecRequest is provider.ExecRequest without its streams, plus the sandbox id.
@@ -1291,8 +1310,11 @@ func (*ListRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Statuses      []*StatusMsg           `protobuf:"bytes,1,rep,name=statuses,proto3" json:"statuses,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Statuses []*StatusMsg           `protobuf:"bytes,1,rep,name=statuses,proto3" json:"statuses,omitempty"`
+	// Handle files that could not be read (truncated, garbage, a newer
+	// version): skipped, so that the rest is still listed.
+	Skipped       []*SkippedHandle `protobuf:"bytes,52,rep,name=skipped,proto3" json:"skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1334,6 +1356,66 @@ func (x *ListResponse) GetStatuses() []*StatusMsg {
 	return nil
 }
 
+func (x *ListResponse) GetSkipped() []*SkippedHandle {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+// SkippedHandle is a handle file List could not read, and why.
+type SkippedHandle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkippedHandle) Reset() {
+	*x = SkippedHandle{}
+	mi := &file_sandbox_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkippedHandle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkippedHandle) ProtoMessage() {}
+
+func (x *SkippedHandle) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkippedHandle.ProtoReflect.Descriptor instead.
+func (*SkippedHandle) Descriptor() ([]byte, []int) {
+	return file_sandbox_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SkippedHandle) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SkippedHandle) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type CloseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1343,7 +1425,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1437,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1450,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{20}
+	return file_sandbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CloseRequest) GetId() string {
@@ -1386,7 +1468,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1480,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,18 +1493,20 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{21}
+	return file_sandbox_proto_rawDescGZIP(), []int{22}
 }
 
 type CloseAllRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also close other owners' (foreign) sandboxes: for an admin who means it.
+	AllOwners     bool `protobuf:"varint,53,opt,name=all_owners,json=allOwners,proto3" json:"all_owners,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CloseAllRequest) Reset() {
 	*x = CloseAllRequest{}
-	mi := &file_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1518,7 @@ func (x *CloseAllRequest) String() string {
 func (*CloseAllRequest) ProtoMessage() {}
 
 func (x *CloseAllRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1531,14 @@ func (x *CloseAllRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAllRequest.ProtoReflect.Descriptor instead.
 func (*CloseAllRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{22}
+	return file_sandbox_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CloseAllRequest) GetAllOwners() bool {
+	if x != nil {
+		return x.AllOwners
+	}
+	return false
 }
 
 type CloseAllResponse struct {
@@ -1460,7 +1551,7 @@ type CloseAllResponse struct {
 
 func (x *CloseAllResponse) Reset() {
 	*x = CloseAllResponse{}
-	mi := &file_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1563,7 @@ func (x *CloseAllResponse) String() string {
 func (*CloseAllResponse) ProtoMessage() {}
 
 func (x *CloseAllResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1576,7 @@ func (x *CloseAllResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAllResponse.ProtoReflect.Descriptor instead.
 func (*CloseAllResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{23}
+	return file_sandbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CloseAllResponse) GetIds() []string {
@@ -1504,7 +1595,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1607,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1620,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{24}
+	return file_sandbox_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PullRequest) GetImage() string {
@@ -1552,7 +1643,7 @@ type PullMsg struct {
 
 func (x *PullMsg) Reset() {
 	*x = PullMsg{}
-	mi := &file_sandbox_proto_msgTypes[25]
+	mi := &file_sandbox_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1655,7 @@ func (x *PullMsg) String() string {
 func (*PullMsg) ProtoMessage() {}
 
 func (x *PullMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[25]
+	mi := &file_sandbox_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1668,7 @@ func (x *PullMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullMsg.ProtoReflect.Descriptor instead.
 func (*PullMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{25}
+	return file_sandbox_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PullMsg) GetMsg() isPullMsg_Msg {
@@ -1629,7 +1720,7 @@ type DoctorRequest struct {
 
 func (x *DoctorRequest) Reset() {
 	*x = DoctorRequest{}
-	mi := &file_sandbox_proto_msgTypes[26]
+	mi := &file_sandbox_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1732,7 @@ func (x *DoctorRequest) String() string {
 func (*DoctorRequest) ProtoMessage() {}
 
 func (x *DoctorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[26]
+	mi := &file_sandbox_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1745,7 @@ func (x *DoctorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorRequest.ProtoReflect.Descriptor instead.
 func (*DoctorRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{26}
+	return file_sandbox_proto_rawDescGZIP(), []int{27}
 }
 
 type DoctorResponse struct {
@@ -1666,7 +1757,7 @@ type DoctorResponse struct {
 
 func (x *DoctorResponse) Reset() {
 	*x = DoctorResponse{}
-	mi := &file_sandbox_proto_msgTypes[27]
+	mi := &file_sandbox_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1769,7 @@ func (x *DoctorResponse) String() string {
 func (*DoctorResponse) ProtoMessage() {}
 
 func (x *DoctorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[27]
+	mi := &file_sandbox_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1782,7 @@ func (x *DoctorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorResponse.ProtoReflect.Descriptor instead.
 func (*DoctorResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{27}
+	return file_sandbox_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DoctorResponse) GetChecks() []*Check {
@@ -1714,7 +1805,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_sandbox_proto_msgTypes[28]
+	mi := &file_sandbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1817,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[28]
+	mi := &file_sandbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1830,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{28}
+	return file_sandbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Check) GetName() string {
@@ -1813,7 +1904,7 @@ const file_sandbox_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
 	"\rCreateRequest\x12)\n" +
-	"\x04spec\x18\x01 \x01(\v2\x15.gymapptainer.v1.SpecR\x04spec\"\x95\x02\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.gymapptainer.v1.SpecR\x04spec\"\xc5\x02\n" +
 	"\tStatusMsg\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -1826,7 +1917,9 @@ const file_sandbox_proto_rawDesc = "" +
 	"\x04node\x18\t \x01(\tR\x04node\x12\x15\n" +
 	"\x06job_id\x18\n" +
 	" \x01(\tR\x05jobId\x12\x15\n" +
-	"\x06ttl_ms\x18\v \x01(\x03R\x05ttlMs\"\xa3\x02\n" +
+	"\x06ttl_ms\x18\v \x01(\x03R\x05ttlMs\x12\x14\n" +
+	"\x05owner\x182 \x01(\tR\x05owner\x12\x18\n" +
+	"\aforeign\x183 \x01(\bR\aforeign\"\xa3\x02\n" +
 	"\vExecRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x127\n" +
@@ -1877,13 +1970,19 @@ const file_sandbox_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"H\n" +
 	"\x0eStatusResponse\x126\n" +
 	"\bstatuses\x18\x01 \x03(\v2\x1a.gymapptainer.v1.StatusMsgR\bstatuses\"\r\n" +
-	"\vListRequest\"F\n" +
+	"\vListRequest\"\x80\x01\n" +
 	"\fListResponse\x126\n" +
-	"\bstatuses\x18\x01 \x03(\v2\x1a.gymapptainer.v1.StatusMsgR\bstatuses\"\x1e\n" +
+	"\bstatuses\x18\x01 \x03(\v2\x1a.gymapptainer.v1.StatusMsgR\bstatuses\x128\n" +
+	"\askipped\x184 \x03(\v2\x1e.gymapptainer.v1.SkippedHandleR\askipped\";\n" +
+	"\rSkippedHandle\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x1e\n" +
 	"\fCloseRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x0f\n" +
-	"\rCloseResponse\"\x11\n" +
-	"\x0fCloseAllRequest\"$\n" +
+	"\rCloseResponse\"0\n" +
+	"\x0fCloseAllRequest\x12\x1d\n" +
+	"\n" +
+	"all_owners\x185 \x01(\bR\tallOwners\"$\n" +
 	"\x10CloseAllResponse\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\"#\n" +
 	"\vPullRequest\x12\x14\n" +
@@ -1926,7 +2025,7 @@ func file_sandbox_proto_rawDescGZIP() []byte {
 	return file_sandbox_proto_rawDescData
 }
 
-var file_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_sandbox_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),  // 0: gymapptainer.v1.ConfigureRequest
 	(*ConfigureResponse)(nil), // 1: gymapptainer.v1.ConfigureResponse
@@ -1948,63 +2047,65 @@ var file_sandbox_proto_goTypes = []any{
 	(*StatusResponse)(nil),    // 17: gymapptainer.v1.StatusResponse
 	(*ListRequest)(nil),       // 18: gymapptainer.v1.ListRequest
 	(*ListResponse)(nil),      // 19: gymapptainer.v1.ListResponse
-	(*CloseRequest)(nil),      // 20: gymapptainer.v1.CloseRequest
-	(*CloseResponse)(nil),     // 21: gymapptainer.v1.CloseResponse
-	(*CloseAllRequest)(nil),   // 22: gymapptainer.v1.CloseAllRequest
-	(*CloseAllResponse)(nil),  // 23: gymapptainer.v1.CloseAllResponse
-	(*PullRequest)(nil),       // 24: gymapptainer.v1.PullRequest
-	(*PullMsg)(nil),           // 25: gymapptainer.v1.PullMsg
-	(*DoctorRequest)(nil),     // 26: gymapptainer.v1.DoctorRequest
-	(*DoctorResponse)(nil),    // 27: gymapptainer.v1.DoctorResponse
-	(*Check)(nil),             // 28: gymapptainer.v1.Check
-	nil,                       // 29: gymapptainer.v1.ConfigureRequest.OverridesEntry
-	nil,                       // 30: gymapptainer.v1.Spec.EnvEntry
-	nil,                       // 31: gymapptainer.v1.Spec.FilesEntry
-	nil,                       // 32: gymapptainer.v1.Spec.MetadataEntry
-	nil,                       // 33: gymapptainer.v1.ExecRequest.EnvEntry
+	(*SkippedHandle)(nil),     // 20: gymapptainer.v1.SkippedHandle
+	(*CloseRequest)(nil),      // 21: gymapptainer.v1.CloseRequest
+	(*CloseResponse)(nil),     // 22: gymapptainer.v1.CloseResponse
+	(*CloseAllRequest)(nil),   // 23: gymapptainer.v1.CloseAllRequest
+	(*CloseAllResponse)(nil),  // 24: gymapptainer.v1.CloseAllResponse
+	(*PullRequest)(nil),       // 25: gymapptainer.v1.PullRequest
+	(*PullMsg)(nil),           // 26: gymapptainer.v1.PullMsg
+	(*DoctorRequest)(nil),     // 27: gymapptainer.v1.DoctorRequest
+	(*DoctorResponse)(nil),    // 28: gymapptainer.v1.DoctorResponse
+	(*Check)(nil),             // 29: gymapptainer.v1.Check
+	nil,                       // 30: gymapptainer.v1.ConfigureRequest.OverridesEntry
+	nil,                       // 31: gymapptainer.v1.Spec.EnvEntry
+	nil,                       // 32: gymapptainer.v1.Spec.FilesEntry
+	nil,                       // 33: gymapptainer.v1.Spec.MetadataEntry
+	nil,                       // 34: gymapptainer.v1.ExecRequest.EnvEntry
 }
 var file_sandbox_proto_depIdxs = []int32{
-	29, // 0: gymapptainer.v1.ConfigureRequest.overrides:type_name -> gymapptainer.v1.ConfigureRequest.OverridesEntry
-	30, // 1: gymapptainer.v1.Spec.env:type_name -> gymapptainer.v1.Spec.EnvEntry
-	31, // 2: gymapptainer.v1.Spec.files:type_name -> gymapptainer.v1.Spec.FilesEntry
+	30, // 0: gymapptainer.v1.ConfigureRequest.overrides:type_name -> gymapptainer.v1.ConfigureRequest.OverridesEntry
+	31, // 1: gymapptainer.v1.Spec.env:type_name -> gymapptainer.v1.Spec.EnvEntry
+	32, // 2: gymapptainer.v1.Spec.files:type_name -> gymapptainer.v1.Spec.FilesEntry
 	2,  // 3: gymapptainer.v1.Spec.resources:type_name -> gymapptainer.v1.Resources
-	32, // 4: gymapptainer.v1.Spec.metadata:type_name -> gymapptainer.v1.Spec.MetadataEntry
+	33, // 4: gymapptainer.v1.Spec.metadata:type_name -> gymapptainer.v1.Spec.MetadataEntry
 	3,  // 5: gymapptainer.v1.CreateRequest.spec:type_name -> gymapptainer.v1.Spec
-	33, // 6: gymapptainer.v1.ExecRequest.env:type_name -> gymapptainer.v1.ExecRequest.EnvEntry
+	34, // 6: gymapptainer.v1.ExecRequest.env:type_name -> gymapptainer.v1.ExecRequest.EnvEntry
 	6,  // 7: gymapptainer.v1.ExecClientMsg.start:type_name -> gymapptainer.v1.ExecRequest
 	8,  // 8: gymapptainer.v1.ExecServerMsg.result:type_name -> gymapptainer.v1.ExecResult
 	5,  // 9: gymapptainer.v1.StatusResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
 	5,  // 10: gymapptainer.v1.ListResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
-	28, // 11: gymapptainer.v1.DoctorResponse.checks:type_name -> gymapptainer.v1.Check
-	0,  // 12: gymapptainer.v1.SandboxProvider.Configure:input_type -> gymapptainer.v1.ConfigureRequest
-	4,  // 13: gymapptainer.v1.SandboxProvider.Create:input_type -> gymapptainer.v1.CreateRequest
-	7,  // 14: gymapptainer.v1.SandboxProvider.Exec:input_type -> gymapptainer.v1.ExecClientMsg
-	10, // 15: gymapptainer.v1.SandboxProvider.KillExec:input_type -> gymapptainer.v1.KillExecRequest
-	12, // 16: gymapptainer.v1.SandboxProvider.Upload:input_type -> gymapptainer.v1.UploadRequest
-	14, // 17: gymapptainer.v1.SandboxProvider.Download:input_type -> gymapptainer.v1.DownloadRequest
-	16, // 18: gymapptainer.v1.SandboxProvider.Status:input_type -> gymapptainer.v1.StatusRequest
-	18, // 19: gymapptainer.v1.SandboxProvider.List:input_type -> gymapptainer.v1.ListRequest
-	20, // 20: gymapptainer.v1.SandboxProvider.Close:input_type -> gymapptainer.v1.CloseRequest
-	22, // 21: gymapptainer.v1.SandboxProvider.CloseAll:input_type -> gymapptainer.v1.CloseAllRequest
-	24, // 22: gymapptainer.v1.SandboxProvider.Pull:input_type -> gymapptainer.v1.PullRequest
-	26, // 23: gymapptainer.v1.SandboxProvider.Doctor:input_type -> gymapptainer.v1.DoctorRequest
-	1,  // 24: gymapptainer.v1.SandboxProvider.Configure:output_type -> gymapptainer.v1.ConfigureResponse
-	5,  // 25: gymapptainer.v1.SandboxProvider.Create:output_type -> gymapptainer.v1.StatusMsg
-	9,  // 26: gymapptainer.v1.SandboxProvider.Exec:output_type -> gymapptainer.v1.ExecServerMsg
-	11, // 27: gymapptainer.v1.SandboxProvider.KillExec:output_type -> gymapptainer.v1.KillExecResponse
-	13, // 28: gymapptainer.v1.SandboxProvider.Upload:output_type -> gymapptainer.v1.UploadResponse
-	15, // 29: gymapptainer.v1.SandboxProvider.Download:output_type -> gymapptainer.v1.DownloadResponse
-	17, // 30: gymapptainer.v1.SandboxProvider.Status:output_type -> gymapptainer.v1.StatusResponse
-	19, // 31: gymapptainer.v1.SandboxProvider.List:output_type -> gymapptainer.v1.ListResponse
-	21, // 32: gymapptainer.v1.SandboxProvider.Close:output_type -> gymapptainer.v1.CloseResponse
-	23, // 33: gymapptainer.v1.SandboxProvider.CloseAll:output_type -> gymapptainer.v1.CloseAllResponse
-	25, // 34: gymapptainer.v1.SandboxProvider.Pull:output_type -> gymapptainer.v1.PullMsg
-	27, // 35: gymapptainer.v1.SandboxProvider.Doctor:output_type -> gymapptainer.v1.DoctorResponse
-	24, // [24:36] is the sub-list for method output_type
-	12, // [12:24] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 11: gymapptainer.v1.ListResponse.skipped:type_name -> gymapptainer.v1.SkippedHandle
+	29, // 12: gymapptainer.v1.DoctorResponse.checks:type_name -> gymapptainer.v1.Check
+	0,  // 13: gymapptainer.v1.SandboxProvider.Configure:input_type -> gymapptainer.v1.ConfigureRequest
+	4,  // 14: gymapptainer.v1.SandboxProvider.Create:input_type -> gymapptainer.v1.CreateRequest
+	7,  // 15: gymapptainer.v1.SandboxProvider.Exec:input_type -> gymapptainer.v1.ExecClientMsg
+	10, // 16: gymapptainer.v1.SandboxProvider.KillExec:input_type -> gymapptainer.v1.KillExecRequest
+	12, // 17: gymapptainer.v1.SandboxProvider.Upload:input_type -> gymapptainer.v1.UploadRequest
+	14, // 18: gymapptainer.v1.SandboxProvider.Download:input_type -> gymapptainer.v1.DownloadRequest
+	16, // 19: gymapptainer.v1.SandboxProvider.Status:input_type -> gymapptainer.v1.StatusRequest
+	18, // 20: gymapptainer.v1.SandboxProvider.List:input_type -> gymapptainer.v1.ListRequest
+	21, // 21: gymapptainer.v1.SandboxProvider.Close:input_type -> gymapptainer.v1.CloseRequest
+	23, // 22: gymapptainer.v1.SandboxProvider.CloseAll:input_type -> gymapptainer.v1.CloseAllRequest
+	25, // 23: gymapptainer.v1.SandboxProvider.Pull:input_type -> gymapptainer.v1.PullRequest
+	27, // 24: gymapptainer.v1.SandboxProvider.Doctor:input_type -> gymapptainer.v1.DoctorRequest
+	1,  // 25: gymapptainer.v1.SandboxProvider.Configure:output_type -> gymapptainer.v1.ConfigureResponse
+	5,  // 26: gymapptainer.v1.SandboxProvider.Create:output_type -> gymapptainer.v1.StatusMsg
+	9,  // 27: gymapptainer.v1.SandboxProvider.Exec:output_type -> gymapptainer.v1.ExecServerMsg
+	11, // 28: gymapptainer.v1.SandboxProvider.KillExec:output_type -> gymapptainer.v1.KillExecResponse
+	13, // 29: gymapptainer.v1.SandboxProvider.Upload:output_type -> gymapptainer.v1.UploadResponse
+	15, // 30: gymapptainer.v1.SandboxProvider.Download:output_type -> gymapptainer.v1.DownloadResponse
+	17, // 31: gymapptainer.v1.SandboxProvider.Status:output_type -> gymapptainer.v1.StatusResponse
+	19, // 32: gymapptainer.v1.SandboxProvider.List:output_type -> gymapptainer.v1.ListResponse
+	22, // 33: gymapptainer.v1.SandboxProvider.Close:output_type -> gymapptainer.v1.CloseResponse
+	24, // 34: gymapptainer.v1.SandboxProvider.CloseAll:output_type -> gymapptainer.v1.CloseAllResponse
+	26, // 35: gymapptainer.v1.SandboxProvider.Pull:output_type -> gymapptainer.v1.PullMsg
+	28, // 36: gymapptainer.v1.SandboxProvider.Doctor:output_type -> gymapptainer.v1.DoctorResponse
+	25, // [25:37] is the sub-list for method output_type
+	13, // [13:25] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_proto_init() }
@@ -2022,7 +2123,7 @@ func file_sandbox_proto_init() {
 		(*ExecServerMsg_Stderr)(nil),
 		(*ExecServerMsg_Result)(nil),
 	}
-	file_sandbox_proto_msgTypes[25].OneofWrappers = []any{
+	file_sandbox_proto_msgTypes[26].OneofWrappers = []any{
 		(*PullMsg_Progress)(nil),
 		(*PullMsg_Path)(nil),
 	}
@@ -2032,7 +2133,7 @@ func file_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_proto_rawDesc), len(file_sandbox_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
@@ -36,13 +37,20 @@ func (p *Provider) controlTimeout() time.Duration {
 // stop fails for a real reason, the handle is kept so that Close can be
 // retried.
 //
-// An id without a handle may still name a live instance (a create that
-// crashed before saving its handle, or one made by a process with other
-// state): Close stops it and removes the staging dir and overlay it would
-// have had, so leaks can be cleaned up by id.
-func (p *Provider) Close(ctx context.Context, id string) error {
-	if err := validID(id); err != nil {
-		return err
+// An id without a handle may still name a live instance of ours (a create
+// that crashed before saving its handle): Close stops it (our owner tag, or
+// the legacy bare name) and removes the staging dir and overlay it would
+// have had, so leaks can be cleaned up by id. Another owner's sandbox is
+// only closed when named in full (<id>.<owner>, as list shows it): its
+// instance is stopped, and its files, which live in its owner's state
+// directory, are left to its owner's gc.
+func (p *Provider) Close(ctx context.Context, ref string) error {
+	id, tag, ok := owner.Parse(ref)
+	if !ok {
+		return validID(ref)
+	}
+	if tag != "" && tag != p.owner {
+		return p.closeForeign(ctx, id, ref)
 	}
 	h, err := p.handle(id)
 	if errors.Is(err, provider.ErrNotFound) {
@@ -54,6 +62,7 @@ func (p *Provider) Close(ctx context.Context, id string) error {
 	if err := p.stop(ctx, h); err != nil {
 		return fmt.Errorf("close sandbox %s: %w (the sandbox is kept; close it again)", id, err)
 	}
+	p.killOrphanedFUSEHelpers(h)
 	p.markClosed(id)
 	if err := p.removeFiles(h); err != nil {
 		return fmt.Errorf("close sandbox %s: instance stopped, but %w", id, err)
@@ -65,21 +74,18 @@ func (p *Provider) Close(ctx context.Context, id string) error {
 	return nil
 }
 
-// closeLeaked cleans up after an id that has no handle. Stopping directly
-// (rather than listing first) costs one call either way, and "no instance
-// found" is success.
+// closeLeaked cleans up after an id of ours that has no handle: it stops
+// the instance under our name and under the legacy bare name. Stopping
+// directly (rather than listing first) costs one call per name either way,
+// and "no instance found" is success.
 //
 // With a lifecycle placement the stop gets a handle with only the id and
 // instance name: the placement finds what holds the sandbox by name.
 func (p *Provider) closeLeaked(ctx context.Context, id string) error {
-	var err error
-	if lc := p.lifecycle(); lc != nil {
-		err = p.stopLifecycle(ctx, lc, &handles.Handle{ID: id, Instance: id})
-	} else {
-		err = p.stopInstance(ctx, p.place.Runner(nil), p.apptainerArgv(), id)
-	}
-	if err != nil {
-		return fmt.Errorf("close sandbox %s (no handle): %w", id, err)
+	for _, name := range p.candidateNames(id) {
+		if err := p.stopByName(ctx, id, name); err != nil {
+			return fmt.Errorf("close sandbox %s (no handle): %w", id, err)
+		}
 	}
 	p.markClosed(id)
 	h := &handles.Handle{ID: id, StagingDir: filepath.Join(p.staging, id), Overlay: p.overlayPath(p.staging, id)}
@@ -87,6 +93,24 @@ func (p *Provider) closeLeaked(ctx context.Context, id string) error {
 		return fmt.Errorf("close sandbox %s (no handle): %w", id, err)
 	}
 	return p.deleteHandle(id) // drops anything this process still caches
+}
+
+// closeForeign stops another owner's instance, named in full.
+func (p *Provider) closeForeign(ctx context.Context, id, name string) error {
+	if err := p.stopByName(ctx, id, name); err != nil {
+		return fmt.Errorf("close foreign sandbox %s: %w", name, err)
+	}
+	p.log.Debug("foreign sandbox closed", "instance", name)
+	return nil
+}
+
+// stopByName stops the instance (and, with a lifecycle placement, its
+// holder) called name, with no handle to go by.
+func (p *Provider) stopByName(ctx context.Context, id, name string) error {
+	if lc := p.lifecycle(); lc != nil {
+		return p.stopLifecycle(ctx, lc, &handles.Handle{ID: id, Instance: name})
+	}
+	return p.stopInstance(ctx, p.place.Runner(nil), p.apptainerArgv(), name)
 }
 
 // stop ends sandbox h's instance: through the lifecycle placement when
@@ -101,7 +125,7 @@ func (p *Provider) stop(ctx context.Context, h *handles.Handle) error {
 
 // stopLifecycle asks the placement to end h, on the control lane.
 func (p *Provider) stopLifecycle(ctx context.Context, lc placement.Lifecycle, h *handles.Handle) error {
-	if err := validID(h.Instance); err != nil {
+	if err := validInstance(h.Instance); err != nil {
 		return err
 	}
 	release, err := p.acquireControl(ctx)
@@ -120,8 +144,8 @@ func (p *Provider) stopLifecycle(ctx context.Context, lc placement.Lifecycle, h 
 // stopInstance kills the named instance on the control lane. An instance
 // that does not exist is success.
 func (p *Provider) stopInstance(ctx context.Context, r runner.Runner, prefix []string, name string) error {
-	if err := validID(name); err != nil {
-		// The name is a glob for apptainer: never pass anything but our ids.
+	if err := validInstance(name); err != nil {
+		// The name is a glob for apptainer: never pass anything but our names.
 		return err
 	}
 	release, err := p.acquireControl(ctx)
@@ -175,10 +199,11 @@ func (p *Provider) owned(path, base string, roots ...string) error {
 	return fmt.Errorf("refusing to remove %s: not %s (edited handle?); remove it by hand if it is the sandbox's", path, filepath.Join(roots[0], base))
 }
 
-// CloseAll closes every sandbox List reports, a few at a time (the control
-// lane bounds the stops anyway), and returns the ids it closed. Failures do
-// not stop the others; they come back joined.
-func (p *Provider) CloseAll(ctx context.Context) ([]string, error) {
+// CloseAll closes every sandbox List reports (foreign ones only with
+// opts.AllOwners), a few at a time (the control lane bounds the stops
+// anyway), and returns the ids it closed. Failures do not stop the others;
+// they come back joined, with the handle files List had to skip.
+func (p *Provider) CloseAll(ctx context.Context, opts provider.CloseAllOptions) ([]string, error) {
 	statuses, listErr := p.List(ctx)
 	var (
 		mu     sync.Mutex
@@ -191,6 +216,9 @@ func (p *Provider) CloseAll(ctx context.Context) ([]string, error) {
 	}
 	sem := make(chan struct{}, max(2*cap(p.controlSem), 1))
 	for _, st := range statuses {
+		if st.Foreign && !opts.AllOwners {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func(id string) {

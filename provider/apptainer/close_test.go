@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
@@ -31,7 +32,8 @@ func TestCloseStopsAndRemovesEverything(t *testing.T) {
 	require.NoError(t, f.p.Close(context.Background(), st.ID))
 
 	require.Equal(t, []string{"instance stop"}, f.subcommands())
-	assert.Equal(t, []string{f.bin, "instance", "stop", "-t", "0", "--", st.ID}, f.callsOf("instance stop")[0].Argv)
+	assert.Equal(t, []string{f.bin, "instance", "stop", "-t", "0", "--", owner.InstanceName(st.ID, f.p.owner)}, f.callsOf("instance stop")[0].Argv)
+	assert.Equal(t, owner.InstanceName(st.ID, f.p.owner), st.Instance, "the instance name carries our owner tag")
 	assert.NoDirExists(t, h.StagingDir)
 	assert.NoFileExists(t, h.Overlay)
 	_, err = f.p.handle(st.ID)
@@ -49,7 +51,8 @@ func TestCloseIsIdempotent(t *testing.T) {
 	f.fake.stop = stopMissing
 	require.NoError(t, f.p.Close(context.Background(), h.ID))
 	require.NoError(t, f.p.Close(context.Background(), h.ID))
-	assert.Len(t, f.callsOf("instance stop"), 3)
+	// Without a handle: our name and the legacy bare name, each time.
+	assert.Len(t, f.callsOf("instance stop"), 1+2+2)
 }
 
 func TestCloseInstanceAlreadyGoneStillCleansUp(t *testing.T) {
@@ -104,8 +107,9 @@ func TestCloseLeakedInstance(t *testing.T) {
 	require.NoError(t, os.WriteFile(overlay, nil, 0o600))
 
 	require.NoError(t, f.p.Close(context.Background(), id))
-	require.Len(t, f.callsOf("instance stop"), 1)
-	assert.Equal(t, []string{f.bin, "instance", "stop", "-t", "0", "--", id}, f.callsOf("instance stop")[0].Argv)
+	require.Len(t, f.callsOf("instance stop"), 2)
+	assert.Equal(t, []string{f.bin, "instance", "stop", "-t", "0", "--", owner.InstanceName(id, f.p.owner)}, f.callsOf("instance stop")[0].Argv)
+	assert.Equal(t, []string{f.bin, "instance", "stop", "-t", "0", "--", id}, f.callsOf("instance stop")[1].Argv, "a leak from before owner tags")
 	assert.NoDirExists(t, staging)
 	assert.NoFileExists(t, overlay)
 }
@@ -136,9 +140,12 @@ func TestCloseAll(t *testing.T) {
 	a := f.saveTestHandle(t)
 	b := f.saveTestHandle(t)
 	leaked := newID()
-	f.fake.listed = []string{a.ID, leaked, "someone-elses"}
+	other := owner.ID(os.Getuid(), t.TempDir()) // another gym-host's state dir
+	foreign := owner.InstanceName(newID(), other)
+	legacy := newID() // from before owner tags, no handle here: not provably ours
+	f.fake.listed = []string{a.Instance, owner.InstanceName(leaked, f.p.owner), foreign, legacy, "someone-elses"}
 
-	closed, err := f.p.CloseAll(context.Background())
+	closed, err := f.p.CloseAll(context.Background(), provider.CloseAllOptions{})
 	require.NoError(t, err)
 	want := []string{a.ID, b.ID, leaked}
 	assert.ElementsMatch(t, want, closed)
@@ -147,10 +154,28 @@ func TestCloseAll(t *testing.T) {
 	for _, c := range f.callsOf("instance stop") {
 		stopped = append(stopped, c.Argv[len(c.Argv)-1])
 	}
-	assert.ElementsMatch(t, want, stopped, "someone else's instance is never touched")
-	hs, err := f.p.store.List()
+	assert.NotContains(t, stopped, foreign, "another owner's instance is never touched")
+	assert.NotContains(t, stopped, "someone-elses")
+	for _, id := range want {
+		assert.Contains(t, stopped, owner.InstanceName(id, f.p.owner))
+	}
+	hs, _, err := f.p.store.List()
 	require.NoError(t, err)
 	assert.Empty(t, hs)
+
+	// An admin who means it closes the others' too, by their full names.
+	f.rec.Reset()
+	f.fake.listed = []string{foreign, legacy, "someone-elses"}
+	closed, err = f.p.CloseAll(context.Background(), provider.CloseAllOptions{AllOwners: true})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{foreign, legacy}, closed)
+	stopped = nil
+	for _, c := range f.callsOf("instance stop") {
+		stopped = append(stopped, c.Argv[len(c.Argv)-1])
+	}
+	assert.Contains(t, stopped, foreign)
+	assert.Contains(t, stopped, legacy)
+	assert.NotContains(t, stopped, "someone-elses")
 }
 
 func TestCloseAllJoinsErrors(t *testing.T) {
@@ -158,12 +183,12 @@ func TestCloseAllJoinsErrors(t *testing.T) {
 	good := f.saveTestHandle(t)
 	bad := f.saveTestHandle(t)
 	f.fake.stop = func(c runner.Cmd) (runner.Result, string, string, error) {
-		if c.Argv[len(c.Argv)-1] == bad.ID {
+		if c.Argv[len(c.Argv)-1] == bad.Instance {
 			return runner.Result{ExitCode: 255}, "", "FATAL:   boom\n", nil
 		}
 		return runner.Result{}, "", "", nil
 	}
-	closed, err := f.p.CloseAll(context.Background())
+	closed, err := f.p.CloseAll(context.Background(), provider.CloseAllOptions{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), bad.ID)
 	assert.Contains(t, err.Error(), "boom")

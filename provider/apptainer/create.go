@@ -18,6 +18,7 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/imagecache"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
@@ -28,9 +29,11 @@ import (
 const cleanupTimeout = 30 * time.Second
 
 // Create starts a sandbox: validate the spec (before anything is allocated),
-// resolve the image, make the staging dir (and overlay), start the instance,
-// probe it, write the seed files, and only then persist the handle. Any
-// failure on the way, including a cancelled ctx, undoes all of it.
+// resolve the image, persist the handle marked creating, make the staging
+// dir (and overlay), start the instance, probe it, write the seed files, and
+// then mark the handle ready. Any failure on the way, including a cancelled
+// ctx, undoes all of it; a process killed on the way leaves a creating
+// handle, which gc turns into a cleanup.
 //
 // spec.TTL is recorded in the handle but not enforced here: expiry needs a
 // process that outlives this call (gym-host gc), which reads it from there.
@@ -62,10 +65,10 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 	}
 	tImage := time.Since(t0)
 
-	owner, _ := os.Hostname()
+	host, _ := os.Hostname()
 	h := &handles.Handle{
 		ID:         id,
-		Instance:   id,
+		Instance:   owner.InstanceName(id, p.owner),
 		Image:      spec.Image,
 		ImagePath:  imagePath,
 		StagingDir: filepath.Join(stagingRoot, id),
@@ -78,7 +81,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		TTL:        spec.TTL,
 		Metadata:   mergeMetadata(p.cfg.DefaultMetadata, spec.Metadata),
 		Placement:  p.place.Name(),
-		Owner:      owner,
+		Owner:      host,
 		DefaultUID: -1, // learned on first need (users.go)
 		Extra: map[string]string{
 			extraApptainerConf: plan.ApptainerConf,
@@ -131,6 +134,13 @@ type creation struct {
 
 func (c *creation) run(ctx context.Context) error {
 	p, h := c.p, c.h
+	// The handle goes first, marked creating: if this process is killed
+	// from here on, gc finds what it left by the handle (instance name,
+	// staging dir, overlay) and removes it.
+	h.State, h.Creator = handles.StateCreating, thisCreator()
+	if err := p.saveHandle(h); err != nil {
+		return err
+	}
 	if err := os.Mkdir(h.StagingDir, 0o700); err != nil {
 		return fmt.Errorf("create staging directory: %w (check that gym.state_dir is writable)", err)
 	}
@@ -150,6 +160,8 @@ func (c *creation) run(ctx context.Context) error {
 	}
 	c.tStart = time.Since(t)
 
+	p.recordFUSEHelpers(h)
+
 	t = time.Now()
 	if err := p.probe(ctx, h); err != nil {
 		return err
@@ -164,6 +176,7 @@ func (c *creation) run(ctx context.Context) error {
 	}
 	c.tFiles = time.Since(t)
 
+	h.State, h.Creator = "", nil
 	return p.saveHandle(h)
 }
 

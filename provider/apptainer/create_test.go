@@ -15,6 +15,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
@@ -47,7 +48,7 @@ func TestCreateBuildsStartArgvAndRunsProbe(t *testing.T) {
 	id := st.ID
 	require.NoError(t, validID(id))
 	assert.Equal(t, provider.StateRunning, st.State)
-	assert.Equal(t, id, st.Instance)
+	assert.Equal(t, owner.InstanceName(id, f.p.owner), st.Instance, "the instance name carries our owner tag")
 	assert.Equal(t, img, st.Image)
 	assert.Equal(t, "local", st.Placement)
 
@@ -61,11 +62,11 @@ func TestCreateBuildsStartArgvAndRunsProbe(t *testing.T) {
 		"--cpus", "2", "--memory", "1024m", "--nv",
 		"--writable-tmpfs",
 		"--userns",
-		img, id}, start.Argv)
+		img, st.Instance}, start.Argv)
 	assert.True(t, start.Detached, "instance start leaves a daemon holding its stdio")
 
 	probe := f.callsOf("exec")[0]
-	assert.Contains(t, probe.Argv, "instance://"+id)
+	assert.Contains(t, probe.Argv, "instance://"+st.Instance)
 	assert.Equal(t, "printf apptainer-sandbox-ready", probe.Argv[len(probe.Argv)-1])
 	assert.Contains(t, probe.Env, "APPTAINERENV_API_TOKEN="+secretValue, "create-time env reaches execs")
 
@@ -178,7 +179,7 @@ func TestCreateInvalidSpecRunsNothing(t *testing.T) {
 			assert.Empty(t, f.rec.Calls(), "no command may run for an invalid spec")
 			assert.Empty(t, dirEntries(t, f.p.staging))
 			assert.Empty(t, dirEntries(t, f.p.overlays))
-			hs, err := f.p.store.List()
+			hs, _, err := f.p.store.List()
 			require.NoError(t, err)
 			assert.Empty(t, hs)
 		})
@@ -201,7 +202,7 @@ func assertCleanedUp(t *testing.T, f *lcFixture) {
 	t.Helper()
 	assert.Empty(t, dirEntries(t, f.p.staging), "staging dir removed")
 	assert.Empty(t, dirEntries(t, f.p.overlays), "overlay removed")
-	hs, err := f.p.store.List()
+	hs, _, err := f.p.store.List()
 	require.NoError(t, err)
 	assert.Empty(t, hs, "no handle")
 	f.p.mu.Lock()

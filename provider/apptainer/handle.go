@@ -9,10 +9,21 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
-// newID returns a fresh sandbox id, which is also the instance name.
+// newID returns a fresh sandbox id; its instance name adds our owner tag
+// (owner.InstanceName).
 func newID() string { return InstancePrefix + uuid.NewString() }
+
+// validInstance accepts the instance names we make: a sandbox id with an
+// owner tag, or a bare one (legacy). The name is a glob for apptainer.
+func validInstance(name string) error {
+	if _, _, ok := owner.Parse(name); !ok {
+		return fmt.Errorf("instance name %q is not a gym instance name (%s<uuid>.<owner>): %w", name, InstancePrefix, provider.ErrInvalid)
+	}
+	return nil
+}
 
 // validID accepts exactly what newID makes: "gym-" and a canonical
 // lower-case uuid. Ids reach file names and apptainer argv (where the
@@ -63,6 +74,12 @@ func (p *Provider) handle(id string) (*handles.Handle, error) {
 				return nil, err
 			}
 			return nil, fmt.Errorf("read handle of sandbox %s: %w", id, err)
+		}
+		// Checked once per version of the file: a cached handle is one
+		// that passed.
+		if err := p.checkHandlePaths(h); err != nil {
+			delete(p.handles, id)
+			return nil, err
 		}
 		c = cachedHandle{h: h, stamp: stamp}
 		p.handles[id] = c

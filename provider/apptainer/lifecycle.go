@@ -77,7 +77,7 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 	var withHandle []*handles.Handle
 	for _, h := range hs {
 		if h != nil {
-			known[h.ID] = true
+			known[h.Instance] = true
 			withHandle = append(withHandle, h)
 		}
 	}
@@ -89,26 +89,36 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 			return nil, statesErr
 		}
 	}
-	var leaked map[string]provider.Status
+	var unhandled map[string]provider.Status // by instance name
 	if len(withHandle) < len(ids) {
 		ls, err := lc.Leaked(ctx, known)
 		if err != nil {
 			return nil, fmt.Errorf("looking for sandboxes without a handle: %w", err)
 		}
-		leaked = make(map[string]provider.Status, len(ls))
+		unhandled = make(map[string]provider.Status, len(ls))
 		for _, st := range ls {
-			leaked[st.ID] = st
+			unhandled[st.Instance] = st
 		}
 	}
 	out := make([]provider.Status, 0, len(ids))
 	var missing []string
-	for i, id := range ids {
+	for i, ref := range ids {
 		if h := hs[i]; h != nil {
 			out = append(out, p.placedStatus(h, states, statesErr))
-		} else if st, ok := leaked[id]; ok {
-			out = append(out, p.leakedPlaced(st))
-		} else {
-			missing = append(missing, id)
+			continue
+		}
+		found := false
+		for _, name := range p.candidateNames(ref) {
+			if got, ok := unhandled[name]; ok {
+				if st, ok := p.unhandledPlaced(got, nil); ok {
+					out = append(out, st)
+					found = true
+					break
+				}
+			}
+		}
+		if !found {
+			missing = append(missing, ref)
 		}
 	}
 	if len(missing) > 0 {
@@ -118,26 +128,31 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 }
 
 // listLifecycle is List for a lifecycle placement: the handles' states, then
-// whatever the placement sees without a handle, by id.
+// whatever the placement sees without a handle (ours leaked, others'
+// foreign), by instance name.
 func (p *Provider) listLifecycle(ctx context.Context, lc placement.Lifecycle, hs []*handles.Handle) ([]provider.Status, error) {
 	states, statesErr := lc.States(ctx, hs)
 	if statesErr != nil && ctx.Err() != nil {
 		return nil, statesErr
 	}
-	known := make(map[string]bool, len(hs))
+	knownIDs := make(map[string]bool, len(hs))
+	names := make(map[string]bool, len(hs))
 	out := make([]provider.Status, 0, len(hs))
 	for _, h := range hs {
-		known[h.ID] = true
+		knownIDs[h.ID], names[h.Instance] = true, true
 		out = append(out, p.placedStatus(h, states, statesErr))
 	}
-	leaked, err := lc.Leaked(ctx, known)
+	found, err := lc.Leaked(ctx, names)
 	if err != nil {
 		return out, fmt.Errorf("looking for sandboxes without a handle: %w", err)
 	}
-	slices.SortFunc(leaked, func(a, b provider.Status) int { return strings.Compare(a.ID, b.ID) })
-	for _, st := range leaked {
-		if validID(st.ID) == nil && !known[st.ID] {
-			out = append(out, p.leakedPlaced(st))
+	slices.SortFunc(found, func(a, b provider.Status) int { return strings.Compare(a.Instance, b.Instance) })
+	for _, got := range found {
+		if names[got.Instance] {
+			continue
+		}
+		if st, ok := p.unhandledPlaced(got, knownIDs); ok {
+			out = append(out, st)
 		}
 	}
 	return out, nil
@@ -162,22 +177,32 @@ func (p *Provider) placedStatus(h *handles.Handle, states map[string]provider.St
 			st.JobID = got.JobID
 		}
 	}
+	p.creatingState(h, &st)
 	return st
 }
 
-// leakedPlaced marks a sandbox the placement sees without a handle.
-func (p *Provider) leakedPlaced(st provider.Status) provider.Status {
-	if st.Instance == "" {
-		st.Instance = st.ID
+// unhandledPlaced is what the placement reported about a sandbox with no
+// handle here, classified by its instance name (unhandled): leaked when
+// ours, foreign when another owner's. Its own reason (the job's state)
+// follows ours.
+func (p *Provider) unhandledPlaced(got provider.Status, knownIDs map[string]bool) (provider.Status, bool) {
+	name := got.Instance
+	if name == "" {
+		name = got.ID
 	}
-	if st.Placement == "" {
-		st.Placement = p.place.Name()
+	st, ok := p.unhandled(name, knownIDs)
+	if !ok {
+		return st, false
 	}
-	leak := fmt.Sprintf("leaked: no handle (close it with gym-host close %s)", st.ID)
-	if st.Reason == "" {
-		st.Reason = leak
-	} else {
-		st.Reason = leak + "; " + st.Reason
+	if got.Placement != "" {
+		st.Placement = got.Placement
 	}
-	return st
+	if got.State != "" {
+		st.State = got.State
+	}
+	st.PID, st.Node, st.JobID, st.Image = got.PID, got.Node, got.JobID, got.Image
+	if got.Reason != "" {
+		st.Reason += "; " + got.Reason
+	}
+	return st, true
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
@@ -208,7 +209,7 @@ func (f *lcFixture) saveTestHandle(t *testing.T) *handles.Handle {
 	id := newID()
 	h := &handles.Handle{
 		ID:         id,
-		Instance:   id,
+		Instance:   owner.InstanceName(id, f.p.owner),
 		Image:      "/images/debian.sif",
 		ImagePath:  "/images/debian.sif",
 		StagingDir: filepath.Join(f.p.staging, id),

@@ -16,6 +16,7 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
@@ -193,7 +194,7 @@ func TestLifecycleCreate(t *testing.T) {
 	staging := filepath.Join(f.root, id)
 	assert.Equal(t, []string{f.bin, "-c", "/etc/apptainer-part.conf", "instance", "start", "--contain", "--cleanenv", "--uts", "--ipc", "--bind", "/proc/sys:/proc/sys:ro",
 		"--bind", staging + ":/sandbox",
-		"--writable-tmpfs", "--userns", img, id}, f.lc.started[0].argv,
+		"--writable-tmpfs", "--userns", img, st.Instance}, f.lc.started[0].argv,
 		"the plan's conf, and no --cpus/--memory: the plan does not apply limits")
 	want := f.lc.plan
 	want.Resources = r
@@ -223,7 +224,7 @@ func TestLifecycleCreate(t *testing.T) {
 	require.NoError(t, f.p.Close(context.Background(), id))
 	require.Len(t, f.lc.stopped, 1)
 	assert.Equal(t, "42", f.lc.stopped[0].h.JobID)
-	assert.Equal(t, id, f.lc.stopped[0].h.Instance)
+	assert.Equal(t, st.Instance, f.lc.stopped[0].h.Instance)
 	assert.NoDirExists(t, staging)
 	_, err = f.p.store.Get(id)
 	assert.ErrorIs(t, err, provider.ErrNotFound)
@@ -251,7 +252,7 @@ func TestLifecycleStartFailureCleansUp(t *testing.T) {
 	assert.Contains(t, err.Error(), "reason: Resources")
 	require.Len(t, f.lc.stopped, 1, "undo asks the placement to stop whatever it may have left")
 	assert.Empty(t, dirEntries(t, f.root), "staging dir and overlay removed")
-	hs, err := f.p.store.List()
+	hs, _, err := f.p.store.List()
 	require.NoError(t, err)
 	assert.Empty(t, hs)
 }
@@ -288,7 +289,7 @@ func TestLifecycleStatusOneQueryForAll(t *testing.T) {
 		ids[3]: {ID: ids[3], State: provider.StateError, Reason: "job 42 NODE_FAIL"},
 	}
 	leakedID := newID()
-	f.lc.leaked = []provider.Status{{ID: leakedID, State: provider.StateRunning, JobID: "99", Node: "node1"}}
+	f.lc.leaked = []provider.Status{{ID: leakedID, Instance: owner.InstanceName(leakedID, f.p.owner), State: provider.StateRunning, JobID: "99", Node: "node1"}}
 	f.node.Reset()
 	f.host.Reset()
 
@@ -332,8 +333,9 @@ func TestLifecycleCloseLeakedStopsByName(t *testing.T) {
 	f := newSlurmLifecycle(t, nil)
 	id := newID()
 	require.NoError(t, f.p.Close(context.Background(), id))
-	require.Len(t, f.lc.stopped, 1)
-	assert.Equal(t, handles.Handle{ID: id, Instance: id}, f.lc.stopped[0].h, "only the name: the placement finds the job")
+	require.Len(t, f.lc.stopped, 2)
+	assert.Equal(t, handles.Handle{ID: id, Instance: owner.InstanceName(id, f.p.owner)}, f.lc.stopped[0].h, "only the name: the placement finds the job")
+	assert.Equal(t, handles.Handle{ID: id, Instance: id}, f.lc.stopped[1].h, "and under the name from before owner tags")
 	assert.Empty(t, f.host.Calls())
 }
 

@@ -17,12 +17,13 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/imagecache"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 )
 
 // InstancePrefix starts every instance name (and sandbox id) we create, so
 // that leaked instances can be found and nothing else is ever touched.
-const InstancePrefix = "gym-"
+const InstancePrefix = owner.Prefix
 
 // Placement decides where a sandbox's commands run (see package placement).
 // Local runs them here; the slurm placement on the sandbox's node.
@@ -38,6 +39,7 @@ type Provider struct {
 	cache     *imagecache.Cache
 	cacheMu   sync.Mutex
 	caches    map[string]*imagecache.Cache // partitions' image_cache_dir
+	owner     string                       // owner tag in our instance names (provider/owner)
 	staging   string                       // root of per-sandbox staging directories
 	overlays  string                       // root of per-sandbox overlay images
 
@@ -80,6 +82,7 @@ func New(cfg *config.Config, logger hclog.Logger, opts ...Option) (*Provider, er
 		log:        logger,
 		apptainer:  bin,
 		store:      store,
+		owner:      owner.ID(os.Getuid(), cfg.Gym.StateDir),
 		staging:    filepath.Join(cfg.Gym.StateDir, "staging"),
 		overlays:   filepath.Join(cfg.Gym.StateDir, "overlays"),
 		execSem:    make(chan struct{}, cfg.Apptainer.Exec.Concurrency),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -102,12 +103,21 @@ func (p *Provider) instanceAlive(ctx context.Context, h *handles.Handle) (bool, 
 
 // Status reports the given sandboxes with one `instance list` for all of
 // them. A sandbox with a handle is running when its instance is listed and
-// stopped when not; an id with no handle but a listed instance is a leaked
-// sandbox (running, with a reason); an id with neither is ErrNotFound. When
-// the list itself fails, sandboxes with a handle are reported unknown.
+// stopped when not; an id with no handle but a listed instance is leaked
+// (ours: our owner tag) or foreign (another owner's); an id with neither
+// is ErrNotFound. An id may also be given as a full instance name
+// (<id>.<owner>), which is how foreign sandboxes are listed. When the list
+// itself fails, sandboxes with a handle are reported unknown.
 func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status, error) {
 	hs := make([]*handles.Handle, len(ids))
-	for i, id := range ids {
+	for i, ref := range ids {
+		id, tag, ok := owner.Parse(ref)
+		if !ok {
+			return nil, validID(ref)
+		}
+		if tag != "" && tag != p.owner {
+			continue // another owner's: no handle of ours can name it
+		}
 		h, err := p.handle(id)
 		if err != nil && !errors.Is(err, provider.ErrNotFound) {
 			return nil, err
@@ -126,14 +136,24 @@ func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status,
 	}
 	out := make([]provider.Status, 0, len(ids))
 	var missing []string
-	for i, id := range ids {
-		switch h := hs[i]; {
-		case h != nil:
+	for i, ref := range ids {
+		if h := hs[i]; h != nil {
 			out = append(out, p.handleStatus(h, listed, listErr))
-		case listErr == nil && listed.has(id) && !p.recentlyClosed(id):
-			out = append(out, p.leakedStatus(listed[id]))
-		default:
-			missing = append(missing, id)
+			continue
+		}
+		found := false
+		for _, name := range p.candidateNames(ref) {
+			if in, ok := listed[name]; ok && listErr == nil {
+				if st, ok := p.unhandled(name, nil); ok {
+					st.Image, st.PID = in.Image, in.PID
+					out = append(out, st)
+					found = true
+					break
+				}
+			}
+		}
+		if !found {
+			missing = append(missing, ref)
 		}
 	}
 	if len(missing) > 0 {
@@ -142,42 +162,100 @@ func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status,
 	return out, nil
 }
 
-// List reports every sandbox with a handle, oldest first, then every listed
-// gym instance without one (leaked), by name. Handle files that cannot be
-// read are reported in the error, next to everything that could.
-func (p *Provider) List(ctx context.Context) ([]provider.Status, error) {
-	hs, storeErr := p.store.List()
-	if lc := p.lifecycle(); lc != nil {
-		out, err := p.listLifecycle(ctx, lc, hs)
-		if err == nil && storeErr != nil {
-			err = fmt.Errorf("some sandbox handles could not be read: %w", storeErr)
-		}
-		return out, err
+// candidateNames are the instance names ref (a sandbox id or a full
+// instance name) may run under when it has no handle here: the name itself
+// when it carries an owner tag, else ours, then the legacy bare id.
+func (p *Provider) candidateNames(ref string) []string {
+	id, tag, ok := owner.Parse(ref)
+	switch {
+	case !ok:
+		return nil
+	case tag != "":
+		return []string{ref}
 	}
+	return []string{owner.InstanceName(id, p.owner), id}
+}
+
+// unhandled classifies a gym instance (or job) that no handle here names:
+// ours (our owner tag: a leak, which gc and close --all end) or foreign
+// (another owner's tag, or a legacy name with no handle here: reported,
+// never collected unless all owners are asked for). knownIDs are the
+// sandbox ids with a handle here. ok is false for names we never make and
+// for our sandboxes closed a moment ago (apptainer unregisters late).
+func (p *Provider) unhandled(name string, knownIDs map[string]bool) (provider.Status, bool) {
+	id, tag, kind := owner.Classify(name, p.owner, func(id string) bool { return knownIDs[id] })
+	st := provider.Status{Instance: name, Owner: tag, State: provider.StateRunning, Placement: p.place.Name()}
+	if kind != owner.NotGym && (kind == owner.Ours || tag == "") && p.recentlyClosed(id) {
+		return st, false
+	}
+	switch kind {
+	case owner.Ours:
+		st.ID = id
+		st.Reason = fmt.Sprintf("leaked: no handle (close it with gym-host close %s)", id)
+	case owner.Foreign:
+		// A tagged foreign sandbox goes by its full name, so that closing
+		// it names its owner; a legacy one has only its id.
+		st.ID, st.Foreign = id, true
+		if tag != "" {
+			st.ID = name
+		}
+		st.Reason = owner.ForeignReason(tag)
+	default:
+		return st, false
+	}
+	return st, true
+}
+
+// List reports every sandbox with a handle, oldest first, then every listed
+// gym instance without one (ours: leaked; another owner's: foreign), by
+// name. Handle files that cannot be read are skipped and reported in a
+// *provider.SkippedError, next to everything that could.
+func (p *Provider) List(ctx context.Context) ([]provider.Status, error) {
+	hs, skipped, err := p.store.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []provider.Status
+	if lc := p.lifecycle(); lc != nil {
+		out, err = p.listLifecycle(ctx, lc, hs)
+	} else {
+		out, err = p.listLocal(ctx, hs)
+	}
+	if len(skipped) > 0 && (err == nil || ctx.Err() == nil) {
+		sk := &provider.SkippedError{Skipped: skipped}
+		if err == nil {
+			return out, sk
+		}
+		return out, errors.Join(err, sk)
+	}
+	return out, err
+}
+
+func (p *Provider) listLocal(ctx context.Context, hs []*handles.Handle) ([]provider.Status, error) {
 	listed, listErr := p.listInstances(ctx)
 	if listErr != nil && ctx.Err() != nil {
 		return nil, listErr
 	}
 	out := make([]provider.Status, 0, len(hs)+len(listed))
 	known := make(map[string]bool, len(hs))
+	names := make(map[string]bool, len(hs))
 	for _, h := range hs {
-		known[h.ID] = true
+		known[h.ID], names[h.Instance] = true, true
 		out = append(out, p.handleStatus(h, listed, listErr))
 	}
-	var leaked []provider.Status
+	var extra []provider.Status
 	for name, in := range listed {
-		// Only names we could have made: anything else with our prefix is not
-		// ours to report or close.
-		if !known[name] && validID(name) == nil && !p.recentlyClosed(name) {
-			leaked = append(leaked, p.leakedStatus(in))
+		if names[name] {
+			continue
+		}
+		if st, ok := p.unhandled(name, known); ok {
+			st.Image, st.PID = in.Image, in.PID
+			extra = append(extra, st)
 		}
 	}
-	slices.SortFunc(leaked, func(a, b provider.Status) int { return strings.Compare(a.ID, b.ID) })
-	out = append(out, leaked...)
+	slices.SortFunc(extra, func(a, b provider.Status) int { return strings.Compare(a.Instance, b.Instance) })
+	out = append(out, extra...)
 	p.sweepClosed()
-	if storeErr != nil {
-		return out, fmt.Errorf("some sandbox handles could not be read: %w", storeErr)
-	}
 	return out, nil
 }
 
@@ -196,19 +274,8 @@ func (p *Provider) handleStatus(h *handles.Handle, listed instances, listErr err
 	default:
 		st.State, st.Reason = provider.StateStopped, "instance is gone"
 	}
+	p.creatingState(h, &st)
 	return st
-}
-
-func (p *Provider) leakedStatus(in listedInstance) provider.Status {
-	return provider.Status{
-		ID:        in.Name,
-		State:     provider.StateRunning,
-		Reason:    fmt.Sprintf("leaked: no handle (close it with gym-host close %s)", in.Name),
-		Image:     in.Image,
-		Instance:  in.Name,
-		PID:       in.PID,
-		Placement: p.place.Name(),
-	}
 }
 
 // statusOfHandle is what h itself says about its sandbox; the state and
@@ -218,10 +285,17 @@ func statusOfHandle(h *handles.Handle) provider.Status {
 		ID:        h.ID,
 		Image:     h.Image,
 		Instance:  h.Instance,
+		Owner:     ownerOf(h.Instance),
 		Created:   h.Created,
 		Placement: h.Placement,
 		Node:      h.Node,
 		JobID:     h.JobID,
 		TTL:       h.TTL,
 	}
+}
+
+// ownerOf is the owner tag in an instance name, "" for a legacy one.
+func ownerOf(name string) string {
+	_, tag, _ := owner.Parse(name)
+	return tag
 }

@@ -2,6 +2,8 @@ package apptainer
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -42,7 +45,7 @@ func TestParseInstanceList(t *testing.T) {
 func TestStatusOneListForManyIDs(t *testing.T) {
 	f := newLifecycle(t, nil)
 	a, b, c := f.saveTestHandle(t), f.saveTestHandle(t), f.saveTestHandle(t)
-	f.fake.listed = []string{a.ID, b.ID}
+	f.fake.listed = []string{a.Instance, b.Instance}
 
 	sts, err := f.p.Status(context.Background(), []string{a.ID, b.ID, c.ID})
 	require.NoError(t, err)
@@ -64,14 +67,15 @@ func TestStatusOneListForManyIDs(t *testing.T) {
 func TestStatusLeakedAndMissing(t *testing.T) {
 	f := newLifecycle(t, nil)
 	leaked := newID()
-	f.fake.listed = []string{leaked}
+	f.fake.listed = []string{owner.InstanceName(leaked, f.p.owner)}
 
 	sts, err := f.p.Status(context.Background(), []string{leaked})
 	require.NoError(t, err)
 	require.Len(t, sts, 1)
 	assert.Equal(t, provider.StateRunning, sts[0].State)
 	assert.Equal(t, "leaked: no handle (close it with gym-host close "+leaked+")", sts[0].Reason)
-	assert.Equal(t, leaked, sts[0].Instance)
+	assert.Equal(t, owner.InstanceName(leaked, f.p.owner), sts[0].Instance)
+	assert.False(t, sts[0].Foreign)
 
 	missing := newID()
 	_, err = f.p.Status(context.Background(), []string{leaked, missing})
@@ -111,7 +115,10 @@ func TestListIncludesLeakedGymInstances(t *testing.T) {
 	time.Sleep(time.Millisecond) // distinct Created for a stable order
 	b := f.saveTestHandle(t)
 	leaked := newID()
-	f.fake.listed = []string{b.ID, leaked, "r1", "gym-handmade"}
+	other := owner.ID(os.Getuid(), t.TempDir()) // another gym-host's state dir
+	foreign := owner.InstanceName("gym-00000000-0000-4000-8000-000000000001", other)
+	legacy := "gym-00000000-0000-4000-8000-000000000002" // no owner tag, no handle here
+	f.fake.listed = []string{b.Instance, owner.InstanceName(leaked, f.p.owner), foreign, legacy, "r1", "gym-handmade"}
 
 	sts, err := f.p.List(context.Background())
 	require.NoError(t, err)
@@ -119,18 +126,27 @@ func TestListIncludesLeakedGymInstances(t *testing.T) {
 	for _, s := range sts {
 		ids = append(ids, s.ID)
 	}
-	assert.Equal(t, []string{a.ID, b.ID, leaked}, ids, "handles first, then leaked gym sandboxes; others ignored")
+	assert.Equal(t, []string{a.ID, b.ID, foreign, legacy, leaked}, ids,
+		"handles first, then gym sandboxes without a handle, by instance name; others ignored")
 	assert.Equal(t, provider.StateStopped, sts[0].State)
 	assert.Equal(t, provider.StateRunning, sts[1].State)
-	assert.Equal(t, provider.StateRunning, sts[2].State)
-	assert.Contains(t, sts[2].Reason, "leaked")
+	assert.Equal(t, provider.StateRunning, sts[4].State)
+	assert.Contains(t, sts[4].Reason, "leaked")
+	assert.False(t, sts[4].Foreign)
+	for _, st := range sts[2:4] {
+		assert.True(t, st.Foreign, st.ID)
+		assert.NotContains(t, st.Reason, "leaked", "another owner's sandbox is not a leak")
+		assert.Contains(t, st.Reason, "foreign: ")
+	}
+	assert.Equal(t, "foreign: owned by "+other, sts[2].Reason)
+	assert.Equal(t, other, sts[2].Owner)
 	assert.Len(t, f.callsOf("instance list"), 1)
 }
 
 func TestInstanceAlive(t *testing.T) {
 	f := newLifecycle(t, nil)
 	h := f.saveTestHandle(t)
-	f.fake.listed = []string{h.ID}
+	f.fake.listed = []string{h.Instance}
 	alive, err := f.p.instanceAlive(context.Background(), h)
 	require.NoError(t, err)
 	assert.True(t, alive)
@@ -169,7 +185,7 @@ func TestConcurrentStatusSharesOneList(t *testing.T) {
 	release := make(chan struct{})
 	f.fake.list = func(runner.Cmd) (runner.Result, string, string, error) {
 		<-release
-		return runner.Result{}, listJSON(h.ID), "", nil
+		return runner.Result{}, listJSON(h.Instance), "", nil
 	}
 
 	const callers = 5
@@ -200,7 +216,7 @@ func TestStatusCallerCancelDoesNotFailOthers(t *testing.T) {
 	release := make(chan struct{})
 	f.fake.list = func(runner.Cmd) (runner.Result, string, string, error) {
 		<-release
-		return runner.Result{}, listJSON(h.ID), "", nil
+		return runner.Result{}, listJSON(h.Instance), "", nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	firstErr := make(chan error, 1)
@@ -222,4 +238,28 @@ func TestStatusCallerCancelDoesNotFailOthers(t *testing.T) {
 	require.Len(t, sts, 1)
 	assert.Equal(t, provider.StateRunning, sts[0].State, "the shared call outlives the caller that started it")
 	assert.Len(t, f.callsOf("instance list"), 1)
+}
+
+func TestListSkipsUnreadableHandles(t *testing.T) {
+	f := newLifecycle(t, nil)
+	good := f.saveTestHandle(t)
+	bad := newID()
+	badPath := filepath.Join(f.p.store.Dir, bad+".json")
+	require.NoError(t, os.WriteFile(badPath, []byte(`{"version": 1, "id": "`), 0o600)) // truncated
+	f.fake.listed = []string{good.Instance}
+
+	sts, err := f.p.List(context.Background())
+	var sk *provider.SkippedError
+	require.ErrorAs(t, err, &sk)
+	assert.Equal(t, error(sk), err, "nothing else went wrong")
+	require.Len(t, sk.Skipped, 1)
+	assert.Equal(t, badPath, sk.Skipped[0].Path)
+	require.Len(t, sts, 1, "the readable sandbox is still listed")
+	assert.Equal(t, good.ID, sts[0].ID)
+	assert.Equal(t, provider.StateRunning, sts[0].State)
+
+	closed, err := f.p.CloseAll(context.Background(), provider.CloseAllOptions{})
+	require.ErrorAs(t, err, &sk)
+	assert.Equal(t, []string{good.ID}, closed, "the rest is closed")
+	assert.FileExists(t, badPath, "an unreadable handle is reported, never deleted")
 }

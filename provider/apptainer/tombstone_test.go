@@ -19,7 +19,7 @@ func TestClosedInstanceStillListedIsNotReported(t *testing.T) {
 	f := newLifecycle(t, nil)
 	h := f.saveTestHandle(t)
 	require.NoError(t, f.p.Close(context.Background(), h.ID))
-	f.fake.listed = []string{h.ID} // apptainer has not unregistered it yet
+	f.fake.listed = []string{h.Instance} // apptainer has not unregistered it yet
 
 	all, err := f.p.List(context.Background())
 	require.NoError(t, err)

@@ -18,7 +18,7 @@ func TestStatusAndListCarryTheHandlesTTL(t *testing.T) {
 	withTTL, without := f.saveTestHandle(t), f.saveTestHandle(t)
 	withTTL.TTL = 90 * time.Minute
 	require.NoError(t, f.p.saveHandle(withTTL))
-	f.fake.listed = []string{withTTL.ID}
+	f.fake.listed = []string{withTTL.Instance}
 
 	sts, err := f.p.Status(context.Background(), []string{withTTL.ID, without.ID})
 	require.NoError(t, err)

@@ -50,4 +50,35 @@ type Handle struct {
 	DefaultUID int `json:"default_uid"`
 	// Extra holds placement-specific values.
 	Extra map[string]string `json:"extra,omitempty"`
+	// State is StateCreating from before the instance starts until the
+	// sandbox is ready, then "". A creating handle whose creator is gone
+	// (or that is older than a create can take) is an interrupted create:
+	// gc removes what it left. Absent in handles of older versions (ready).
+	State string `json:"state,omitempty"`
+	// Creator is the process making the sandbox while State is creating.
+	Creator *Creator `json:"creator,omitempty"`
+	// Starter is the instance's starter process and FUSEHelpers its FUSE
+	// mount helpers (squashfuse_ll, fuse-overlayfs, ...), recorded at
+	// create for an instance started here: if the starter is killed the
+	// helpers are orphaned, and close finds them by these.
+	Starter     *Proc  `json:"starter,omitempty"`
+	FUSEHelpers []Proc `json:"fuse_helpers,omitempty"`
+}
+
+// Proc names a process across pid reuse: pid and start time (clock ticks
+// since boot).
+type Proc struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+// StateCreating marks a handle written before its sandbox is ready.
+const StateCreating = "creating"
+
+// Creator names a process across pid reuse: its host, pid and start time
+// (clock ticks since boot, /proc/PID/stat field 22).
+type Creator struct {
+	Host  string `json:"host"`
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
 }

@@ -139,17 +139,17 @@ func (s *Store) Delete(id string) error {
 	return nil
 }
 
-// List returns every readable handle, oldest first. Files it cannot read
-// (corrupt, newer version) do not stop it: they are reported together in
-// the returned error, alongside the handles that were read. Temp files and
-// other names are skipped.
-func (s *Store) List() ([]*Handle, error) {
+// List returns every readable handle, oldest first, and the handle files
+// it could not read (corrupt, newer version, unreadable), each with its path
+// and why: one bad file must not hide the others. The error is for the
+// directory itself. Temp files and other names are ignored.
+func (s *Store) List() ([]*Handle, []provider.SkippedHandle, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("listing handles in %s: %w", s.Dir, err)
+		return nil, nil, fmt.Errorf("listing handles in %s: %w", s.Dir, err)
 	}
 	var out []*Handle
-	var errs []error
+	var skipped []provider.SkippedHandle
 	for _, e := range entries {
 		name := e.Name()
 		id, ok := strings.CutSuffix(name, fileSuffix)
@@ -161,7 +161,7 @@ func (s *Store) List() ([]*Handle, error) {
 			continue // deleted since ReadDir
 		}
 		if err != nil {
-			errs = append(errs, err)
+			skipped = append(skipped, provider.SkippedHandle{Path: s.path(id), Reason: skipReason(err)})
 			continue
 		}
 		out = append(out, h)
@@ -172,7 +172,17 @@ func (s *Store) List() ([]*Handle, error) {
 		}
 		return out[i].ID < out[j].ID
 	})
-	return out, errors.Join(errs...)
+	return out, skipped, nil
+}
+
+// skipReason is Get's error without the "handle ID (PATH): " prefix, which
+// a skipped entry carries in its Path already.
+func skipReason(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "): "); i >= 0 && strings.HasPrefix(msg, "handle ") {
+		return msg[i+3:]
+	}
+	return msg
 }
 
 // Stamp identifies one version of a handle file. Put replaces the file

@@ -177,16 +177,37 @@ func TestListSkipsTempFilesAndReportsCorrupt(t *testing.T) {
 	corrupt := newID()
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, corrupt+".json"), []byte(`{`), 0o600))
 
-	list, err := s.List()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), corrupt)
+	// A truncated handle and one written by a newer version.
+	truncated := newID()
+	data, err := os.ReadFile(filepath.Join(s.Dir, older.ID+".json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, truncated+".json"), data[:len(data)/2], 0o600))
+	future := newID()
+	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, future+".json"),
+		[]byte(fmt.Sprintf(`{"version": %d, "id": %q}`, Version+1, future)), 0o600))
+
+	list, skipped, err := s.List()
+	require.NoError(t, err)
 	require.Len(t, list, 2)
 	assert.Equal(t, older.ID, list[0].ID)
 	assert.Equal(t, newer.ID, list[1].ID)
+	require.Len(t, skipped, 3)
+	paths := map[string]string{}
+	for _, sk := range skipped {
+		paths[sk.Path] = sk.Reason
+		assert.NotEmpty(t, sk.Reason, sk.Path)
+		assert.NotContains(t, sk.Reason, sk.Path, "the reason does not repeat the path")
+	}
+	assert.Contains(t, paths, filepath.Join(s.Dir, corrupt+".json"))
+	assert.Contains(t, paths, filepath.Join(s.Dir, truncated+".json"))
+	assert.Contains(t, paths[filepath.Join(s.Dir, future+".json")], "newer")
 
-	require.NoError(t, os.Remove(filepath.Join(s.Dir, corrupt+".json")))
-	list, err = s.List()
+	for _, id := range []string{corrupt, truncated, future} {
+		require.NoError(t, os.Remove(filepath.Join(s.Dir, id+".json")))
+	}
+	list, skipped, err = s.List()
 	require.NoError(t, err)
+	assert.Empty(t, skipped)
 	assert.Len(t, list, 2)
 }
 
@@ -225,8 +246,9 @@ func TestConcurrentPutGet(t *testing.T) {
 				if assert.NoError(t, err) {
 					assert.Equal(t, id, h.ID)
 				}
-				_, err = s.List()
+				_, skipped, err := s.List()
 				assert.NoError(t, err)
+				assert.Empty(t, skipped)
 			}
 		}()
 	}

@@ -50,8 +50,10 @@ type Lifecycle interface {
 	// States reports the state of many sandboxes with a constant number of
 	// queries. Sandboxes missing from the map are unknown.
 	States(ctx context.Context, hs []*handles.Handle) (map[string]provider.Status, error)
-	// Leaked lists sandboxes the placement can see that have no handle in
-	// known (by sandbox id), so that close --all and gc can end them.
+	// Leaked lists the gym sandboxes the placement can see whose instance
+	// name is not in known (the instance names of the handles here), with
+	// Status.Instance set to that name. Whose they are (ours: leaked, or
+	// another owner's) is the provider's call, from the name's owner tag.
 	Leaked(ctx context.Context, known map[string]bool) ([]provider.Status, error)
 }
 

@@ -134,6 +134,7 @@ func Marked(procRoot, marker string) []int {
 type proc struct {
 	pid, ppid int
 	state     byte
+	start     uint64 // field 22: start time in clock ticks since boot
 }
 
 type procTable []proc
@@ -183,7 +184,11 @@ func parseStat(s string) (proc, bool) {
 	if err != nil {
 		return proc{}, false
 	}
-	return proc{pid: pid, ppid: ppid, state: f[0][0]}, true
+	p := proc{pid: pid, ppid: ppid, state: f[0][0]}
+	if len(f) > 19 {
+		p.start, _ = strconv.ParseUint(f[19], 10, 64)
+	}
+	return p, true
 }
 
 func (t procTable) descendants(pid int) []int {

@@ -23,10 +23,11 @@ func TestParseStat(t *testing.T) {
 		want proc
 		ok   bool
 	}{
-		{"123 (sh) S 1 123 123 0 -1", proc{123, 1, 'S'}, true},
-		{"123 (a b) c) S 77 123 123 0 -1", proc{123, 77, 'S'}, true},
-		{"9 ((sd-pam)) Z 8 9 9", proc{9, 8, 'Z'}, true},
-		{"5 () R 4", proc{5, 4, 'R'}, true},
+		{"123 (sh) S 1 123 123 0 -1", proc{123, 1, 'S', 0}, true},
+		{"123 (a b) c) S 77 123 123 0 -1", proc{123, 77, 'S', 0}, true},
+		{"9 ((sd-pam)) Z 8 9 9", proc{9, 8, 'Z', 0}, true},
+		{"5 () R 4", proc{5, 4, 'R', 0}, true},
+		{"7 (squashfuse_ll) S 1 7 7 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10", proc{7, 1, 'S', 987654}, true},
 		{"garbage", proc{}, false},
 		{"12 (x) S", proc{}, false},
 		{"12 (x) S notanumber", proc{}, false},

@@ -16,6 +16,7 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 
 	"github.com/gym-apptainer/gym-apptainer/plugin"
+	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
 // cleanupTimeout bounds each cleanup step; cleanup runs on a fresh context
@@ -119,7 +120,7 @@ func setup(ctx context.Context, o options, cl *cleanups) (*benchEnv, error) {
 	cl.add(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
-		_, err := e.host.CloseAll(ctx)
+		_, err := e.host.CloseAll(ctx, provider.CloseAllOptions{})
 		e.host.Shutdown()
 		goplugin.CleanupClients() // any short-lived host a failed step left running
 		if err != nil {

@@ -46,7 +46,9 @@ func TestExitCodes(t *testing.T) {
 	assert.Equal(t, "", r.ErrorType, r.Message)
 
 	// The instance vanishes behind the provider's back.
-	out, err := e.apptainer("instance", "stop", "-t", "0", id)
+	in, ok := e.instance(t, id)
+	require.True(t, ok)
+	out, err := e.apptainer("instance", "stop", "-t", "0", in.Name)
 	require.NoError(t, err, out)
 	require.Eventually(t, func() bool {
 		ins, err := e.instances()

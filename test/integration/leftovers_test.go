@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/plugin"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
 // The checks every test ends with (newEnv registers finish): nothing of the
@@ -232,7 +233,8 @@ func (e *env) instance(t *testing.T, id string) (listedInstance, bool) {
 	ins, err := e.instances()
 	require.NoError(t, err)
 	for _, in := range ins {
-		if in.Name == id {
+		// The instance is named <id>.<owner> (or just <id> before owner tags).
+		if iid, _, _ := owner.Parse(in.Name); iid == id {
 			return in, true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
 
@@ -175,16 +176,17 @@ func TestCloseUnregistersInstance(t *testing.T) {
 	})
 }
 
-// TestLeakedInstance: a gym instance without a handle (a create that crashed
-// before saving one) is reported as leaked and can be closed; an instance
-// that is not gym's is neither reported nor touched.
+// TestLeakedInstance: a gym instance of ours (our owner tag) without a
+// handle (a create that crashed before saving one) is reported as leaked
+// and can be closed; an instance that is not gym's is neither reported nor
+// touched.
 func TestLeakedInstance(t *testing.T) {
 	e := newEnv(t)
 	ctx := e.ctx(2 * time.Minute)
 	h := e.host()
 	leaked := "gym-" + uuid.NewString()
 	other := "not-gym-" + randomHex(4)
-	for _, name := range []string{leaked, other} {
+	for _, name := range []string{owner.InstanceName(leaked, owner.ID(os.Getuid(), e.stateDir)), other} {
 		out, err := e.apptainer("instance", "start", "--userns", sifImage, name)
 		require.NoError(t, err, "apptainer instance start %s: %s", name, out)
 	}
@@ -205,7 +207,7 @@ func TestLeakedInstance(t *testing.T) {
 	// An id that is not a gym id is refused, not passed to apptainer.
 	assert.ErrorIs(t, h.Close(ctx, other), provider.ErrInvalid)
 
-	closed, err := h.CloseAll(ctx)
+	closed, err := h.CloseAll(ctx, provider.CloseAllOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{leaked}, closed)
 	// (Eventually: see TestCloseUnregistersInstance.)

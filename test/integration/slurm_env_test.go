@@ -27,6 +27,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
 var (
@@ -258,7 +260,7 @@ func (e *slurmEnv) jobs(t *testing.T) []testJob {
 func (e *slurmEnv) jobOf(t *testing.T, id string) testJob {
 	t.Helper()
 	for _, j := range e.jobs(t) {
-		if j.Name == id {
+		if jid, _, _ := owner.Parse(j.Name); jid == id {
 			return j
 		}
 	}
@@ -276,8 +278,8 @@ func (e *slurmEnv) steps(t *testing.T) []string {
 	var steps []string
 	for _, line := range strings.Fields(string(out)) {
 		id, name, _ := strings.Cut(line, "|")
-		if e.ids[name] {
-			steps = append(steps, id+" "+name)
+		if sid, _, _ := owner.Parse(name); e.ids[sid] {
+			steps = append(steps, id+" "+sid)
 		}
 	}
 	return steps
@@ -389,11 +391,15 @@ func salloc(t *testing.T, args ...string) string {
 	return id
 }
 
-// holderOf is the holder process of sandbox id on this (the only) node.
+// holderOf is the holder process of sandbox id on this (the only) node:
+// the one holding the instance named after id (<id>.<owner>).
 func holderOf(t *testing.T, id string) proc {
 	t.Helper()
 	ps := findProcs(func(p proc) bool {
-		return slices.Contains(p.cmdline, "holder") && slices.Contains(p.cmdline, id)
+		return slices.Contains(p.cmdline, "holder") && slices.ContainsFunc(p.cmdline, func(arg string) bool {
+			sid, _, ok := owner.Parse(arg)
+			return ok && sid == id
+		})
 	})
 	require.Len(t, ps, 1, "the holder of %s", id)
 	return ps[0]

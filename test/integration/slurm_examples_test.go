@@ -222,7 +222,7 @@ func starterOf(t *testing.T, e *slurmEnv, id string) proc {
 	parent := findProcs(func(p proc) bool { return p.pid == ps[0].ppid })
 	require.Len(t, parent, 1)
 	require.Contains(t, strings.Join(parent[0].cmdline, " "), "Apptainer instance: ")
-	require.Contains(t, strings.Join(parent[0].cmdline, " "), "["+id+"]")
+	require.Contains(t, strings.Join(parent[0].cmdline, " "), "["+in.Name+"]")
 	return parent[0]
 }
 

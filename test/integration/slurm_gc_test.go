@@ -48,21 +48,8 @@ func TestSlurmGC(t *testing.T) {
 	require.Equal(t, 0, r.Code, r.Stderr)
 	var dry []gcEntry
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &dry), r.Stdout)
-	var foreign []string
-	for _, g := range dry {
-		if _, ok := want[g.ID]; !ok {
-			foreign = append(foreign, g.ID+" ("+g.Why+")")
-		}
-	}
-	if len(foreign) > 0 && os.Getenv("CI") != "true" {
-		// gc closes every leaked gym job of this user: on a shared machine,
-		// other gym-host users' sandboxes look leaked from here.
-		r = e.cli(t, ctx, "", "close", keep, stopped, leaked, expired)
-		require.Equal(t, 0, r.Code, r.Stderr)
-		e.untrack(keep, stopped, leaked, expired)
-		t.Skipf("other gym-apptainer sandboxes of user %s are live on this cluster and gc would close them: %s",
-			slurmUser, strings.Join(foreign, ", "))
-	}
+	// Other gym-hosts' sandboxes of this user on the cluster (other state
+	// dirs: other owner tags) are foreign, never collected: exactly ours.
 	require.Len(t, dry, 3, "dry run: %+v", dry)
 	for _, g := range dry {
 		assert.Contains(t, g.Why, want[g.ID], g.ID)
