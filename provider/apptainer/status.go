@@ -15,8 +15,9 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
-// listedInstance is one entry of `apptainer instance list --json`
-// (apptainer-real.md §2: instance, pid, img, ip, logErrPath, logOutPath).
+// listedInstance is one entry of `apptainer instance list --json`. Apptainer
+// 1.4 prints instance, pid, img, ip, logErrPath and logOutPath per entry;
+// only the first three are read.
 type listedInstance struct {
 	Name  string `json:"instance"`
 	PID   int    `json:"pid"`

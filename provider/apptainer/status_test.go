@@ -19,7 +19,8 @@ import (
 )
 
 func TestParseInstanceList(t *testing.T) {
-	// Exact shape of `apptainer instance list --json` (apptainer-real.md §2).
+	// Exact shape of `apptainer instance list --json` as Apptainer 1.4 prints
+	// it: tab-indented, one object per instance, sorted by name.
 	full := "{\n\t\"instances\": [\n\t\t{\n\t\t\t\"instance\": \"r1\",\n\t\t\t\"pid\": 22888,\n\t\t\t\"img\": \"/images/debian.sif\",\n" +
 		"\t\t\t\"ip\": \"\",\n\t\t\t\"logErrPath\": \"/root/.apptainer/instances/logs/vm/root/r1.err\",\n" +
 		"\t\t\t\"logOutPath\": \"/root/.apptainer/instances/logs/vm/root/r1.out\"\n\t\t},\n" +
