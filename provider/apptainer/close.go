@@ -47,7 +47,7 @@ func (p *Provider) controlTimeout() time.Duration {
 func (p *Provider) Close(ctx context.Context, ref string) error {
 	id, tag, ok := owner.Parse(ref)
 	if !ok {
-		return validID(ref)
+		return handles.ValidateID(ref)
 	}
 	if tag != "" && tag != p.owner {
 		return p.closeForeign(ctx, id, ref)

@@ -57,7 +57,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		return provider.Status{}, err
 	}
 
-	id := newID()
+	id := owner.NewID()
 	log := p.log.With("sandbox", id)
 	imagePath, err := p.resolveImage(ctx, image, plan.ImageCacheDir, log)
 	if err != nil {

@@ -114,7 +114,7 @@ func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status,
 	for i, ref := range ids {
 		id, tag, ok := owner.Parse(ref)
 		if !ok {
-			return nil, validID(ref)
+			return nil, handles.ValidateID(ref)
 		}
 		if tag != "" && tag != p.owner {
 			continue // another owner's: no handle of ours can name it

@@ -67,7 +67,7 @@ func TestStatusOneListForManyIDs(t *testing.T) {
 
 func TestStatusLeakedAndMissing(t *testing.T) {
 	f := newLifecycle(t, nil)
-	leaked := newID()
+	leaked := owner.NewID()
 	f.fake.listed = []string{owner.InstanceName(leaked, f.p.owner)}
 
 	sts, err := f.p.Status(context.Background(), []string{leaked})
@@ -78,7 +78,7 @@ func TestStatusLeakedAndMissing(t *testing.T) {
 	assert.Equal(t, owner.InstanceName(leaked, f.p.owner), sts[0].Instance)
 	assert.False(t, sts[0].Foreign)
 
-	missing := newID()
+	missing := owner.NewID()
 	_, err = f.p.Status(context.Background(), []string{leaked, missing})
 	assert.ErrorIs(t, err, provider.ErrNotFound)
 	assert.Contains(t, err.Error(), missing)
@@ -87,7 +87,7 @@ func TestStatusLeakedAndMissing(t *testing.T) {
 
 func TestStatusInvalidIDRunsNothing(t *testing.T) {
 	f := newLifecycle(t, nil)
-	_, err := f.p.Status(context.Background(), []string{newID(), "gym-*"})
+	_, err := f.p.Status(context.Background(), []string{owner.NewID(), "gym-*"})
 	assert.ErrorIs(t, err, provider.ErrInvalid)
 	assert.Empty(t, f.rec.Calls())
 
@@ -115,7 +115,7 @@ func TestListIncludesLeakedGymInstances(t *testing.T) {
 	a := f.saveTestHandle(t)
 	time.Sleep(time.Millisecond) // distinct Created for a stable order
 	b := f.saveTestHandle(t)
-	leaked := newID()
+	leaked := owner.NewID()
 	other := owner.ID(os.Getuid(), t.TempDir()) // another gym-host's state dir
 	foreign := owner.InstanceName("gym-00000000-0000-4000-8000-000000000001", other)
 	legacy := "gym-00000000-0000-4000-8000-000000000002" // no owner tag, no handle here
@@ -244,7 +244,7 @@ func TestStatusCallerCancelDoesNotFailOthers(t *testing.T) {
 func TestListSkipsUnreadableHandles(t *testing.T) {
 	f := newLifecycle(t, nil)
 	good := f.saveTestHandle(t)
-	bad := newID()
+	bad := owner.NewID()
 	badPath := filepath.Join(f.p.store.Dir, bad+".json")
 	require.NoError(t, os.WriteFile(badPath, []byte(`{"version": 1, "id": "`), 0o600)) // truncated
 	f.fake.listed = []string{good.Instance}
