@@ -18,31 +18,6 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
-func TestParseInstanceList(t *testing.T) {
-	// Exact shape of `apptainer instance list --json` as Apptainer 1.4 prints
-	// it: tab-indented, one object per instance, sorted by name.
-	full := "{\n\t\"instances\": [\n\t\t{\n\t\t\t\"instance\": \"r1\",\n\t\t\t\"pid\": 22888,\n\t\t\t\"img\": \"/images/debian.sif\",\n" +
-		"\t\t\t\"ip\": \"\",\n\t\t\t\"logErrPath\": \"/root/.apptainer/instances/logs/vm/root/r1.err\",\n" +
-		"\t\t\t\"logOutPath\": \"/root/.apptainer/instances/logs/vm/root/r1.out\"\n\t\t},\n" +
-		"\t\t{\n\t\t\t\"instance\": \"u1\",\n\t\t\t\"pid\": 22813,\n\t\t\t\"img\": \"/images/debian.sif\",\n\t\t\t\"ip\": \"\",\n" +
-		"\t\t\t\"logErrPath\": \"/root/.apptainer/instances/logs/vm/root/u1.err\",\n" +
-		"\t\t\t\"logOutPath\": \"/root/.apptainer/instances/logs/vm/root/u1.out\"\n\t\t}\n\t]\n}\n"
-	m, err := parseInstanceList([]byte(full))
-	require.NoError(t, err)
-	assert.Equal(t, instances{
-		"r1": {Name: "r1", PID: 22888, Image: "/images/debian.sif"},
-		"u1": {Name: "u1", PID: 22813, Image: "/images/debian.sif"},
-	}, m)
-
-	m, err = parseInstanceList([]byte("{\n\t\"instances\": []\n}\n"))
-	require.NoError(t, err)
-	assert.Empty(t, m)
-
-	_, err = parseInstanceList([]byte("INSTANCE NAME    PID    IP    IMAGE\n"))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "INSTANCE NAME")
-}
-
 func TestStatusOneListForManyIDs(t *testing.T) {
 	f := newLifecycle(t, nil)
 	a, b, c := f.saveTestHandle(t), f.saveTestHandle(t), f.saveTestHandle(t)
