@@ -28,23 +28,38 @@ gym:
 // state and cache dirs, its partitions file by absolute path (the copy lives
 // elsewhere) and mode job: the run plays a login node.
 func WriteSlurmConfig(example, path, root string) error {
-	data, err := os.ReadFile(example)
+	return WriteConfigFrom(example, path, root, "slurm")
+}
+
+// WriteConfigFrom writes the config base with the run's private state and
+// cache dirs under root and the given placement; the paths it names
+// relative to its own directory (partitions file, apptainer_conf) become
+// absolute, since the copy lives elsewhere. Placement slurm gets mode job:
+// the run plays a login node.
+func WriteConfigFrom(base, path, root, placement string) error {
+	data, err := os.ReadFile(base)
 	if err != nil {
-		return fmt.Errorf("slurm config: %w (pass --slurm-config)", err)
+		return fmt.Errorf("%s config: %w (pass the config file)", placement, err)
 	}
 	cfg := map[string]any{}
 	if err := yaml.Unmarshal(data, &cfg); err != nil {
-		return fmt.Errorf("slurm config %s: %w", example, err)
+		return fmt.Errorf("%s config %s: %w", placement, base, err)
+	}
+	abs := func(m map[string]any, key string) {
+		if p, ok := m[key].(string); ok && p != "" && !filepath.IsAbs(p) && p[0] != '~' {
+			m[key] = filepath.Join(filepath.Dir(base), p)
+		}
 	}
 	gym := submap(cfg, "gym")
 	gym["state_dir"] = filepath.Join(root, "state")
 	gym["cache_dir"] = filepath.Join(root, "cache")
-	gym["placement"] = "slurm"
+	gym["placement"] = placement
+	abs(gym, "apptainer_conf")
 	sl := submap(gym, "slurm")
-	if pf, ok := sl["partitions_file"].(string); ok && pf != "" && !filepath.IsAbs(pf) {
-		sl["partitions_file"] = filepath.Join(filepath.Dir(example), pf)
+	abs(sl, "partitions_file")
+	if placement == "slurm" {
+		sl["mode"] = "job"
 	}
-	sl["mode"] = "job"
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
 		return err
