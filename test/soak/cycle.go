@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
 // ops are a cycle's operations, in order, then the whole cycle.
@@ -161,9 +162,32 @@ func (w *world) cycle(ctx context.Context, rec *recorder, i int) (err error) {
 	}
 
 	closed = true
+	switch {
+	case i >= 0 && i < w.o.skipClose:
+		return nil // left open on purpose: the leak check must find it
+	case i >= w.o.skipClose && i < w.o.skipClose+w.o.killStarter:
+		if err := w.killStarter(id); err != nil {
+			return fmt.Errorf("%s: %w", id, err)
+		}
+	}
 	if err := rec.timed("close", func() error { return w.host.Close(ctx, id) }); err != nil {
 		return fmt.Errorf("%s: %w", id, err)
 	}
 	rec.add("cycle", time.Since(start))
 	return nil
+}
+
+// killStarter SIGKILLs the starter of sandbox id's instance, as an OOM
+// killer or an admin might, leaving its FUSE helpers without a parent.
+func (w *world) killStarter(id string) error {
+	procs, err := realenv.ScanProcs()
+	if err != nil {
+		return err
+	}
+	for _, p := range procs {
+		if name, ok := realenv.StarterName(p.Cmdline); ok && p.State != 'Z' && (name == id || strings.HasPrefix(name, id+".")) {
+			return realenv.KillPid(p.PID)
+		}
+	}
+	return fmt.Errorf("no starter of %s to kill", id)
 }

@@ -18,6 +18,9 @@ type options struct {
 	fdSlack             int
 	goroutineSlack      int
 	payloadKiB          int
+	// skipClose and killStarter check the checker: the first cycles leave
+	// their sandbox open, or SIGKILL its starter before closing it.
+	skipClose, killStarter int
 }
 
 func (o options) placements() []string {
@@ -42,6 +45,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.fdSlack, "fd-slack", 4, "host-side and plugin fds may grow this much over the warm baseline (lazily opened pools) before it counts as a leak")
 	fs.IntVar(&o.goroutineSlack, "goroutine-slack", 8, "host-side goroutines may grow this much over the warm baseline before it counts as a leak")
 	fs.IntVar(&o.payloadKiB, "payload-kib", 64, "size of the file each cycle uploads and downloads")
+	fs.IntVar(&o.skipClose, "skip-close", 0, "checks the leak check: the first `N` measured cycles leave their sandbox open (the run must then fail)")
+	fs.IntVar(&o.killStarter, "kill-starter", 0, "fault injection: the `N` measured cycles after those SIGKILL their instance's starter before closing it")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			fs.SetOutput(nil)
@@ -65,8 +70,8 @@ func parseFlags(args []string) (options, error) {
 			return o, fmt.Errorf("--%s must be at least 1", name)
 		}
 	}
-	if o.fdSlack < 0 || o.goroutineSlack < 0 || o.settle < 0 {
-		return o, fmt.Errorf("--fd-slack, --goroutine-slack and --settle must be >= 0")
+	if o.fdSlack < 0 || o.goroutineSlack < 0 || o.settle < 0 || o.skipClose < 0 || o.killStarter < 0 {
+		return o, fmt.Errorf("--fd-slack, --goroutine-slack, --settle, --skip-close and --kill-starter must be >= 0")
 	}
 	return o, nil
 }
