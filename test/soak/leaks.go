@@ -99,6 +99,7 @@ func (w *world) findLeaks(ctx context.Context, b baseline) leaks {
 	var l leaks
 	l.Instances = w.instances(ctx)
 	procs, _ := realenv.ScanProcs()
+	w.orphans = nil
 	for _, p := range procs {
 		if p.State == 'Z' || p.PID == os.Getpid() {
 			continue
@@ -120,7 +121,10 @@ func (w *world) findLeaks(ctx context.Context, b baseline) leaks {
 		if strings.HasPrefix(class, "gym-") && !mine {
 			continue // another worktree's or test's gym binary, not under the shared lock
 		}
-		desc := fmt.Sprintf("%s pid %d %q", class, p.PID, clip(p.Cmdline))
+		if fuseHelper(class) && p.PPID == 1 {
+			w.orphans = append(w.orphans, p)
+		}
+		desc := fmt.Sprintf("%s pid %d ppid %d %q", class, p.PID, p.PPID, clip(p.Cmdline))
 		if !mine {
 			desc += " (started during the run; not provably the run's)"
 		}
@@ -231,6 +235,10 @@ func (w *world) liveJobs(ctx context.Context) []job {
 		}
 	}
 	return jobs
+}
+
+func fuseHelper(class string) bool {
+	return class == "squashfuse_ll" || class == "squashfuse" || class == "fuse-overlayfs"
 }
 
 // attributable reports whether p is provably the run's: it names the

@@ -38,6 +38,10 @@ type world struct {
 	user      string
 	host      *plugin.Host
 	names     *realenv.NameSet // every sandbox id the run made
+	// orphans are the FUSE helpers the last leak check found without their
+	// starter (reparented to init): started during the run, they are its
+	// own, and cleanup ends them.
+	orphans []realenv.Proc
 }
 
 // setup makes the private world of one placement and registers the
@@ -183,6 +187,12 @@ func (w *world) removeLeftovers() error {
 	if _, stderr, err := runCmd(ctx, nil, w.appt, "instance", "stop", "-t", "0", "--all"); err != nil &&
 		!strings.Contains(stderr, "no instance found") {
 		errs = append(errs, fmt.Errorf("apptainer instance stop --all: %w: %s", err, strings.TrimSpace(stderr)))
+	}
+	for _, p := range w.orphans {
+		if q, ok := realenv.ReadProc(p.PID); ok && q.Start == p.Start && q.State != 'Z' {
+			_ = realenv.KillPid(p.PID)
+			errs = append(errs, fmt.Errorf("killed pid %d %q, left running without its instance", p.PID, clip(p.Cmdline)))
+		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
