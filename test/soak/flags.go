@@ -18,6 +18,7 @@ type options struct {
 	fdSlack             int
 	goroutineSlack      int
 	payloadKiB          int
+	daemon              bool
 	// skipClose and killStarter check the checker: the first cycles leave
 	// their sandbox open, or SIGKILL its starter before closing it.
 	skipClose, killStarter int
@@ -45,6 +46,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.fdSlack, "fd-slack", 4, "host-side and plugin fds may grow this much over the warm baseline (lazily opened pools) before it counts as a leak")
 	fs.IntVar(&o.goroutineSlack, "goroutine-slack", 8, "host-side goroutines may grow this much over the warm baseline before it counts as a leak")
 	fs.IntVar(&o.payloadKiB, "payload-kib", 64, "size of the file each cycle uploads and downloads")
+	fs.BoolVar(&o.daemon, "daemon", false, "go through a plugin daemon (daemon mode, as gym-host --daemon) instead of a plugin of the host's own; the daemon is stopped at the end and must exit")
 	fs.IntVar(&o.skipClose, "skip-close", 0, "checks the leak check: the first `N` measured cycles leave their sandbox open (the run must then fail)")
 	fs.IntVar(&o.killStarter, "kill-starter", 0, "fault injection: the `N` measured cycles after those SIGKILL their instance's starter before closing it")
 	if err := fs.Parse(args); err != nil {

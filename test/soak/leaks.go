@@ -82,15 +82,19 @@ func (w *world) takeBaseline(b *baseline) error {
 	return err
 }
 
-// servingPlugin finds the plugin process the host started (a child of this
-// process running the plugin binary).
+// servingPlugin finds the plugin process serving the host: its child
+// running the plugin binary, or in --daemon mode the daemon that carries
+// the run's private registry in its environment.
 func (w *world) servingPlugin(procs map[int]realenv.Proc) (pluginProc, error) {
 	for _, p := range procs {
-		if p.PPID == os.Getpid() && p.State != 'Z' && argv0(p.Cmdline) == w.plugin {
+		if p.State == 'Z' || argv0(p.Cmdline) != w.plugin {
+			continue
+		}
+		if p.PPID == os.Getpid() || (w.o.daemon && w.attributable(p)) {
 			return pluginProc{pid: p.PID, rssKiB: rssKiB(p.PID), fds: countFDs(strconv.Itoa(p.PID))}, nil
 		}
 	}
-	return pluginProc{}, fmt.Errorf("the host's plugin process (%s, a child of pid %d) is not running", w.plugin, os.Getpid())
+	return pluginProc{}, fmt.Errorf("the plugin process serving the host (%s) is not running", w.plugin)
 }
 
 // findLeaks lists what the cycles left, against b. The host is still up:

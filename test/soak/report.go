@@ -12,6 +12,7 @@ import (
 // report is one placement's soak.
 type report struct {
 	Placement    string
+	Daemon       bool
 	Cycles       int
 	Concurrency  int
 	Image        string
@@ -53,8 +54,12 @@ func (r *report) write(w io.Writer) {
 	if !r.ok() {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(w, "soak %s: %s: %d cycles at concurrency %d in %s (%.2f cycles/s), %d failure(s), %d leak class(es)\n",
-		r.Placement, verdict, r.Cycles, r.Concurrency, r.Wall.Round(time.Millisecond),
+	via := "a plugin of the host's own"
+	if r.Daemon {
+		via = "a plugin daemon"
+	}
+	fmt.Fprintf(w, "soak %s (through %s): %s: %d cycles at concurrency %d in %s (%.2f cycles/s), %d failure(s), %d leak class(es)\n",
+		r.Placement, via, verdict, r.Cycles, r.Concurrency, r.Wall.Round(time.Millisecond),
 		float64(r.Ops[len(r.Ops)-1].N)/r.Wall.Seconds(), len(r.Failures), len(r.Leaks.Problems))
 	fmt.Fprintf(w, "  %-9s %5s %9s %9s %9s %9s\n", "op", "n", "p50 ms", "p90 ms", "p99 ms", "max ms")
 	for _, s := range r.Ops {

@@ -126,6 +126,20 @@ func setup(ctx context.Context, o options, placement string, cl *realenv.Cleanup
 		}
 	}
 
+	if o.daemon {
+		// Daemon records in a private XDG_STATE_HOME: `gym-host daemon stop
+		// --all` then stops this run's daemons and nobody else's.
+		old, had := os.LookupEnv("XDG_STATE_HOME")
+		if err := os.Setenv("XDG_STATE_HOME", filepath.Join(root, "xdg-state")); err != nil {
+			return nil, err
+		}
+		cl.Add(func() error {
+			if had {
+				return os.Setenv("XDG_STATE_HOME", old)
+			}
+			return os.Unsetenv("XDG_STATE_HOME")
+		})
+	}
 	cl.Add(w.removeLeftovers)
 	w.host = plugin.NewHost(w.hostConfig())
 	cl.Add(func() error { w.host.Shutdown(); return nil })
@@ -133,7 +147,27 @@ func setup(ctx context.Context, o options, placement string, cl *realenv.Cleanup
 }
 
 func (w *world) hostConfig() plugin.HostConfig {
-	return plugin.HostConfig{PluginPath: w.plugin, ConfigPath: w.cfgPath, Logger: hclog.NewNullLogger()}
+	cfg := plugin.HostConfig{PluginPath: w.plugin, ConfigPath: w.cfgPath, Logger: hclog.NewNullLogger()}
+	if w.o.daemon {
+		cfg.Daemon = daemonIdle
+	}
+	return cfg
+}
+
+// daemonIdle is the daemon's idle timeout in --daemon mode; the run stops
+// it explicitly long before.
+const daemonIdle = 10 * time.Minute
+
+// stopDaemons stops the run's plugin daemons (--daemon) the way a user
+// would, with gym-host.
+func (w *world) stopDaemons(ctx context.Context) error {
+	if !w.o.daemon {
+		return nil
+	}
+	if _, stderr, err := runCmd(ctx, nil, filepath.Join(w.binDir, "gym-host"), "daemon", "stop", "--all"); err != nil {
+		return fmt.Errorf("gym-host daemon stop --all: %w: %s", err, strings.TrimSpace(stderr))
+	}
+	return nil
 }
 
 // checkCluster makes sure a node can take jobs.
@@ -172,6 +206,9 @@ func (w *world) removeLeftovers() error {
 			}
 		}
 		h.Shutdown()
+	}
+	if err := w.stopDaemons(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	if w.placement == "slurm" {
 		if jobs := w.liveJobs(ctx); len(jobs) > 0 {

@@ -12,7 +12,7 @@ import (
 // reporting what is left.
 func (w *world) soak(ctx context.Context) (*report, error) {
 	o := w.o
-	rep := &report{Placement: w.placement, Cycles: o.cycles, Concurrency: o.concurrency, Image: o.image}
+	rep := &report{Placement: w.placement, Daemon: o.daemon, Cycles: o.cycles, Concurrency: o.concurrency, Image: o.image}
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "soak %s: "+format+"\n", append([]any{w.placement}, args...)...)
 	}
@@ -68,11 +68,14 @@ func (w *world) soak(ctx context.Context) (*report, error) {
 		rep.SettledAfter = o.settle
 	}
 
-	// The plugin must go with its host.
+	// The plugin must go with its host; a daemon when it is stopped.
 	pid := base.plugin.pid
 	w.host.Shutdown()
+	if err := w.stopDaemons(ctx); err != nil {
+		rep.Leaks.Problems = append(rep.Leaks.Problems, err.Error())
+	}
 	if alive := waitGone(pid, 10*time.Second); alive {
-		rep.Leaks.Problems = append(rep.Leaks.Problems, fmt.Sprintf("the plugin (pid %d) still runs 10 s after its host shut down", pid))
+		rep.Leaks.Problems = append(rep.Leaks.Problems, fmt.Sprintf("the plugin (pid %d) still runs 10 s after its host shut down (or, --daemon, after daemon stop)", pid))
 	}
 	return rep, nil
 }
