@@ -97,3 +97,29 @@ gym:
 	assert.Equal(t, 5.0, cfg.Gym.Slurm.PollInterval, "the rest is the example's")
 	assert.NotEmpty(t, cfg.Sandbox)
 }
+
+func TestWriteConfigFromLocal(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "ex", "sandbox.yaml")
+	require.NoError(t, os.MkdirAll(filepath.Dir(base), 0o700))
+	require.NoError(t, os.WriteFile(base, []byte("gym:\n  placement: slurm\n  apptainer_conf: conf/apptainer.conf\n  slurm: {mode: auto}\n"), 0o600))
+	out := filepath.Join(dir, "gym.yaml")
+	require.NoError(t, WriteConfigFrom(base, out, "/tmp/root", "local"))
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	var cfg struct {
+		Gym struct {
+			StateDir      string `yaml:"state_dir"`
+			Placement     string `yaml:"placement"`
+			ApptainerConf string `yaml:"apptainer_conf"`
+			Slurm         struct {
+				Mode string `yaml:"mode"`
+			} `yaml:"slurm"`
+		} `yaml:"gym"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &cfg))
+	assert.Equal(t, "/tmp/root/state", cfg.Gym.StateDir)
+	assert.Equal(t, "local", cfg.Gym.Placement)
+	assert.Equal(t, filepath.Join(dir, "ex", "conf", "apptainer.conf"), cfg.Gym.ApptainerConf, "relative to the base config")
+	assert.Equal(t, "auto", cfg.Gym.Slurm.Mode, "only placement slurm is made a login node")
+}
