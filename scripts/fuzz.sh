@@ -43,6 +43,7 @@ fi
 only=("$@")
 summary=()
 total=0
+flakes=0
 for t in "${targets[@]}"; do
   pkg=${t% *} name=${t#* }
   if [ ${#only[@]} -gt 0 ] && ! printf '%s\n' "${only[@]}" | grep -qx "$name"; then
@@ -50,6 +51,8 @@ for t in "${targets[@]}"; do
   fi
   echo "[fuzz] $name ($pkg) for $time" >&2
   log=$(mktemp -t gym-fuzz.XXXXXX.log)
+  corpus="$pkg/testdata/fuzz/$name"
+  before=$(ls "$corpus" 2>/dev/null | sort || true)
   start=$SECONDS
   rc=0
   go test -run '^$' -fuzz "^${name}\$" -fuzztime "$time" -fuzzminimizetime "$minimize" "$pkg" > "$log" 2>&1 || rc=$?
@@ -57,11 +60,26 @@ for t in "${targets[@]}"; do
   execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -n 1 | awk '{print $2}')
   execs=${execs:-0}
   total=$((total + execs))
-  summary+=("$(printf '%-20s %-22s %12s execs  %4ss' "$name" "$pkg" "$execs" "$((SECONDS - start))")")
+  note=""
+  if [ "$rc" -ne 0 ]; then
+    new=$(comm -13 <(echo "$before") <(ls "$corpus" 2>/dev/null | sort || true))
+    # Go 1.26's fuzz coordinator can fail a target with a bare "context
+    # deadline exceeded" when -fuzztime ends while a worker is mid-call
+    # (go.dev/issue/75804, fixed in Go 1.27): no input is written and
+    # nothing reproduces. Only that case is let through, and only once the
+    # seeds and testdata corpus replay cleanly.
+    if [ -z "$new" ] && grep -q 'context deadline exceeded' "$log" && ! grep -qE '^\s+\S+_test\.go:[0-9]+:|panic:' "$log" &&
+       go test -count=1 -run "^${name}\$" "$pkg" > /dev/null 2>&1; then
+      note="  (end-of-fuzztime deadline race of go.dev/issue/75804, not a crash: corpus replays clean)"
+      flakes=$((flakes + 1))
+      rc=0
+    fi
+  fi
+  summary+=("$(printf '%-20s %-22s %12s execs  %4ss%s' "$name" "$pkg" "$execs" "$((SECONDS - start))" "$note")")
   if [ "$rc" -ne 0 ]; then
     echo "[fuzz] $name FAILED; its log:" >&2
     cat "$log" >&2
-    echo "[fuzz] the failing input is in $pkg/testdata/fuzz/$name/ (go test -run '$name/<file>' $pkg reproduces it)" >&2
+    echo "[fuzz] the failing input is in $corpus/ (go test -run '$name/<file>' $pkg reproduces it)" >&2
     rm -f "$log"
     exit 1
   fi
@@ -69,4 +87,6 @@ for t in "${targets[@]}"; do
 done
 echo "[fuzz] executions per target (${time} each):" >&2
 printf '  %s\n' "${summary[@]}" >&2
-echo "[fuzz] total: $total executions, no crash" >&2
+extra=""
+[ "$flakes" -gt 0 ] && extra=" ($flakes end-of-fuzztime deadline race(s) of the Go toolchain let through)"
+echo "[fuzz] total: $total executions, no crash$extra" >&2
