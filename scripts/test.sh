@@ -67,3 +67,9 @@ soak_cycles=${GYM_SOAK_CYCLES:-50} soak_concurrency=${GYM_SOAK_CONCURRENCY:-8}
 echo "[test] soak: $soak_cycles cycles at concurrency $soak_concurrency, local and SLURM" >&2
 go run ./test/soak --placement both --cycles "$soak_cycles" --concurrency "$soak_concurrency" \
   --bin-dir "$GYM_BIN_DIR" --image "$GYM_TEST_IMAGES/busybox.sif"
+
+# The starter fault (item 9 of the trust issue): kill the starters of some
+# sandboxes before they are closed; close must still leave no FUSE helper.
+echo "[test] soak with killed starters (local)" >&2
+go run ./test/soak --placement local --cycles 8 --concurrency 4 --kill-starter 4 \
+  --bin-dir "$GYM_BIN_DIR" --image "$GYM_TEST_IMAGES/busybox.sif"
