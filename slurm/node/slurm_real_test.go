@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/internal/shellquote"
 	"github.com/gym-apptainer/gym-apptainer/slurm/frame"
 )
@@ -92,7 +93,7 @@ func TestSlurmHolderJob(t *testing.T) {
 	require.NotEmpty(t, jobID)
 	t.Cleanup(func() {
 		_, _, _ = slurmCmd(t, env, "scancel", jobID)
-		_, _, _ = app.run("instance", "stop", "-t", "0", "--", name)
+		_, _, _ = app.run(apptainercli.Stop(nil, name)...)
 		// Let the job end before its directory goes.
 		for i := 0; i < 100 && jobActive(jobState(t, jobID)); i++ {
 			time.Sleep(100 * time.Millisecond)
