@@ -6,9 +6,9 @@
 package apptainercli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
 )
 
 // Global is the binary and its global options: `-c FILE` when an
@@ -54,14 +54,15 @@ type Instance struct {
 	Image string `json:"img"` // the image path as given, made absolute
 }
 
-// ParseList reads `instance list --json` output. The error quotes the start
-// of what was read (the plain-text list, for one, is not JSON).
+// ParseList reads `instance list --json` output. The error quotes the first
+// 500 characters of what was read (the plain-text list, for one, is not
+// JSON).
 func ParseList(out []byte) ([]Instance, error) {
 	var doc struct {
 		Instances []Instance `json:"instances"`
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
-		return nil, fmt.Errorf("parsing `apptainer instance list --json` output: %w (output: %q)", err, excerpt(string(out)))
+		return nil, fmt.Errorf("parsing `apptainer instance list --json` output: %w (output: %.500q)", err, bytes.TrimSpace(out))
 	}
 	return doc.Instances, nil
 }
@@ -70,12 +71,4 @@ func ParseList(out []byte) ([]Instance, error) {
 // caller's prefix.
 func with(prefix []string, args ...string) []string {
 	return append(append(make([]string, 0, len(prefix)+len(args)), prefix...), args...)
-}
-
-func excerpt(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > 500 {
-		return s[:500] + "..."
-	}
-	return s
 }

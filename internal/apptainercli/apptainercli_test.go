@@ -1,6 +1,8 @@
 package apptainercli
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -88,4 +90,9 @@ func TestParseList(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "INSTANCE NAME")
 	assert.Contains(t, err.Error(), "parsing")
+
+	long := bytes.Repeat([]byte("x"), 2000)
+	_, err = ParseList(long)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"`+strings.Repeat("x", 500)+`"`, "the output is quoted, cut at 500 characters")
 }
