@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 )
 
 // probeWord makes the default readiness probe (probe.command is
@@ -120,16 +120,12 @@ func (r *rawApptainer) listed(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var l struct {
-		Instances []struct {
-			Instance string `json:"instance"`
-		} `json:"instances"`
+	list, err := apptainercli.ParseList([]byte(out))
+	if err != nil {
+		return false, err
 	}
-	if err := json.Unmarshal([]byte(out), &l); err != nil {
-		return false, fmt.Errorf("apptainer instance list --json: %w", err)
-	}
-	for _, i := range l.Instances {
-		if i.Instance == name {
+	for _, i := range list {
+		if i.Name == name {
 			return true, nil
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/shellquote"
 	"github.com/gym-apptainer/gym-apptainer/plugin"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
@@ -214,8 +215,8 @@ func tally(sts []provider.Status) (running, stopped, other int) {
 // wrapperScript logs one call of tool and runs the real one.
 func wrapperScript(real, logPath string) string {
 	return "#!/bin/sh\n" +
-		"printf '%s\\n' \"" + filepath.Base(real) + " $*\" >>" + shellQuote(logPath) + "\n" +
-		"exec " + shellQuote(real) + " \"$@\"\n"
+		"printf '%s\\n' \"" + filepath.Base(real) + " $*\" >>" + shellquote.Join([]string{logPath}) + "\n" +
+		"exec " + shellquote.Join([]string{real}) + " \"$@\"\n"
 }
 
 // writeWrappers writes one wrapper per SLURM client into dir.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/shellquote"
 )
 
 // rawPoll is how often the raw create polls for readiness: our create's
@@ -81,7 +83,7 @@ func (b *slurmBench) rawExecTrue(ctx context.Context, j *jobRef) (time.Duration,
 // node's --userns fix and --cleanenv, as ours) and a sleep that keeps the
 // job, and so the instance, alive until scancel.
 func rawStartScript(appt, image, name string) string {
-	return shellQuote(appt, "instance", "start", "--userns", "--contain", "--cleanenv", "--writable-tmpfs", image, name) +
+	return shellquote.Join([]string{appt, "instance", "start", "--userns", "--contain", "--cleanenv", "--writable-tmpfs", image, name}) +
 		" && exec sleep infinity"
 }
 
@@ -257,16 +259,6 @@ func (b *slurmBench) ourJobs(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("listing our jobs: %w%s", err, stderr)
 	}
 	return jobsUnder(out, b.root), nil
-}
-
-// shellQuote renders argv as one POSIX shell command line (every word
-// single-quoted).
-func shellQuote(argv ...string) string {
-	q := make([]string, len(argv))
-	for i, w := range argv {
-		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-	}
-	return strings.Join(q, " ")
 }
 
 // oneLine squeezes a command's stderr into one line for an error message.

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
@@ -194,16 +194,11 @@ func (w *world) instances(ctx context.Context) []string {
 		if err != nil {
 			continue
 		}
-		var list struct {
-			Instances []struct {
-				Name string `json:"instance"`
-				PID  int    `json:"pid"`
-			} `json:"instances"`
-		}
-		if json.Unmarshal([]byte(stdout), &list) != nil {
+		list, err := apptainercli.ParseList([]byte(stdout))
+		if err != nil {
 			continue
 		}
-		for _, in := range list.Instances {
+		for _, in := range list {
 			if (env == nil || w.ours(in.Name)) && !seen[in.Name] {
 				seen[in.Name] = true
 				out = append(out, fmt.Sprintf("%s (pid %d)", in.Name, in.PID))
