@@ -24,6 +24,17 @@ const (
 	ErrorTypeSandbox = "sandbox"
 )
 
+// Error types of a failed call, for callers that are programs (gym-host
+// --json, the local service): a stable word instead of a message to match.
+// ErrorTypeSandbox and ErrorTypeTimeout above are two of them.
+const (
+	ErrorTypeInvalid     = "invalid"     // the request is wrong: fix it, do not retry it unchanged
+	ErrorTypeNotFound    = "not_found"   // no sandbox with that id was ever made here
+	ErrorTypeUnavailable = "unavailable" // the cluster cannot be reached: retry later
+	ErrorTypeInterrupted = "interrupted" // the caller's signal ended the call
+	ErrorTypeInternal    = "internal"    // gym-apptainer itself failed
+)
+
 // Spec describes a sandbox to create (NeMo Gym's SandboxSpec).
 type Spec struct {
 	// Image is a local .sif, a sandbox directory, a URI (docker://, oras://,

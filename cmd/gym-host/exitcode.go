@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -53,6 +54,43 @@ func exitCodeOf(err error) int {
 		return exitUnavailable
 	}
 	return exitFailed
+}
+
+// errorTypeOf is the one mapping from a failure to its stable error type,
+// the word a program reads instead of matching the message (gym-host --json
+// prints it; the local service answers with it). It agrees with exitCodeOf:
+// invalid is exit 2, unavailable 75, sandbox and timeout 125, the others 1.
+func errorTypeOf(err error) string {
+	var ue *usageError
+	var rf *runtimeFailure
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &ue), errors.Is(err, provider.ErrInvalid):
+		return provider.ErrorTypeInvalid
+	case errors.As(err, &rf):
+		if rf.res.ErrorType != "" {
+			return rf.res.ErrorType
+		}
+		return provider.ErrorTypeSandbox
+	case errors.Is(err, provider.ErrUnavailable):
+		return provider.ErrorTypeUnavailable
+	case errors.Is(err, provider.ErrNotFound):
+		return provider.ErrorTypeNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		return provider.ErrorTypeTimeout
+	case errors.Is(err, context.Canceled):
+		return provider.ErrorTypeInterrupted
+	}
+	return provider.ErrorTypeInternal
+}
+
+// errorJSON is the object gym-host --json prints on stdout when a command
+// fails without a result of its own to print.
+type errorJSON struct {
+	ErrorType string `json:"error_type"`
+	Message   string `json:"message"`
+	ExitCode  int    `json:"exit_code"`
 }
 
 // sharedExitCode is the exit code of a command that failed on several
