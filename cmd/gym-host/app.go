@@ -174,6 +174,13 @@ func (a *app) report(ctx context.Context, cmd *command, asJSON bool, err error) 
 	if err == nil {
 		return exitOK
 	}
+	if cmd == execCmd {
+		var ee *exitError
+		if !errors.As(err, &ee) {
+			// Not the command's own code: say it is gym-host's (execExitCode).
+			err = &execOwnError{err: err}
+		}
+	}
 	var ue *usageError
 	var ee *exitError
 	var rf *runtimeFailure

@@ -24,14 +24,18 @@ var execCmd = &command{
 	usage:   "ID [flags] -- CMD...",
 	summary: "run a command in a sandbox, streaming its output; exits with its code",
 	desc: `Runs CMD in sandbox ID with sh -c and streams its stdout and stderr as they
-are produced. gym-host exits with the command's own exit code, or with one
-of its own, the reason on stderr:
+are produced. gym-host exits with the command's own exit code (1 and 2
+included), or with one of its own, the reason on stderr. exec's own codes
+are sysexits codes that commands do not use in practice, so an exit of 1 or
+2 is always the command's:
   125      the sandbox or its runtime failed, or the command timed out:
            the sandbox is to blame
   75       the cluster's controller cannot be reached (slurmctld down or
            restarting): retry later with the same sandbox
-  2        usage error, or a request that is invalid or too large
-  1        gym-host itself failed
+  70       gym-host itself failed (no such sandbox, plugin gone, ...);
+           other commands exit 1 for this
+  64       usage error, or a request that is invalid or too large; other
+           commands exit 2 for this
 Ctrl-C or SIGTERM kills the command's processes and exits 130/143.
 
 One CMD word is a shell command line ('make && ./run'); several words are an

@@ -25,7 +25,7 @@ func TestJSONFailurePrintsErrorObject(t *testing.T) {
 		wantType string
 		wantCode int
 	}{
-		{"usage", []string{"--json", "exec", "gym-1"}, nil, "invalid", exitUsage},
+		{"usage", []string{"--json", "exec", "gym-1"}, nil, "invalid", exitExecUsage},
 		{"usage after command", []string{"status", "--json"}, nil, "invalid", exitUsage},
 		{"invalid request", []string{"--json", "upload", "gym-1", "/etc/hostname", "rel"}, func(f *fakeProvider) {
 			f.uploadFn = func(context.Context, string, string, string) error {

@@ -17,7 +17,33 @@ const (
 	exitUsage       = 2   // the command line or the request is wrong
 	exitUnavailable = 75  // EX_TEMPFAIL: the cluster cannot be reached; the sandbox is not blamed
 	exitRuntime     = 125 // the sandbox or its runtime failed, or the command timed out
+
+	// exec passes the command's own code through, and commands exit 1 and 2
+	// all the time, so exec reports gym-host's own failures with the
+	// sysexits codes next to 75 instead: 64 EX_USAGE for what is 2
+	// elsewhere, 70 EX_SOFTWARE for what is 1 elsewhere. Commands that exit
+	// 64-78 are rare (sendmail and a few BSD tools), unlike 1 and 2.
+	exitExecUsage  = 64
+	exitExecFailed = 70
 )
+
+// execExitCode is exec's code for gym-host's own outcome code: see above.
+func execExitCode(code int) int {
+	switch code {
+	case exitUsage:
+		return exitExecUsage
+	case exitFailed:
+		return exitExecFailed
+	}
+	return code
+}
+
+// execOwnError is an exec that failed in gym-host, not in the command: its
+// exit code is execExitCode's.
+type execOwnError struct{ err error }
+
+func (e *execOwnError) Error() string { return e.err.Error() }
+func (e *execOwnError) Unwrap() error { return e.err }
 
 // runtimeFailure is an exec whose result is the runtime's, not the
 // command's (ExecResult.ErrorType set).
@@ -32,6 +58,10 @@ func (e *runtimeFailure) Error() string {
 // timeout in an exec result): a harness discards the sandbox on it, so a
 // bad request or an unreachable controller must never produce it.
 func exitCodeOf(err error) int {
+	var eo *execOwnError
+	if errors.As(err, &eo) {
+		return execExitCode(exitCodeOf(eo.err))
+	}
 	var ue *usageError
 	var ee *exitError
 	var rf *runtimeFailure

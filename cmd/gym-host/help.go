@@ -37,7 +37,9 @@ State:
 Exit codes:
   0        success
   1        gym-host failed; stderr says "gym-host: <what failed>: <why>"
+           (exec: 70, so that 1 is always the command's own)
   2        usage error, or a request that is invalid or too large
+           (exec: 64, so that 2 is always the command's own)
   3        list, gc, close --all: done, but unreadable handle files were
            skipped (each named on stderr)
   75       the cluster's controller cannot be reached: retry later, the sandbox is not blamed
