@@ -25,8 +25,10 @@ import (
 // in the staging directory and an in-sandbox cp, run as the sandbox's default
 // user: the sandbox resolves its own paths.
 
-// transferDir holds transfer files inside the staging directory.
-const transferDir = ".gym-transfer"
+// transferPrefix begins the name of a transfer file, at the top of the
+// staging directory. No directory holds them: the sandbox sees the staging
+// directory at its mount point, and a transfer must leave nothing there.
+const transferPrefix = ".gym-transfer-"
 
 // copyInScript and copyOutScript get their paths as "$1" and "$2", never
 // interpolated: a path may hold any character. Neither reads or writes
@@ -109,10 +111,7 @@ func (p *Provider) putFileMode(ctx context.Context, h *handles.Handle, remote st
 		return writeInRoot(ctx, root, rel, remote, r, perm)
 	}
 
-	name, err := newTransferName(root)
-	if err != nil {
-		return err
-	}
+	name := newTransferName()
 	defer root.Remove(name)
 	// The in-sandbox cp reads it as the sandbox's default user, which is the
 	// staging directory's owner seen from inside.
@@ -185,10 +184,7 @@ func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string
 		return copyFromRoot(ctx, root, rel, remotePath, abs)
 	}
 
-	name, err := newTransferName(root)
-	if err != nil {
-		return err
-	}
+	name := newTransferName()
 	defer root.Remove(name)
 	if err := p.copyInSandbox(ctx, h, copyOutScript, []string{remotePath, path.Join(h.MountPoint, name)}, "copy from "+remotePath); err != nil {
 		return err
@@ -224,14 +220,12 @@ func (p *Provider) openStaging(h *handles.Handle) (*os.Root, error) {
 	return root, nil
 }
 
-// newTransferName makes the transfer directory and names a fresh file in
-// it. Each transfer has its own file, so concurrent transfers never meet;
-// the directory stays until the staging directory goes at close.
-func newTransferName(root *os.Root) (string, error) {
-	if err := root.MkdirAll(transferDir, 0o700); err != nil {
-		return "", fmt.Errorf("create %s in the staging directory: %w", transferDir, err)
-	}
-	return path.Join(transferDir, uuid.NewString()), nil
+// newTransferName names a fresh transfer file in the staging directory.
+// Each transfer has its own file, so concurrent transfers never meet, and
+// its caller removes it, so nothing is left behind. The staging directory
+// is 0700, so no other host user reads it meanwhile.
+func newTransferName() string {
+	return transferPrefix + uuid.NewString()
 }
 
 // copyInSandbox runs script with args (src and dst first) as "$@" in the

@@ -44,6 +44,20 @@ func listDirNames(t *testing.T, dir string) []string {
 	return out
 }
 
+// transferLeft lists what transfers left in the staging directory, which
+// the sandbox sees at its mount point: it must be nothing, not even an
+// empty directory.
+func transferLeft(t *testing.T, staging string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range listDirNames(t, staging) {
+		if strings.HasPrefix(n, ".gym-transfer") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // stagingPath is where a path below the mount point lives on the host.
 func stagingPathOf(h *handles.Handle, inside string) string {
 	return filepath.Join(h.StagingDir, strings.TrimPrefix(inside, h.MountPoint))
@@ -177,14 +191,14 @@ func TestUploadSlowPath(t *testing.T) {
 	n := len(argv)
 	require.Greater(t, n, 6)
 	assert.Equal(t, []string{"/bin/sh", "-c", wrapperScript, "sh", copyInScript}, argv[n-7:n-2])
-	assert.Regexp(t, `^/sandbox/\.gym-transfer/[0-9a-f-]{36}$`, argv[n-2])
+	assert.Regexp(t, `^/sandbox/\.gym-transfer-[0-9a-f-]{36}$`, argv[n-2])
 	assert.Equal(t, "/etc/app dir/conf", argv[n-1], "the path is an argument, never part of the script")
 	assert.Equal(t, "key=value\n", staged)
 	assert.Equal(t, fs.FileMode(0o750), stagedMode, "cp carries the mode along")
 	assert.NotContains(t, strings.Join(argv, " "), "su ", "copies run as the default user")
 
 	assert.NoFileExists(t, stagingPathOf(h, argv[n-2]), "the transfer file is removed")
-	assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)))
+	assert.Empty(t, transferLeft(t, h.StagingDir))
 }
 
 func TestUploadSlowPathFailureCarriesStderr(t *testing.T) {
@@ -209,7 +223,7 @@ func TestUploadSlowPathFailureCarriesStderr(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.wantErr)
 			assert.Contains(t, err.Error(), h.ID)
-			assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)), "transfer file removed on failure too")
+			assert.Empty(t, transferLeft(t, h.StagingDir), "transfer file removed on failure too")
 		})
 	}
 }
@@ -316,8 +330,8 @@ func TestDownloadSlowPath(t *testing.T) {
 	argv := rec.Calls()[0].Argv
 	n := len(argv)
 	assert.Equal(t, []string{wrapperScript, "sh", copyOutScript, "/var/log/app.log"}, argv[n-5:n-1])
-	assert.Regexp(t, `^/sandbox/\.gym-transfer/[0-9a-f-]{36}$`, argv[n-1])
-	assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)), "transfer file removed")
+	assert.Regexp(t, `^/sandbox/\.gym-transfer-[0-9a-f-]{36}$`, argv[n-1])
+	assert.Empty(t, transferLeft(t, h.StagingDir), "transfer file removed")
 	assert.Equal(t, []string{"log.txt"}, listDirNames(t, dir))
 }
 
@@ -331,7 +345,7 @@ func TestDownloadSlowPathFailureLeavesNoHostFile(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cp: cannot stat '/var/log/none': No such file or directory")
 	assert.Empty(t, listDirNames(t, dir))
-	assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)))
+	assert.Empty(t, transferLeft(t, h.StagingDir))
 }
 
 // escapeError relies on os.Root's error text; this pins it.
