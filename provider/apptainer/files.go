@@ -2,6 +2,7 @@ package apptainer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/google/uuid"
 
@@ -155,7 +157,7 @@ func sparseArgs(root *os.Root, name string, perm fs.FileMode) ([]string, error) 
 
 // Download copies remotePath in sandbox id to host file hostPath. The host
 // file appears whole or not at all (temp file + rename in its directory);
-// its directory must exist.
+// missing directories above it are made.
 func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string) error {
 	if err := validateRemotePath(remotePath); err != nil {
 		return err
@@ -192,16 +194,24 @@ func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string
 	return copyFromRoot(ctx, root, name, remotePath, abs)
 }
 
-// checkHostTarget refuses a download target whose directory is missing or
-// which is itself a directory, before anything is copied.
+// checkHostTarget refuses a download target that cannot be written, before
+// anything is copied: one that is a directory, or whose directory is (or
+// would have to be made under) something other than a directory. A missing
+// directory is fine: writeHostFile makes it, as NeMo Gym's provider does.
 func checkHostTarget(abs string) error {
 	dir := filepath.Dir(abs)
-	st, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("download: target directory %s: %w (create it first)", dir, err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("download: %s is not a directory: %w", dir, provider.ErrInvalid)
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("download: %s is not a directory: %w", d, provider.ErrInvalid)
+			}
+			break
+		}
+		// ENOTDIR: a file further up is in the way; the walk finds it.
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) || d == filepath.Dir(d) {
+			return fmt.Errorf("download: target directory %s: %w", dir, err)
+		}
 	}
 	if st, err := os.Stat(abs); err == nil && st.IsDir() {
 		return fmt.Errorf("download: target %s is a directory; give a file path: %w", abs, provider.ErrInvalid)
@@ -306,6 +316,11 @@ func copyFromRoot(ctx context.Context, root *os.Root, rel, remote, abs string) e
 // writeHostFile writes r to abs through a temp file in the same directory
 // and a rename, so abs never holds a partial file.
 func writeHostFile(ctx context.Context, abs string, r io.Reader, perm fs.FileMode) (err error) {
+	// Missing parents are made (0755 less the umask), so a download can
+	// go to a fresh results/<run>/ tree.
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return fmt.Errorf("download to %s: %w", abs, err)
+	}
 	// A fixed-length temp name: one derived from base would push a long
 	// (but valid, up to NAME_MAX) name over the limit.
 	tmp, err := os.CreateTemp(filepath.Dir(abs), ".gym-download-*")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -271,10 +272,11 @@ func TestDownloadHostTargetChecks(t *testing.T) {
 	writeHostFixture(t, h.StagingDir, "f", "x", 0o644)
 	dir := t.TempDir()
 
-	err := p.Download(context.Background(), h.ID, "/sandbox/f", filepath.Join(dir, "missing", "f"))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "create it first")
-	assert.NoDirExists(t, filepath.Join(dir, "missing"))
+	// A target under a file cannot be made.
+	writeHostFixture(t, dir, "plain", "x", 0o644)
+	err := p.Download(context.Background(), h.ID, "/sandbox/f", filepath.Join(dir, "plain", "sub", "f"))
+	require.ErrorIs(t, err, provider.ErrInvalid, "a file in the way")
+	require.NoError(t, os.Remove(filepath.Join(dir, "plain")))
 
 	err = p.Download(context.Background(), h.ID, "/sandbox/f", dir)
 	require.ErrorIs(t, err, provider.ErrInvalid, "a directory target")
@@ -289,6 +291,36 @@ func TestDownloadHostTargetChecks(t *testing.T) {
 	err = p.Download(context.Background(), h.ID, "/sandbox/../f", filepath.Join(dir, "f"))
 	require.ErrorIs(t, err, provider.ErrInvalid)
 	assert.Empty(t, listDirNames(t, dir))
+}
+
+// TestDownloadMakesMissingDirectories: as NeMo Gym's provider does, a
+// download into a directory that does not exist yet makes it (0755), on
+// both paths.
+func TestDownloadMakesMissingDirectories(t *testing.T) {
+	rec := &runner.Recorder{}
+	p, h, _ := newExecFixture(t, rec)
+	rec.Respond = func(c runner.Cmd) (runner.Result, string, string, error) {
+		n := len(c.Argv)
+		if err := os.WriteFile(stagingPathOf(h, c.Argv[n-1]), []byte("slow"), 0o644); err != nil {
+			return runner.Result{}, "", "", err
+		}
+		return execRan(0, "", "")
+	}
+	writeHostFixture(t, h.StagingDir, "f", "fast", 0o644)
+	dir := t.TempDir()
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+
+	fast := filepath.Join(dir, "a", "b", "fast.txt")
+	require.NoError(t, p.Download(context.Background(), h.ID, "/sandbox/f", fast))
+	assert.Equal(t, "fast", readTestFile(t, fast))
+	fi, err := os.Stat(filepath.Join(dir, "a"))
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o755), fi.Mode().Perm())
+
+	slow := filepath.Join(dir, "c", "d", "slow.txt")
+	require.NoError(t, p.Download(context.Background(), h.ID, "/var/log/x", slow))
+	assert.Equal(t, "slow", readTestFile(t, slow))
 }
 
 // A copy that fails midway leaves neither a partial file nor a temp file,

@@ -140,6 +140,16 @@ func TestCLI(t *testing.T) {
 		require.Equal(t, 0, r.Code, r.Stderr)
 		r = e.cli(t, ctx, "", "exec", id, "--", "cat /tmp/up.txt")
 		assert.Equal(t, "uploaded\n", r.Stdout)
+
+		// A download into directories that do not exist yet makes them,
+		// on both paths (staging and in-sandbox copy).
+		for _, remote := range []string{"/sandbox/out.txt", "/tmp/up.txt"} {
+			local := filepath.Join(e.dir, "fresh-"+filepath.Base(remote), "a", "b", "f.txt")
+			r = e.cli(t, ctx, "", "download", id, remote, local)
+			require.Equal(t, 0, r.Code, r.Stderr)
+			_, err := os.Stat(local)
+			assert.NoError(t, err)
+		}
 	})
 
 	t.Run("list-and-close-all", func(t *testing.T) {
