@@ -69,7 +69,8 @@ type ExecRequest struct {
 	// name or uid inside the sandbox.
 	User string
 	// Timeout bounds the command; zero means the provider's default_timeout_s,
-	// negative means no timeout.
+	// negative means no timeout (gym-host exec --timeout's meanings; see
+	// TimeoutFromSeconds for NeMo Gym's timeout_s).
 	Timeout time.Duration
 	// Stdin, when set, is piped to the command.
 	Stdin io.Reader

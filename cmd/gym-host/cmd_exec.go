@@ -47,8 +47,12 @@ gym-host flag, so 'gym-host exec ID ls -la' fails: write 'gym-host exec ID -- ls
 stdin is forwarded to the command when it is not a terminal (a pipe or a
 file), so 'echo data | gym-host exec ID -- wc -c' works.
 
---timeout takes a Go duration (90s, 2m) or plain seconds (30); 0 means the
-config's default (exec.default_timeout_s), none means no timeout.
+--timeout takes a Go duration (90s, 2m) or plain seconds (30). Omitted or 0,
+it is the config's default (exec.default_timeout_s; none when that is null);
+none means no limit. This differs from NeMo Gym's exec(timeout_s=0), which
+means no time at all (an immediate timeout): the local service and the Python
+provider follow NeMo Gym, the command line keeps 0 for "default", so that
+--timeout "${T:-0}" works in scripts.
 
 With --json, the command's output is captured and printed, with its exit
 code, as one JSON object on stdout. Each stream keeps at most --max-output
@@ -65,7 +69,7 @@ output streams through and nothing is held, whatever its size.`,
 		"(without --, words starting with - are taken as gym-host flags).",
 	setup: func(fs *pflag.FlagSet) actionFunc {
 		var o execOpts
-		fs.StringVar(&o.timeout, "timeout", "", "longest the command may run, a `DURATION`: 30s, 2m, 45 (seconds), 0 = config default, none")
+		fs.StringVar(&o.timeout, "timeout", "", "longest the command may run, a `DURATION`: 30s, 2m, 45 (seconds), 0 = config default, none = no limit")
 		fs.StringVar(&o.user, "user", "", "run as `USER`: root/0, or a name or uid in the sandbox (default: the sandbox's user)")
 		fs.StringVar(&o.cwd, "cwd", "", "working `DIR` in the sandbox (default: the sandbox's workdir)")
 		fs.StringArrayVar(&o.env, "env", nil, envHelp)

@@ -145,3 +145,15 @@ func TestExecOwnFailureNeverLooksLikeTheCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestExecHelpStatesTheTimeoutMeanings: --timeout 0 is the CLI's default,
+// which is not NeMo Gym's timeout_s=0; the help must say both and how to
+// ask for no limit.
+func TestExecHelpStatesTheTimeoutMeanings(t *testing.T) {
+	h := newHarness(t)
+	assert.Equal(t, exitOK, h.run("exec", "--help"))
+	out := h.stdout.String()
+	for _, want := range []string{"Omitted or 0", "exec.default_timeout_s", "none means no limit", "timeout_s=0", "no time at all"} {
+		assert.Contains(t, out, want)
+	}
+}
