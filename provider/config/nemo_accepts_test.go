@@ -30,6 +30,11 @@ func TestLoadWhatNeMoGymAccepts(t *testing.T) {
 			func(t *testing.T, c *Config) { assert.Equal(t, "/sandbox", c.Apptainer.Create.MountPoint) }},
 		{"mount point unclean", ap + "    create:\n      mount_point: //work/./box/../sandbox\n",
 			func(t *testing.T, c *Config) { assert.Equal(t, "/work/sandbox", c.Apptainer.Create.MountPoint) }},
+		{"metadata values of any type", "sandbox:\n  default_metadata:\n    version: 2\n    gpu: true\n    note: null\n    tags: [a, b]\n    owner: {team: rl}\n",
+			func(t *testing.T, c *Config) {
+				assert.Equal(t, map[string]string{"version": "2", "gpu": "true", "note": "",
+					"tags": `["a","b"]`, "owner": `{"team":"rl"}`}, c.DefaultMetadata)
+			}},
 		{"fractional probe timeout", ap + "    probe:\n      timeout_s: 0.5\n",
 			func(t *testing.T, c *Config) { assert.Equal(t, 500*time.Millisecond, c.Apptainer.Probe.Timeout) }},
 	}

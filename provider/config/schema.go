@@ -16,7 +16,7 @@ type schema struct {
 	// fields: a mapping with these keys, every one optional. A null mapping
 	// counts as absent, as NeMo Gym's exec=None/create=None/probe=None do.
 	fields map[string]*schema
-	// strMap: a free-form mapping of strings to strings.
+	// strMap: a free-form mapping of names to values, held as text.
 	strMap func(*Config) *map[string]string
 	// leaf decodes one value into the config.
 	leaf func(d *decoder, key string, v *yamlNode)
