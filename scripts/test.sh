@@ -33,6 +33,11 @@ go vet ./...
 echo "[test] go test -race (unit and plugin tests)" >&2
 go test -race -count=1 -timeout 20m $(go list ./... | grep -v /test/integration) "$@"
 
+# Every fuzz target for ${GYM_FUZZ_TIME:-60s}, one after another; a crash
+# fails the run (its input lands in the package's testdata/fuzz/).
+echo "[test] fuzz targets, ${GYM_FUZZ_TIME:-60s} each" >&2
+"$repo/scripts/fuzz.sh"
+
 # The integration tests run verbose into a log so that skips are visible: in
 # CI a skipped integration test means something was not tested, which fails
 # the run.
@@ -53,3 +58,18 @@ if [ "${CI:-}" = true ] && grep -qE '^\s*--- SKIP: ' "$log"; then
   exit 1
 fi
 rm -f "$log"
+
+# A short soak on both placements: create→exec→upload→download→close
+# cycles, then every leak class (instances, processes, SLURM jobs, staging
+# dirs, handles, host fds and goroutines, plugin RSS). Any failure or leak
+# fails the run.
+soak_cycles=${GYM_SOAK_CYCLES:-50} soak_concurrency=${GYM_SOAK_CONCURRENCY:-8}
+echo "[test] soak: $soak_cycles cycles at concurrency $soak_concurrency, local and SLURM" >&2
+go run ./test/soak --placement both --cycles "$soak_cycles" --concurrency "$soak_concurrency" \
+  --bin-dir "$GYM_BIN_DIR" --image "$GYM_TEST_IMAGES/busybox.sif"
+
+# The starter fault (item 9 of the trust issue): kill the starters of some
+# sandboxes before they are closed; close must still leave no FUSE helper.
+echo "[test] soak with killed starters (local)" >&2
+go run ./test/soak --placement local --cycles 8 --concurrency 4 --kill-starter 4 \
+  --bin-dir "$GYM_BIN_DIR" --image "$GYM_TEST_IMAGES/busybox.sif"

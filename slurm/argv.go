@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/shellquote"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
@@ -48,7 +49,7 @@ func SbatchArgv(p *Partition, r resources.Resources, jobName, logPath, export st
 	argv = append(argv, export)
 	script := "exec true"
 	if len(wrap) > 0 {
-		script = "exec " + ShellQuote(wrap)
+		script = "exec " + shellquote.Join(wrap)
 	}
 	return append(argv, "-o", logPath, "--wrap", script)
 }
@@ -168,39 +169,6 @@ func SqueueStepsArgv(user string) []string {
 // it; afterwards it fails with "Invalid job id specified".
 func ScontrolJobArgv(id string) []string {
 	return []string{"scontrol", "show", "job", id}
-}
-
-// ShellQuote renders argv as one POSIX shell command line that splits back
-// into exactly these words, whatever bytes they hold. Words made only of
-// characters no shell treats specially stay bare (readable in squeue and
-// scontrol); any other word is single-quoted, and a single quote inside it
-// becomes quote, backslash, quote, quote (close, escaped quote, reopen).
-func ShellQuote(argv []string) string {
-	var b strings.Builder
-	for i, w := range argv {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		if w != "" && strings.IndexFunc(w, needsQuote) < 0 {
-			b.WriteString(w)
-			continue
-		}
-		b.WriteByte('\'')
-		b.WriteString(strings.ReplaceAll(w, "'", `'\''`))
-		b.WriteByte('\'')
-	}
-	return b.String()
-}
-
-// needsQuote reports a rune outside the set that is literal in every
-// position of a POSIX shell word. '=' and '@' are in the set but '~' is not
-// (a leading ~ expands), nor '#' (a leading # starts a comment).
-func needsQuote(c rune) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return false
-	}
-	return !strings.ContainsRune("_-./:,+=@%", c)
 }
 
 func appendIf(argv []string, flag, value string) []string {

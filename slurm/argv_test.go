@@ -146,52 +146,6 @@ func TestQueryArgv(t *testing.T) {
 	assert.Equal(t, []string{"scontrol", "show", "job", "12"}, ScontrolJobArgv("12"))
 }
 
-func TestShellQuote(t *testing.T) {
-	tests := []struct {
-		in   []string
-		want string
-	}{
-		{[]string{"plain", "/a/b.sif", "--x=1", "a,b:c@d%e+f"}, "plain /a/b.sif --x=1 a,b:c@d%e+f"},
-		{[]string{""}, "''"},
-		{[]string{"it's"}, `'it'\''s'`},
-		{[]string{"a b", "$HOME", "~", "#c", "x;y", "*"}, `'a b' '$HOME' '~' '#c' 'x;y' '*'`},
-		{nil, ""},
-	}
-	for _, tt := range tests {
-		assert.Equal(t, tt.want, ShellQuote(tt.in), "%q", tt.in)
-	}
-}
-
-// TestShellQuoteRoundTripsThroughSh is the property that matters: whatever
-// the words, /bin/sh splits the quoted line back into exactly them.
-func TestShellQuoteRoundTripsThroughSh(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh")
-	}
-	var all []byte
-	for b := 1; b < 256; b++ {
-		all = append(all, byte(b))
-	}
-	words := []string{
-		"", " ", "it's", `"double"`, `back\slash`, "$HOME", "${X:-y}", "`id`", "$(id)", "a\nb", "tab\there",
-		"'", "''", `'\''`, "*", "?", "[a]", "~", "~root", "#not a comment", "a;b", "a&&b", "a|b", "<in", ">out",
-		"!", "{a,b}", "-n", "--", "=", "ü日本", "\x01\x7f\xff", string(all),
-	}
-	script := "for w in " + ShellQuote(words) + "; do printf '%s\\0' \"$w\"; done"
-	out, err := exec.Command(sh, "-c", script).Output()
-	require.NoError(t, err)
-	got := strings.Split(string(bytes.TrimSuffix(out, []byte{0})), "\x00")
-	assert.Equal(t, words, got)
-
-	// And as a holder's --wrap: "exec WORDS" runs the program with exactly
-	// these arguments.
-	line := "exec " + ShellQuote(append([]string{"printf", `%s\0`}, words...))
-	out, err = exec.Command(sh, "-c", line).Output()
-	require.NoError(t, err)
-	assert.Equal(t, words, strings.Split(string(bytes.TrimSuffix(out, []byte{0})), "\x00"))
-}
-
 // TestArgvAcceptedByRealCluster submits what the builders build to a real
 // cluster (GYM_TEST_SLURM=1; scripts/slurm-cluster.sh up): a holder job, an
 // overlap step beside it, a holder step inside it, and a GPU job in each GPU

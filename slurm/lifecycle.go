@@ -47,7 +47,7 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	if err != nil {
 		return err
 	}
-	if h.StagingDir == "" || !validInstanceName(h.Instance) || spec.Instance != h.Instance {
+	if h.StagingDir == "" || !owner.ValidName(h.Instance) || spec.Instance != h.Instance {
 		return fmt.Errorf("slurm placement: sandbox %s has no staging dir or a bad instance name", h.ID)
 	}
 	gymDir := filepath.Dir(node.ReadyPath(h.StagingDir))
@@ -382,7 +382,7 @@ func stateText(j JobInfo) string {
 // which is its instance name.
 func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
 	name := cmp.Or(h.Instance, h.ID)
-	if !validSandboxID(h.ID) || !validInstanceName(name) {
+	if !owner.ValidID(h.ID) || !owner.ValidName(name) {
 		return fmt.Errorf("slurm placement: %q (instance %q) is not a sandbox id", h.ID, h.Instance)
 	}
 	if h.JobID == "" {
@@ -671,11 +671,4 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 	}
 	slices.SortFunc(out, func(a, b provider.Status) int { return strings.Compare(a.Instance, b.Instance) })
 	return out, nil
-}
-
-// validInstanceName accepts the instance names the provider makes: a
-// sandbox id, with its owner tag (or without, from before owner tags).
-func validInstanceName(name string) bool {
-	_, _, ok := owner.Parse(name)
-	return ok
 }

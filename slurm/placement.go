@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
@@ -44,10 +43,6 @@ const Name = "slurm"
 // states. Concurrent creates share the polls (Poller), so slurmctld sees
 // one squeue per interval however many wait.
 const defaultFastPoll = 200 * time.Millisecond
-
-// sandboxPrefix starts every sandbox id, and so every job and step name we
-// give SLURM.
-const sandboxPrefix = "gym-"
 
 // Config configures the slurm placement.
 type Config struct {
@@ -246,17 +241,6 @@ func modeOf(h *handles.Handle) string {
 		return ModeAllocation
 	}
 	return ModeJob
-}
-
-// validSandboxID accepts what the provider makes: "gym-" and a canonical
-// lower-case uuid. Only such names are ever treated as ours.
-func validSandboxID(id string) bool {
-	rest, ok := strings.CutPrefix(id, sandboxPrefix)
-	if !ok {
-		return false
-	}
-	u, err := uuid.Parse(rest)
-	return err == nil && u.String() == rest
 }
 
 // slurmEnv drops the variables srun and sbatch read as options (SLURM_*,

@@ -1,23 +1,19 @@
 package apptainer
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
+)
 
 // Pure argv builders for the lifecycle commands. Nothing here runs anything,
-// so every flag order is table-tested (argv_test.go).
+// so every flag order is table-tested (argv_test.go). The instance
+// subcommands themselves (start, stop, list) come from internal/apptainercli,
+// which the SLURM node agent shares.
 
 // apptainerArgv is the global prefix of every apptainer command line.
 func (p *Provider) apptainerArgv() []string {
-	return globalArgv(p.apptainer, p.cfg.Gym.ApptainerConf)
-}
-
-// globalArgv: the binary, then `-c FILE` when an apptainer.conf is configured
-// (a global option: it must come before the subcommand).
-func globalArgv(bin, conf string) []string {
-	argv := []string{bin}
-	if conf != "" {
-		argv = append(argv, "-c", conf)
-	}
-	return argv
+	return apptainercli.Global(p.apptainer, p.cfg.Gym.ApptainerConf)
 }
 
 // startSpec is everything `instance start` needs, already resolved.
@@ -34,7 +30,7 @@ type startSpec struct {
 
 // startArgv builds `instance start`: prefix, the subcommand, startArgs.
 func startArgv(prefix []string, s startSpec) []string {
-	return append(append(cloneArgv(prefix), "instance", "start"), startArgs(s)...)
+	return apptainercli.Start(prefix, startArgs(s)...)
 }
 
 // startArgs are the arguments after `instance start`. Order matters: our
@@ -73,20 +69,6 @@ func startArgs(s startSpec) []string {
 	}
 	argv = append(argv, s.Extra...)
 	return append(argv, s.Image, s.Name)
-}
-
-// stopArgv stops an instance at once: -t 0 sends SIGKILL (about 15 ms, where
-// the default 10 s timeout takes 1.5 s for an idle instance); the instance's
-// PID namespace dies with its appinit. `--` keeps a name from ever being read
-// as a flag (measured: `instance stop -abc` is a flag error, `-- -abc` works).
-// The positional is a glob for apptainer; callers pass validated ids only.
-func stopArgv(prefix []string, name string) []string {
-	return append(cloneArgv(prefix), "instance", "stop", "-t", "0", "--", name)
-}
-
-// listArgv lists this user's instances as JSON.
-func listArgv(prefix []string) []string {
-	return append(cloneArgv(prefix), "instance", "list", "--json")
 }
 
 // overlayCreateArgv creates a sparse ext3 overlay image of sizeMiB.

@@ -6,22 +6,6 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-func TestGlobalArgv(t *testing.T) {
-	tests := []struct {
-		name, bin, conf string
-		want            []string
-	}{
-		{"plain", "/usr/local/bin/apptainer", "", []string{"/usr/local/bin/apptainer"}},
-		{"with config", "/usr/local/bin/apptainer", "/usr/local/etc/apptainer/apptainer-cgroupfs.conf",
-			[]string{"/usr/local/bin/apptainer", "-c", "/usr/local/etc/apptainer/apptainer-cgroupfs.conf"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, globalArgv(tt.bin, tt.conf))
-		})
-	}
-}
-
 func TestStartArgv(t *testing.T) {
 	prefix := []string{"/bin/apptainer", "-c", "/etc/a.conf"}
 	base := startSpec{
@@ -82,16 +66,10 @@ func TestSmallArgv(t *testing.T) {
 		got  []string
 		want []string
 	}{
-		{"stop kills at once; -- guards the name", stopArgv(prefix, "gym-1"),
-			[]string{"/bin/apptainer", "instance", "stop", "-t", "0", "--", "gym-1"}},
-		{"list as json", listArgv(prefix),
-			[]string{"/bin/apptainer", "instance", "list", "--json"}},
 		{"overlay in MiB, sparse", overlayCreateArgv(prefix, 20*1024, "/state/overlays/gym-1.img"),
 			[]string{"/bin/apptainer", "overlay", "create", "--sparse", "--size", "20480", "/state/overlays/gym-1.img"}},
 		{"version", versionArgv(prefix), []string{"/bin/apptainer", "version"}},
 		{"buildcfg", buildcfgArgv(prefix), []string{"/bin/apptainer", "buildcfg"}},
-		{"config prefix carried", stopArgv([]string{"/bin/apptainer", "-c", "/x.conf"}, "gym-2"),
-			[]string{"/bin/apptainer", "-c", "/x.conf", "instance", "stop", "-t", "0", "--", "gym-2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,11 +83,11 @@ func TestSmallArgv(t *testing.T) {
 func TestArgvBuildersDoNotAliasPrefix(t *testing.T) {
 	prefix := make([]string, 1, 10)
 	prefix[0] = "/bin/apptainer"
-	a := stopArgv(prefix, "gym-a")
-	b := listArgv(prefix)
+	a := overlayCreateArgv(prefix, 1, "/o")
+	b := versionArgv(prefix)
 	c := startArgv(prefix, startSpec{Staging: "/s", MountPoint: "/m", Image: "/i", Name: "gym-c"})
-	assert.Equal(t, []string{"/bin/apptainer", "instance", "stop", "-t", "0", "--", "gym-a"}, a)
-	assert.Equal(t, []string{"/bin/apptainer", "instance", "list", "--json"}, b)
+	assert.Equal(t, []string{"/bin/apptainer", "overlay", "create", "--sparse", "--size", "1", "/o"}, a)
+	assert.Equal(t, []string{"/bin/apptainer", "version"}, b)
 	assert.Equal(t, "gym-c", c[len(c)-1])
 	assert.Equal(t, []string{"/bin/apptainer"}, prefix)
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
@@ -47,7 +48,7 @@ func (p *Provider) controlTimeout() time.Duration {
 func (p *Provider) Close(ctx context.Context, ref string) error {
 	id, tag, ok := owner.Parse(ref)
 	if !ok {
-		return validID(ref)
+		return handles.ValidateID(ref)
 	}
 	if tag != "" && tag != p.owner {
 		return p.closeForeign(ctx, id, ref)
@@ -156,7 +157,7 @@ func (p *Provider) stopInstance(ctx context.Context, r runner.Runner, prefix []s
 	ctx, cancel := context.WithTimeout(ctx, p.controlTimeout())
 	defer cancel()
 	var stderr bytes.Buffer
-	res, err := r.Run(ctx, runner.Cmd{Argv: stopArgv(prefix, name), Stderr: &stderr})
+	res, err := r.Run(ctx, runner.Cmd{Argv: apptainercli.Stop(prefix, name), Stderr: &stderr})
 	if err != nil {
 		return fmt.Errorf("apptainer instance stop %s: %w", name, err)
 	}

@@ -99,7 +99,7 @@ func TestCloseInvalidIDRunsNothing(t *testing.T) {
 
 func TestCloseLeakedInstance(t *testing.T) {
 	f := newLifecycle(t, nil)
-	id := newID()
+	id := owner.NewID()
 	// What a create that crashed before saving its handle leaves behind.
 	staging := filepath.Join(f.p.staging, id)
 	require.NoError(t, os.Mkdir(staging, 0o700))
@@ -117,7 +117,7 @@ func TestCloseLeakedInstance(t *testing.T) {
 func TestCloseUnknownIDIsNil(t *testing.T) {
 	f := newLifecycle(t, nil)
 	f.fake.stop = stopMissing
-	require.NoError(t, f.p.Close(context.Background(), newID()))
+	require.NoError(t, f.p.Close(context.Background(), owner.NewID()))
 }
 
 func TestCloseRefusesPathsOutsideState(t *testing.T) {
@@ -139,10 +139,10 @@ func TestCloseAll(t *testing.T) {
 	f := newLifecycle(t, nil)
 	a := f.saveTestHandle(t)
 	b := f.saveTestHandle(t)
-	leaked := newID()
+	leaked := owner.NewID()
 	other := owner.ID(os.Getuid(), t.TempDir()) // another gym-host's state dir
-	foreign := owner.InstanceName(newID(), other)
-	legacy := newID() // from before owner tags, no handle here: not provably ours
+	foreign := owner.InstanceName(owner.NewID(), other)
+	legacy := owner.NewID() // from before owner tags, no handle here: not provably ours
 	f.fake.listed = []string{a.Instance, owner.InstanceName(leaked, f.p.owner), foreign, legacy, "someone-elses"}
 
 	closed, err := f.p.CloseAll(context.Background(), provider.CloseAllOptions{})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/imagecache"
@@ -57,7 +58,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		return provider.Status{}, err
 	}
 
-	id := newID()
+	id := owner.NewID()
 	log := p.log.With("sandbox", id)
 	imagePath, err := p.resolveImage(ctx, image, plan.ImageCacheDir, log)
 	if err != nil {
@@ -285,7 +286,7 @@ func (p *Provider) startInstance(ctx context.Context, h *handles.Handle, plan pl
 		}
 		return nil
 	}
-	argv := startArgv(globalArgv(p.apptainer, plan.ApptainerConf), s)
+	argv := startArgv(apptainercli.Global(p.apptainer, plan.ApptainerConf), s)
 
 	release, err := p.acquireExec(ctx)
 	if err != nil {

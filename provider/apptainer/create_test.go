@@ -15,6 +15,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
+	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
@@ -46,7 +47,7 @@ func TestCreateBuildsStartArgvAndRunsProbe(t *testing.T) {
 	require.NoError(t, err)
 
 	id := st.ID
-	require.NoError(t, validID(id))
+	require.NoError(t, handles.ValidateID(id))
 	assert.Equal(t, provider.StateRunning, st.State)
 	assert.Equal(t, owner.InstanceName(id, f.p.owner), st.Instance, "the instance name carries our owner tag")
 	assert.Equal(t, img, st.Image)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
@@ -101,7 +102,7 @@ func newExecFixture(t *testing.T, rn runner.Runner) (*Provider, *handles.Handle,
 		controlSem: make(chan struct{}, 2),
 		handles:    map[string]cachedHandle{},
 	}
-	id := newID()
+	id := owner.NewID()
 	h := &handles.Handle{
 		Version:    handles.Version,
 		ID:         id,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -317,7 +318,7 @@ func TestExecRejectsBadRequestsBeforeRunning(t *testing.T) {
 func TestExecUnknownSandbox(t *testing.T) {
 	rec := &runner.Recorder{}
 	p, _, _ := newExecFixture(t, rec)
-	_, err := p.Exec(context.Background(), newID(), provider.ExecRequest{Command: "x"})
+	_, err := p.Exec(context.Background(), owner.NewID(), provider.ExecRequest{Command: "x"})
 	require.ErrorIs(t, err, provider.ErrNotFound)
 	assert.Empty(t, rec.Calls())
 }
@@ -329,7 +330,7 @@ func TestKillExec(t *testing.T) {
 	assert.Equal(t, []execReapCall{{Marker: "exec-9", PID: 0}}, reaper.Calls())
 
 	require.ErrorIs(t, p.KillExec(context.Background(), h.ID, ""), provider.ErrInvalid)
-	require.ErrorIs(t, p.KillExec(context.Background(), newID(), "exec-9"), provider.ErrNotFound)
+	require.ErrorIs(t, p.KillExec(context.Background(), owner.NewID(), "exec-9"), provider.ErrNotFound)
 	assert.Len(t, reaper.Calls(), 1)
 	assert.Empty(t, rec.Calls(), "killing runs no command here")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -163,7 +164,7 @@ func TestUploadHostFileErrors(t *testing.T) {
 	require.ErrorIs(t, err, provider.ErrInvalid, "a directory is not a file")
 	err = p.Upload(context.Background(), h.ID, "", "/sandbox/x")
 	require.ErrorIs(t, err, provider.ErrInvalid)
-	err = p.Upload(context.Background(), newID(), writeHostFixture(t, t.TempDir(), "f", "", 0o644), "/sandbox/x")
+	err = p.Upload(context.Background(), owner.NewID(), writeHostFixture(t, t.TempDir(), "f", "", 0o644), "/sandbox/x")
 	require.ErrorIs(t, err, provider.ErrNotFound)
 }
 

@@ -3,39 +3,19 @@ package apptainer
 import (
 	"errors"
 	"fmt"
-	"strings"
-
-	"github.com/google/uuid"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
-// newID returns a fresh sandbox id; its instance name adds our owner tag
-// (owner.InstanceName).
-func newID() string { return InstancePrefix + uuid.NewString() }
-
-// validInstance accepts the instance names we make: a sandbox id with an
-// owner tag, or a bare one (legacy). The name is a glob for apptainer.
+// validInstance accepts the instance names we make (owner.ValidName). The
+// name is a glob for apptainer.
 func validInstance(name string) error {
-	if _, _, ok := owner.Parse(name); !ok {
-		return fmt.Errorf("instance name %q is not a gym instance name (%s<uuid>.<owner>): %w", name, InstancePrefix, provider.ErrInvalid)
+	if !owner.ValidName(name) {
+		return fmt.Errorf("instance name %q is not a gym instance name (%s<uuid>.<owner>): %w", name, owner.Prefix, provider.ErrInvalid)
 	}
 	return nil
-}
-
-// validID accepts exactly what newID makes: "gym-" and a canonical
-// lower-case uuid. Ids reach file names and apptainer argv (where the
-// instance name is a glob), so nothing else may pass.
-func validID(id string) error {
-	rest, ok := strings.CutPrefix(id, InstancePrefix)
-	if ok {
-		if u, err := uuid.Parse(rest); err == nil && u.String() == rest {
-			return nil
-		}
-	}
-	return fmt.Errorf("sandbox id %q is not a gym sandbox id (%s<uuid>): %w", id, InstancePrefix, provider.ErrInvalid)
 }
 
 // cachedHandle is a handle read from (or written to) the store, with the
@@ -50,7 +30,7 @@ type cachedHandle struct {
 // process may have closed or changed the sandbox since. The result is a
 // copy the caller may change; saveHandle persists changes.
 func (p *Provider) handle(id string) (*handles.Handle, error) {
-	if err := validID(id); err != nil {
+	if err := handles.ValidateID(id); err != nil {
 		return nil, err
 	}
 	// Store calls happen under p.mu so that a handle read from disk can never

@@ -10,24 +10,8 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
-
-func TestValidID(t *testing.T) {
-	assert.NoError(t, validID(newID()))
-	assert.NoError(t, validID("gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10"))
-	for _, id := range []string{
-		"", "gym-", "gym", "0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10",
-		"gym-0E1F4C4A-6B1D-4A4F-8E3A-0B5B2C8D9E10", // not canonical
-		"gym-0e1f4c4a6b1d4a4f8e3a0b5b2c8d9e10",     // no dashes
-		"gym-urn:uuid:0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10",
-		"gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e1*", // a glob for instance stop
-		"gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10/..",
-		"-gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10",
-	} {
-		err := validID(id)
-		assert.ErrorIs(t, err, provider.ErrInvalid, "id %q", id)
-	}
-}
 
 func TestHandleCacheAndStore(t *testing.T) {
 	f := newLifecycle(t, nil)
@@ -48,7 +32,7 @@ func TestHandleCacheAndStore(t *testing.T) {
 	assert.Equal(t, "/changed", again.Workdir)
 
 	// Another process's handle (on disk only) is found through the store.
-	other := newID()
+	other := owner.NewID()
 	require.NoError(t, f.p.store.Put(&handles.Handle{ID: other, Instance: other}))
 	got, err = f.p.handle(other)
 	require.NoError(t, err)

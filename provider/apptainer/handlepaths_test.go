@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
 // editHandleFile changes a handle on disk, as another process (or a person)
@@ -94,7 +95,7 @@ func TestStagingRootsIncludeThePlacements(t *testing.T) {
 	f := newLifecycle(t, nil)
 	f.p.place = rootedPlacement{Placement: f.p.place, roots: []string{"/shared/gym", f.p.staging}}
 	assert.Equal(t, []string{f.p.staging, "/shared/gym"}, f.p.stagingRoots())
-	h := &handles.Handle{ID: newID(), Extra: map[string]string{extraStagingRoot: "/shared/gym"}}
+	h := &handles.Handle{ID: owner.NewID(), Extra: map[string]string{extraStagingRoot: "/shared/gym"}}
 	h.StagingDir = filepath.Join("/shared/gym", h.ID)
 	h.Overlay = filepath.Join("/shared/gym", h.ID+".img")
 	require.NoError(t, f.p.checkHandlePaths(h))

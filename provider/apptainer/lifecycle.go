@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
@@ -54,7 +55,7 @@ func (p *Provider) plan(r resources.Resources) (placement.Plan, error) {
 func (p *Provider) apptainerArgvFor(h *handles.Handle) []string {
 	if h != nil {
 		if conf, ok := h.Extra[extraApptainerConf]; ok {
-			return globalArgv(p.apptainer, conf)
+			return apptainercli.Global(p.apptainer, conf)
 		}
 	}
 	return p.apptainerArgv()

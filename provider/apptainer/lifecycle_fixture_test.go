@@ -206,7 +206,7 @@ func dirEntries(t *testing.T, dir string) []string {
 // saveTestHandle stores a handle for a fresh id, as a create would have.
 func (f *lcFixture) saveTestHandle(t *testing.T) *handles.Handle {
 	t.Helper()
-	id := newID()
+	id := owner.NewID()
 	h := &handles.Handle{
 		ID:         id,
 		Instance:   owner.InstanceName(id, f.p.owner),

@@ -288,7 +288,7 @@ func TestLifecycleStatusOneQueryForAll(t *testing.T) {
 		ids[2]: {ID: ids[2], State: provider.StateStarting, Reason: "Resources"},
 		ids[3]: {ID: ids[3], State: provider.StateError, Reason: "job 42 NODE_FAIL"},
 	}
-	leakedID := newID()
+	leakedID := owner.NewID()
 	f.lc.leaked = []provider.Status{{ID: leakedID, Instance: owner.InstanceName(leakedID, f.p.owner), State: provider.StateRunning, JobID: "99", Node: "node1"}}
 	f.node.Reset()
 	f.host.Reset()
@@ -319,7 +319,7 @@ func TestLifecycleStatusOneQueryForAll(t *testing.T) {
 	assert.Equal(t, "99", sts[1].JobID)
 	assert.Equal(t, "slurm", sts[1].Placement)
 
-	_, err = f.p.Status(context.Background(), []string{newID()})
+	_, err = f.p.Status(context.Background(), []string{owner.NewID()})
 	assert.ErrorIs(t, err, provider.ErrNotFound)
 
 	all, err := f.p.List(context.Background())
@@ -331,7 +331,7 @@ func TestLifecycleStatusOneQueryForAll(t *testing.T) {
 
 func TestLifecycleCloseLeakedStopsByName(t *testing.T) {
 	f := newSlurmLifecycle(t, nil)
-	id := newID()
+	id := owner.NewID()
 	require.NoError(t, f.p.Close(context.Background(), id))
 	require.Len(t, f.lc.stopped, 2)
 	assert.Equal(t, handles.Handle{ID: id, Instance: owner.InstanceName(id, f.p.owner)}, f.lc.stopped[0].h, "only the name: the placement finds the job")
@@ -361,7 +361,7 @@ func TestLifecycleSignalExitAsksThePlacement(t *testing.T) {
 
 func TestRemoveFilesUnderRecordedStagingRoot(t *testing.T) {
 	f := newSlurmLifecycle(t, nil)
-	id := newID()
+	id := owner.NewID()
 	other := t.TempDir()
 	h := &handles.Handle{ID: id, StagingDir: filepath.Join(other, id), Extra: map[string]string{"staging_root": other}}
 	require.NoError(t, os.Mkdir(h.StagingDir, 0o700))

@@ -21,10 +21,6 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 )
 
-// InstancePrefix starts every instance name (and sandbox id) we create, so
-// that leaked instances can be found and nothing else is ever touched.
-const InstancePrefix = owner.Prefix
-
 // Placement decides where a sandbox's commands run (see package placement).
 // Local runs them here; the slurm placement on the sandbox's node.
 type Placement = placement.Placement

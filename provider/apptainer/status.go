@@ -3,29 +3,21 @@ package apptainer
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
-// listedInstance is one entry of `apptainer instance list --json`
-// (apptainer-real.md §2: instance, pid, img, ip, logErrPath, logOutPath).
-type listedInstance struct {
-	Name  string `json:"instance"`
-	PID   int    `json:"pid"`
-	Image string `json:"img"`
-}
-
 // instances maps instance names to what `instance list` said about them. A
 // value is shared by every caller of one list: read it, never change it.
-type instances map[string]listedInstance
+type instances map[string]apptainercli.Instance
 
 // listInstances returns this user's instances. Concurrent callers share one
 // `instance list --json` (singleflight): a burst of status calls costs one
@@ -57,7 +49,7 @@ func (p *Provider) runList(ctx context.Context, r runner.Runner) (instances, err
 	}
 	defer release()
 	var stdout, stderr bytes.Buffer
-	res, err := r.Run(ctx, runner.Cmd{Argv: listArgv(p.apptainerArgv()), Stdout: &stdout, Stderr: &stderr})
+	res, err := r.Run(ctx, runner.Cmd{Argv: apptainercli.List(p.apptainerArgv(), ""), Stdout: &stdout, Stderr: &stderr})
 	if err != nil {
 		return nil, fmt.Errorf("apptainer instance list: %w", err)
 	}
@@ -67,16 +59,14 @@ func (p *Provider) runList(ctx context.Context, r runner.Runner) (instances, err
 	return parseInstanceList(stdout.Bytes())
 }
 
-// parseInstanceList reads `instance list --json` output.
+// parseInstanceList reads `instance list --json` output into a map by name.
 func parseInstanceList(out []byte) (instances, error) {
-	var doc struct {
-		Instances []listedInstance `json:"instances"`
+	list, err := apptainercli.ParseList(out)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		return nil, fmt.Errorf("reading apptainer instance list --json output: %w (output: %q)", err, excerpt(string(out)))
-	}
-	m := make(instances, len(doc.Instances))
-	for _, in := range doc.Instances {
+	m := make(instances, len(list))
+	for _, in := range list {
 		m[in.Name] = in
 	}
 	return m, nil
@@ -113,7 +103,7 @@ func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status,
 	for i, ref := range ids {
 		id, tag, ok := owner.Parse(ref)
 		if !ok {
-			return nil, validID(ref)
+			return nil, handles.ValidateID(ref)
 		}
 		if tag != "" && tag != p.owner {
 			continue // another owner's: no handle of ours can name it

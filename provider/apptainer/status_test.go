@@ -18,30 +18,6 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
-func TestParseInstanceList(t *testing.T) {
-	// Exact shape of `apptainer instance list --json` (apptainer-real.md §2).
-	full := "{\n\t\"instances\": [\n\t\t{\n\t\t\t\"instance\": \"r1\",\n\t\t\t\"pid\": 22888,\n\t\t\t\"img\": \"/images/debian.sif\",\n" +
-		"\t\t\t\"ip\": \"\",\n\t\t\t\"logErrPath\": \"/root/.apptainer/instances/logs/vm/root/r1.err\",\n" +
-		"\t\t\t\"logOutPath\": \"/root/.apptainer/instances/logs/vm/root/r1.out\"\n\t\t},\n" +
-		"\t\t{\n\t\t\t\"instance\": \"u1\",\n\t\t\t\"pid\": 22813,\n\t\t\t\"img\": \"/images/debian.sif\",\n\t\t\t\"ip\": \"\",\n" +
-		"\t\t\t\"logErrPath\": \"/root/.apptainer/instances/logs/vm/root/u1.err\",\n" +
-		"\t\t\t\"logOutPath\": \"/root/.apptainer/instances/logs/vm/root/u1.out\"\n\t\t}\n\t]\n}\n"
-	m, err := parseInstanceList([]byte(full))
-	require.NoError(t, err)
-	assert.Equal(t, instances{
-		"r1": {Name: "r1", PID: 22888, Image: "/images/debian.sif"},
-		"u1": {Name: "u1", PID: 22813, Image: "/images/debian.sif"},
-	}, m)
-
-	m, err = parseInstanceList([]byte("{\n\t\"instances\": []\n}\n"))
-	require.NoError(t, err)
-	assert.Empty(t, m)
-
-	_, err = parseInstanceList([]byte("INSTANCE NAME    PID    IP    IMAGE\n"))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "INSTANCE NAME")
-}
-
 func TestStatusOneListForManyIDs(t *testing.T) {
 	f := newLifecycle(t, nil)
 	a, b, c := f.saveTestHandle(t), f.saveTestHandle(t), f.saveTestHandle(t)
@@ -66,7 +42,7 @@ func TestStatusOneListForManyIDs(t *testing.T) {
 
 func TestStatusLeakedAndMissing(t *testing.T) {
 	f := newLifecycle(t, nil)
-	leaked := newID()
+	leaked := owner.NewID()
 	f.fake.listed = []string{owner.InstanceName(leaked, f.p.owner)}
 
 	sts, err := f.p.Status(context.Background(), []string{leaked})
@@ -77,7 +53,7 @@ func TestStatusLeakedAndMissing(t *testing.T) {
 	assert.Equal(t, owner.InstanceName(leaked, f.p.owner), sts[0].Instance)
 	assert.False(t, sts[0].Foreign)
 
-	missing := newID()
+	missing := owner.NewID()
 	_, err = f.p.Status(context.Background(), []string{leaked, missing})
 	assert.ErrorIs(t, err, provider.ErrNotFound)
 	assert.Contains(t, err.Error(), missing)
@@ -86,7 +62,7 @@ func TestStatusLeakedAndMissing(t *testing.T) {
 
 func TestStatusInvalidIDRunsNothing(t *testing.T) {
 	f := newLifecycle(t, nil)
-	_, err := f.p.Status(context.Background(), []string{newID(), "gym-*"})
+	_, err := f.p.Status(context.Background(), []string{owner.NewID(), "gym-*"})
 	assert.ErrorIs(t, err, provider.ErrInvalid)
 	assert.Empty(t, f.rec.Calls())
 
@@ -114,7 +90,7 @@ func TestListIncludesLeakedGymInstances(t *testing.T) {
 	a := f.saveTestHandle(t)
 	time.Sleep(time.Millisecond) // distinct Created for a stable order
 	b := f.saveTestHandle(t)
-	leaked := newID()
+	leaked := owner.NewID()
 	other := owner.ID(os.Getuid(), t.TempDir()) // another gym-host's state dir
 	foreign := owner.InstanceName("gym-00000000-0000-4000-8000-000000000001", other)
 	legacy := "gym-00000000-0000-4000-8000-000000000002" // no owner tag, no handle here
@@ -243,7 +219,7 @@ func TestStatusCallerCancelDoesNotFailOthers(t *testing.T) {
 func TestListSkipsUnreadableHandles(t *testing.T) {
 	f := newLifecycle(t, nil)
 	good := f.saveTestHandle(t)
-	bad := newID()
+	bad := owner.NewID()
 	badPath := filepath.Join(f.p.store.Dir, bad+".json")
 	require.NoError(t, os.WriteFile(badPath, []byte(`{"version": 1, "id": "`), 0o600)) // truncated
 	f.fake.listed = []string{good.Instance}

@@ -7,13 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
 // Store keeps handles as Dir/<id>.json.
@@ -28,15 +28,12 @@ const (
 	tempPrefix = ".tmp-"
 )
 
-// idPattern admits the provider's ids (gym-<uuid>) and nothing that could
-// leave Dir: no '/', no '.'.
-var idPattern = regexp.MustCompile(`^gym-[0-9a-f][0-9a-f-]{0,63}$`)
-
-// ValidateID reports whether id can name a handle file. The error wraps
-// provider.ErrInvalid.
+// ValidateID reports whether id is a sandbox id (owner.ValidID), which is
+// also what lets it name a handle file: nothing in one can leave Dir. The
+// error wraps provider.ErrInvalid.
 func ValidateID(id string) error {
-	if !idPattern.MatchString(id) {
-		return fmt.Errorf("sandbox id %q: want gym-<uuid>: %w", id, provider.ErrInvalid)
+	if !owner.ValidID(id) {
+		return fmt.Errorf("sandbox id %q is not a gym sandbox id (%s<uuid>): %w", id, owner.Prefix, provider.ErrInvalid)
 	}
 	return nil
 }

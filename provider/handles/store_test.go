@@ -9,15 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
-
-func newID() string { return "gym-" + uuid.NewString() }
 
 func sample(id string) *Handle {
 	return &Handle{
@@ -52,7 +50,7 @@ func openStore(t *testing.T) *Store {
 
 func TestRoundTrip(t *testing.T) {
 	s := openStore(t)
-	h := sample(newID())
+	h := sample(owner.NewID())
 	require.NoError(t, s.Put(h))
 	assert.Zero(t, h.Version, "Put must not modify the caller's handle")
 
@@ -65,7 +63,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestMissingDefaultUIDReadsAsUnknown(t *testing.T) {
 	s := openStore(t)
-	id := newID()
+	id := owner.NewID()
 	doc := fmt.Sprintf(`{"version":1,"id":%q,"instance":"x"}`, id)
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, id+".json"), []byte(doc), 0o600))
 	got, err := s.Get(id)
@@ -79,7 +77,7 @@ func TestPermissions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
 
-	h := sample(newID())
+	h := sample(owner.NewID())
 	require.NoError(t, s.Put(h))
 	fi, err = os.Stat(filepath.Join(s.Dir, h.ID+".json"))
 	require.NoError(t, err)
@@ -88,13 +86,13 @@ func TestPermissions(t *testing.T) {
 
 func TestGetMissingIsNotFound(t *testing.T) {
 	s := openStore(t)
-	_, err := s.Get(newID())
+	_, err := s.Get(owner.NewID())
 	require.ErrorIs(t, err, provider.ErrNotFound)
 }
 
 func TestDelete(t *testing.T) {
 	s := openStore(t)
-	h := sample(newID())
+	h := sample(owner.NewID())
 	require.NoError(t, s.Put(h))
 	require.NoError(t, s.Delete(h.ID))
 	_, err := s.Get(h.ID)
@@ -115,12 +113,12 @@ func TestBadIDsRefused(t *testing.T) {
 		assert.ErrorIs(t, s.Put(&Handle{ID: id}), provider.ErrInvalid, "Put(%q)", id)
 	}
 	assert.FileExists(t, outside)
-	require.NoError(t, ValidateID(newID()))
+	require.NoError(t, ValidateID(owner.NewID()))
 }
 
 func TestNewerVersionRefused(t *testing.T) {
 	s := openStore(t)
-	id := newID()
+	id := owner.NewID()
 	doc := fmt.Sprintf(`{"version":%d,"id":%q,"future_field":true}`, Version+1, id)
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, id+".json"), []byte(doc), 0o600))
 	_, err := s.Get(id)
@@ -135,7 +133,7 @@ func TestCorruptAndMismatchedFiles(t *testing.T) {
 		"no version": `{"id":"gym-1"}`,
 		"other id":   `{"version":1,"id":"gym-0000"}`,
 	} {
-		id := newID()
+		id := owner.NewID()
 		require.NoError(t, os.WriteFile(filepath.Join(s.Dir, id+".json"), []byte(doc), 0o600))
 		_, err := s.Get(id)
 		assert.Error(t, err, name)
@@ -163,26 +161,26 @@ func TestUpgradeOlderVersion(t *testing.T) {
 
 func TestListSkipsTempFilesAndReportsCorrupt(t *testing.T) {
 	s := openStore(t)
-	older := sample(newID())
-	newer := sample(newID())
+	older := sample(owner.NewID())
+	newer := sample(owner.NewID())
 	newer.Created = older.Created.Add(time.Hour)
 	require.NoError(t, s.Put(newer))
 	require.NoError(t, s.Put(older))
 
 	// A half-written temp file, an unrelated file, a directory and a
 	// corrupt handle.
-	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, tempPrefix+newID()+"-123"), []byte(`{"ver`), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, tempPrefix+owner.NewID()+"-123"), []byte(`{"ver`), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, "notes.txt"), []byte("x"), 0o600))
-	require.NoError(t, os.Mkdir(filepath.Join(s.Dir, newID()+".json"), 0o700))
-	corrupt := newID()
+	require.NoError(t, os.Mkdir(filepath.Join(s.Dir, owner.NewID()+".json"), 0o700))
+	corrupt := owner.NewID()
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, corrupt+".json"), []byte(`{`), 0o600))
 
 	// A truncated handle and one written by a newer version.
-	truncated := newID()
+	truncated := owner.NewID()
 	data, err := os.ReadFile(filepath.Join(s.Dir, older.ID+".json"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, truncated+".json"), data[:len(data)/2], 0o600))
-	future := newID()
+	future := owner.NewID()
 	require.NoError(t, os.WriteFile(filepath.Join(s.Dir, future+".json"),
 		[]byte(fmt.Sprintf(`{"version": %d, "id": %q}`, Version+1, future)), 0o600))
 
@@ -214,7 +212,7 @@ func TestListSkipsTempFilesAndReportsCorrupt(t *testing.T) {
 func TestPutLeavesNoTempFiles(t *testing.T) {
 	s := openStore(t)
 	for i := 0; i < 5; i++ {
-		require.NoError(t, s.Put(sample(newID())))
+		require.NoError(t, s.Put(sample(owner.NewID())))
 	}
 	entries, err := os.ReadDir(s.Dir)
 	require.NoError(t, err)
@@ -226,7 +224,7 @@ func TestPutLeavesNoTempFiles(t *testing.T) {
 
 func TestConcurrentPutGet(t *testing.T) {
 	s := openStore(t)
-	id := newID()
+	id := owner.NewID()
 	require.NoError(t, s.Put(sample(id)))
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {

@@ -1,8 +1,11 @@
-// Package owner names who made a sandbox. Every instance (and SLURM job or
-// step) a provider starts carries an owner tag derived from the user and the
-// state directory that holds its handle, so that one gym-host never mistakes
-// another's live sandbox (same user, other state dir) for its own leak.
-// It is a leaf package: pure functions, no I/O.
+// Package owner names sandboxes and who made them. It owns the naming rules:
+// a sandbox id is "gym-<uuid>" (NewID, ValidID), and the instance (and SLURM
+// job or step) a provider starts for it is "<id>.<owner tag>" (InstanceName,
+// Parse, ValidName), the tag derived from the user and the state directory
+// that holds its handle, so that one gym-host never mistakes another's live
+// sandbox (same user, other state dir) for its own leak.
+// It is a leaf package: pure functions, no I/O, no work at init (the
+// placement and the handle store both import it).
 package owner
 
 import (
@@ -34,9 +37,13 @@ func ID(uid int, stateDir string) string {
 	return hex.EncodeToString(sum[:])[:tagLen]
 }
 
-// ValidID reports whether id is a sandbox id: "gym-" and a canonical
-// lower-case uuid. Ids reach file names and apptainer argv (where an
-// instance name is a glob), so nothing else may pass.
+// NewID returns a fresh sandbox id: "gym-" and a random uuid.
+func NewID() string { return Prefix + uuid.NewString() }
+
+// ValidID reports whether id is a sandbox id: exactly what NewID makes,
+// "gym-" and a canonical lower-case uuid. Ids reach file names (handles),
+// SLURM job names and apptainer argv (where an instance name is a glob), so
+// nothing else may pass: no '/', no '.', no glob character, no upper case.
 func ValidID(id string) bool {
 	rest, ok := strings.CutPrefix(id, Prefix)
 	if !ok {
@@ -78,6 +85,13 @@ func Parse(name string) (id, own string, ok bool) {
 		return "", "", false
 	}
 	return id, own, true
+}
+
+// ValidName reports whether name is an instance name gym-apptainer makes: a
+// sandbox id with an owner tag, or a bare one (legacy). See Parse.
+func ValidName(name string) bool {
+	_, _, ok := Parse(name)
+	return ok
 }
 
 // Kind is how a provider relates to an instance it sees.

@@ -21,6 +21,23 @@ func TestIDDependsOnUserAndCleanStateDir(t *testing.T) {
 	assert.Equal(t, "bb7867010561", ID(0, "/s"))
 }
 
+func TestValidID(t *testing.T) {
+	assert.True(t, ValidID(NewID()))
+	assert.True(t, ValidID("gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10"))
+	for _, id := range []string{
+		"", "gym-", "gym", "0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10",
+		"gym-0E1F4C4A-6B1D-4A4F-8E3A-0B5B2C8D9E10", // not canonical
+		"gym-0e1f4c4a6b1d4a4f8e3a0b5b2c8d9e10",     // no dashes
+		"gym-urn:uuid:0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10",
+		"gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e1*", // a glob for instance stop
+		"gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10/..",
+		"-gym-0e1f4c4a-6b1d-4a4f-8e3a-0b5b2c8d9e10",
+		InstanceName(id1, "0123456789ab"), // a name, not an id
+	} {
+		assert.False(t, ValidID(id), "id %q", id)
+	}
+}
+
 func TestParse(t *testing.T) {
 	own := ID(0, "/s")
 	for _, tc := range []struct {
@@ -40,6 +57,7 @@ func TestParse(t *testing.T) {
 	} {
 		id, o, ok := Parse(tc.name)
 		assert.Equal(t, tc.ok, ok, tc.name)
+		assert.Equal(t, tc.ok, ValidName(tc.name), tc.name)
 		assert.Equal(t, tc.id, id, tc.name)
 		assert.Equal(t, tc.own, o, tc.name)
 	}

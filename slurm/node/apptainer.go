@@ -3,33 +3,19 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/ansi"
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
-
-// apptainerPrefix is the binary and its global options (-c FILE), which
-// every instance command must repeat to see the same instance.
-func apptainerPrefix(bin, conf string) []string {
-	if conf == "" {
-		return []string{bin}
-	}
-	return []string{bin, "-c", conf}
-}
-
-func withArgs(prefix []string, args ...string) []string {
-	return append(slices.Clone(prefix), args...)
-}
 
 // instancePID asks apptainer for the pid of the instance called name (its
 // appinit). 0 means apptainer does not list it.
 func instancePID(ctx context.Context, r runner.Runner, prefix []string, name string) (int, error) {
 	var out, errb bytes.Buffer
-	argv := withArgs(prefix, "instance", "list", "--json", name)
+	argv := apptainercli.List(prefix, name)
 	res, err := r.Run(ctx, runner.Cmd{Argv: argv, Stdout: &out, Stderr: &errb})
 	if err != nil {
 		return 0, fmt.Errorf("listing instance %s: %w", name, err)
@@ -37,17 +23,12 @@ func instancePID(ctx context.Context, r runner.Runner, prefix []string, name str
 	if res.ExitCode != 0 {
 		return 0, fmt.Errorf("listing instance %s: %s exited %d: %s", name, argv[0], res.ExitCode, strings.TrimSpace(ansi.Strip(errb.String())))
 	}
-	var list struct {
-		Instances []struct {
-			Name string `json:"instance"`
-			PID  int    `json:"pid"`
-		} `json:"instances"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
-		return 0, fmt.Errorf("listing instance %s: parsing `instance list --json`: %w", name, err)
+	list, err := apptainercli.ParseList(out.Bytes())
+	if err != nil {
+		return 0, fmt.Errorf("listing instance %s: %w", name, err)
 	}
 	// The name argument is a glob to apptainer; only an exact match counts.
-	for _, in := range list.Instances {
+	for _, in := range list {
 		if in.Name == name {
 			return in.PID, nil
 		}
@@ -59,7 +40,7 @@ func instancePID(ctx context.Context, r runner.Runner, prefix []string, name str
 // away, a graceful stop only costs time).
 func stopInstance(ctx context.Context, r runner.Runner, prefix []string, name string) error {
 	var errb bytes.Buffer
-	argv := withArgs(prefix, "instance", "stop", "-t", "0", "--", name)
+	argv := apptainercli.Stop(prefix, name)
 	res, err := r.Run(ctx, runner.Cmd{Argv: argv, Stderr: &errb})
 	if err != nil {
 		return fmt.Errorf("stopping instance %s: %w", name, err)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 )
 
 // The holder against the real apptainer 1.4.5 (as root here, instance start
@@ -51,7 +53,7 @@ func startRealHolder(t *testing.T, env []string, flags []string, conf string, st
 	t.Cleanup(func() {
 		_ = h.cmd.Process.Kill()
 		<-h.done
-		_, _, _ = h.app.run("instance", "stop", "-t", "0", "--", h.name)
+		_, _, _ = h.app.run(apptainercli.Stop(nil, h.name)...)
 		if t.Failed() {
 			t.Logf("holder log:\n%s", h.log.String())
 		}
@@ -126,7 +128,7 @@ func TestRealHolderInstanceKilledBehindItsBack(t *testing.T) {
 	r := h.waitReady(t, 30*time.Second)
 	require.True(t, r.OK, r.Error)
 
-	_, stderr, err := h.app.run("instance", "stop", "-t", "0", "--", h.name)
+	_, stderr, err := h.app.run(apptainercli.Stop(nil, h.name)...)
 	require.NoError(t, err, stderr)
 	assert.Equal(t, ExitInstanceGone, h.waitExit(t, 10*time.Second))
 	after, _, err := ReadReady(h.ready)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/internal/syncbuf"
 	"os"
 	"path/filepath"
@@ -54,7 +55,7 @@ func newFakeNode(t *testing.T, place placement, respond func(c runner.Cmd) (runn
 		}
 		return respond(c)
 	}}
-	prefix := apptainerPrefix("/usr/bin/apptainer", "/etc/x.conf")
+	prefix := apptainercli.Global("/usr/bin/apptainer", "/etc/x.conf")
 	f.h = &holder{
 		readyPath: filepath.Join(root, "staging", ".gym", "ready.json"),
 		name:      "gym-x",

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
@@ -120,7 +121,7 @@ func holderMain(args []string) int {
 	case len(argv) == 0:
 		return usageError("holder", holderUsage, errors.New("missing the instance start arguments after --"))
 	}
-	prefix := apptainerPrefix(*bin, *conf)
+	prefix := apptainercli.Global(*bin, *conf)
 
 	// Before the start, so that a scancel during it is not lost.
 	signals := make(chan os.Signal, 4)
@@ -130,7 +131,7 @@ func holderMain(args []string) int {
 		readyPath: *ready,
 		name:      *name,
 		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB, cpus: *cpus},
-		startArgv: withArgs(prefix, append([]string{"instance", "start"}, argv...)...),
+		startArgv: apptainercli.Start(prefix, argv...),
 		prefix:    prefix,
 		// The holder's commands see its whole environment: APPTAINER_*
 		// (config dir, cache) and SLURM_* come from the job.

@@ -23,11 +23,6 @@ func TestIsSubcommand(t *testing.T) {
 	}
 }
 
-func TestApptainerPrefix(t *testing.T) {
-	assert.Equal(t, []string{"apptainer"}, apptainerPrefix("apptainer", ""))
-	assert.Equal(t, []string{"/usr/local/bin/apptainer", "-c", "/etc/a.conf"}, apptainerPrefix("/usr/local/bin/apptainer", "/etc/a.conf"))
-}
-
 func TestInstancePID(t *testing.T) {
 	list := `{"instances": [{"instance": "gym-a*", "pid": 5}, {"instance": "gym-ab", "pid": 77, "img": "/x.sif"}]}`
 	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {

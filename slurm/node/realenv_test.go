@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 )
 
 // The tests against the real apptainer and SLURM skip when those are missing,
@@ -77,17 +78,12 @@ func (a apptainerEnv) run(args ...string) (string, string, error) {
 // instances lists the instance names in the private registry.
 func (a apptainerEnv) instances() []string {
 	a.t.Helper()
-	out, stderr, err := a.run("instance", "list", "--json")
+	out, stderr, err := a.run(apptainercli.List(nil, "")...)
 	require.NoError(a.t, err, stderr)
-	var list struct {
-		Instances []struct {
-			Name string `json:"instance"`
-			PID  int    `json:"pid"`
-		} `json:"instances"`
-	}
-	require.NoError(a.t, json.Unmarshal([]byte(out), &list), out)
+	list, err := apptainercli.ParseList([]byte(out))
+	require.NoError(a.t, err)
 	var names []string
-	for _, in := range list.Instances {
+	for _, in := range list {
 		names = append(names, in.Name)
 	}
 	return names
@@ -95,16 +91,12 @@ func (a apptainerEnv) instances() []string {
 
 func (a apptainerEnv) listedPID(name string) int {
 	a.t.Helper()
-	out, stderr, err := a.run("instance", "list", "--json", name)
+	out, stderr, err := a.run(apptainercli.List(nil, name)...)
 	require.NoError(a.t, err, stderr)
-	var list struct {
-		Instances []struct {
-			PID int `json:"pid"`
-		} `json:"instances"`
-	}
-	require.NoError(a.t, json.Unmarshal([]byte(out), &list), out)
-	if len(list.Instances) != 1 {
+	list, err := apptainercli.ParseList([]byte(out))
+	require.NoError(a.t, err)
+	if len(list) != 1 {
 		return 0
 	}
-	return list.Instances[0].PID
+	return list[0].PID
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
+	"github.com/gym-apptainer/gym-apptainer/internal/shellquote"
 	"github.com/gym-apptainer/gym-apptainer/slurm/frame"
 )
 
@@ -44,10 +46,6 @@ func buildPlugin(t *testing.T, dir string) string {
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, "building the plugin:\n%s", b)
 	return out
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // slurmCmd runs a SLURM client command with env and returns its stdout.
@@ -84,9 +82,9 @@ func TestSlurmHolderJob(t *testing.T) {
 	// The job inherits sbatch's environment, APPTAINER_CONFIGDIR included.
 	env := app.env()
 
-	wrap := strings.Join([]string{"exec", shellQuote(plugin), "holder",
-		"--ready", shellQuote(ReadyPath(staging)), "--name", shellQuote(name), "--enforce", "slurm",
-		"--apptainer", shellQuote(apptainer), "--", "--userns", "--contain", "--writable-tmpfs", shellQuote(sif), shellQuote(name)}, " ")
+	wrap := "exec " + shellquote.Join([]string{plugin, "holder",
+		"--ready", ReadyPath(staging), "--name", name, "--enforce", "slurm",
+		"--apptainer", apptainer, "--", "--userns", "--contain", "--writable-tmpfs", sif, name})
 	submitted := time.Now()
 	out, stderr, err := slurmCmd(t, env, "sbatch", "--parsable", "-J", name, "--comment=gym-apptainer-test",
 		"-c1", "--mem=256M", "-t", "5", "-o", HolderLogPath(staging), "--wrap", wrap)
@@ -95,7 +93,7 @@ func TestSlurmHolderJob(t *testing.T) {
 	require.NotEmpty(t, jobID)
 	t.Cleanup(func() {
 		_, _, _ = slurmCmd(t, env, "scancel", jobID)
-		_, _, _ = app.run("instance", "stop", "-t", "0", "--", name)
+		_, _, _ = app.run(apptainercli.Stop(nil, name)...)
 		// Let the job end before its directory goes.
 		for i := 0; i < 100 && jobActive(jobState(t, jobID)); i++ {
 			time.Sleep(100 * time.Millisecond)

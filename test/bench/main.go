@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
 func main() {
@@ -43,8 +45,8 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	cl := &cleanups{}
-	defer cl.run()
+	cl := &realenv.Cleanups{}
+	defer cl.Run("bench")
 
 	rep := &report{}
 	if opts.runLocal() {
@@ -79,22 +81,4 @@ func fail(ctx context.Context, err error) int {
 	}
 	fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 	return 1
-}
-
-// cleanups run in reverse order of registration, each at most once.
-type cleanups struct{ fns []func() error }
-
-func (c *cleanups) add(f func() error) { c.fns = append(c.fns, f) }
-
-func (c *cleanups) run() {
-	var errs []error
-	for i := len(c.fns) - 1; i >= 0; i-- {
-		if err := c.fns[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	c.fns = nil
-	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: cleanup: %v\n", err)
-	}
 }

@@ -53,7 +53,7 @@ func progress(format string, args ...any) {
 func (e *benchEnv) create(ctx context.Context) (string, error) {
 	st, err := e.host.Create(ctx, provider.Spec{Image: e.opts.image})
 	if st.ID != "" {
-		e.names.add(st.ID)
+		e.names.Add(st.ID)
 	}
 	if err != nil {
 		return "", fmt.Errorf("our create: %w", err)
@@ -167,7 +167,7 @@ func (e *benchEnv) benchCreate(ctx context.Context, rep *report, _ string) error
 		},
 		func(i int) (time.Duration, error) {
 			name := fmt.Sprintf("bench-raw-%s-c%d", e.runID, i+1)
-			e.names.add(name)
+			e.names.Add(name)
 			rawNames = append(rawNames, name)
 			ds, err := e.raw.start(ctx, e.opts.image, name)
 			if err != nil {
@@ -208,7 +208,7 @@ func (e *benchEnv) benchClose(ctx context.Context, rep *report, _ string) error 
 				return 0, err
 			}
 			rawName = fmt.Sprintf("bench-raw-%s-s%d", e.runID, i+1)
-			e.names.add(rawName)
+			e.names.Add(rawName)
 			if _, err := e.raw.start(ctx, e.opts.image, rawName); err != nil {
 				return 0, err
 			}
@@ -266,7 +266,7 @@ func (e *benchEnv) waitGone(ctx context.Context, name string, tree []proc, close
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			switch {
 			case len(alive) > 0:
-				return 0, fmt.Sprintf("%d process(es) still alive after %s, e.g. pid %d %q", len(alive), within, alive[0].pid, alive[0].cmdline)
+				return 0, fmt.Sprintf("%d process(es) still alive after %s, e.g. pid %d %q", len(alive), within, alive[0].PID, alive[0].Cmdline)
 			case lerr != nil:
 				return 0, fmt.Sprintf("instance list failed: %v", lerr)
 			default:

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/plugin"
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
 // cleanupTimeout bounds each cleanup step; cleanup runs on a fresh context
@@ -34,13 +34,13 @@ type benchEnv struct {
 	hostCfg   plugin.HostConfig
 	host      *plugin.Host // long-lived: one plugin process for the whole run
 	raw       *rawApptainer
-	names     *nameSet // every instance name the run made, both sides
+	names     *realenv.NameSet // every instance name the run made, both sides
 	runID     string
 }
 
 // setup makes the private dirs and config, builds the binaries, and
 // registers the cleanup of everything it and the run will start.
-func setup(ctx context.Context, o options, cl *cleanups) (*benchEnv, error) {
+func setup(ctx context.Context, o options, cl *realenv.Cleanups) (*benchEnv, error) {
 	if _, err := os.Stat(o.image); err != nil {
 		return nil, fmt.Errorf("image: %w (pass --image)", err)
 	}
@@ -52,14 +52,14 @@ func setup(ctx context.Context, o options, cl *cleanups) (*benchEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func() error { return os.RemoveAll(root) })
+	cl.Add(func() error { return os.RemoveAll(root) })
 
 	e := &benchEnv{
 		opts:      o,
 		root:      root,
 		configDir: filepath.Join(root, "apptainer"),
 		cfgPath:   filepath.Join(root, "sandbox.yaml"),
-		names:     &nameSet{m: map[string]bool{}},
+		names:     realenv.NewNameSet(),
 		runID:     filepath.Base(root)[len("gym-bench-"):],
 	}
 	for _, d := range []string{e.configDir, filepath.Join(root, "state"), filepath.Join(root, "cache")} {
@@ -89,7 +89,11 @@ func setup(ctx context.Context, o options, cl *cleanups) (*benchEnv, error) {
 	binDir := o.binDir
 	if binDir == "" {
 		binDir = filepath.Join(root, "bin")
-		if err := build(ctx, binDir); err != nil {
+		mod, err := realenv.ModuleDir(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w (or pass --bin-dir with prebuilt binaries)", err)
+		}
+		if err := realenv.GoBuild(ctx, mod, binDir, "./cmd/gym-host", "./cmd/gym-apptainer-plugin"); err != nil {
 			return nil, err
 		}
 	}
@@ -104,7 +108,7 @@ func setup(ctx context.Context, o options, cl *cleanups) (*benchEnv, error) {
 	// Instances: whatever the host could not close is killed through the
 	// private registry (stop --all touches only this run's), and the run
 	// waits until their processes are gone before the dirs are removed.
-	cl.add(func() error { return e.killAll() })
+	cl.Add(func() error { return e.killAll() })
 
 	logger := hclog.NewNullLogger()
 	if o.pluginLog != "" {
@@ -112,12 +116,12 @@ func setup(ctx context.Context, o options, cl *cleanups) (*benchEnv, error) {
 		if err != nil {
 			return nil, fmt.Errorf("plugin log: %w", err)
 		}
-		cl.add(f.Close)
+		cl.Add(f.Close)
 		logger = hclog.New(&hclog.LoggerOptions{Name: "bench", Level: hclog.Debug, Output: f, IncludeLocation: false})
 	}
 	e.hostCfg = plugin.HostConfig{PluginPath: e.plugin, ConfigPath: e.cfgPath, Logger: logger}
 	e.host = plugin.NewHost(e.hostCfg)
-	cl.add(func() error {
+	cl.Add(func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
 		_, err := e.host.CloseAll(ctx, provider.CloseAllOptions{})
@@ -129,42 +133,6 @@ func setup(ctx context.Context, o options, cl *cleanups) (*benchEnv, error) {
 		return nil
 	})
 	return e, nil
-}
-
-// writeConfig is examples/sandbox.yaml's semantics (extra_start_args
-// --userns, everything else default) with private state and cache dirs, and
-// without the cgroupfs apptainer_conf (no resource limits are asked for).
-func writeConfig(path, root string) error {
-	cfg := fmt.Sprintf(`sandbox:
-  apptainer:
-    create:
-      extra_start_args: ["--userns"]
-gym:
-  state_dir: %s
-  cache_dir: %s
-  placement: local
-`, filepath.Join(root, "state"), filepath.Join(root, "cache"))
-	return os.WriteFile(path, []byte(cfg), 0o600)
-}
-
-// build compiles gym-host and the plugin into dir, from the module the
-// current directory belongs to.
-func build(ctx context.Context, dir string) error {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w (pass --bin-dir with prebuilt binaries)", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return errors.New("not inside the gym-apptainer module: run from the repository, or pass --bin-dir")
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-		"./cmd/gym-host", "./cmd/gym-apptainer-plugin")
-	cmd.Dir = filepath.Dir(mod)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, b)
-	}
-	return nil
 }
 
 // killAll kills every instance in the private registry and waits (up to
@@ -188,8 +156,8 @@ func (e *benchEnv) killAll() error {
 			// can leave one that no registry lists).
 			var desc []string
 			for _, p := range left {
-				_ = syscall.Kill(p.pid, syscall.SIGKILL)
-				desc = append(desc, fmt.Sprintf("pid %d %q", p.pid, p.cmdline))
+				_ = syscall.Kill(p.PID, syscall.SIGKILL)
+				desc = append(desc, fmt.Sprintf("pid %d %q", p.PID, p.Cmdline))
 			}
 			errs = append(errs, fmt.Errorf("instances still running 10 s after stop --all, killed: %s", strings.Join(desc, ", ")))
 			break
@@ -207,27 +175,9 @@ func (e *benchEnv) leftovers() []proc {
 	}
 	var left []proc
 	for _, p := range procs {
-		if name, ok := starterName(p.cmdline); ok && p.state != 'Z' && e.names.has(name) {
+		if name, ok := starterName(p.Cmdline); ok && p.State != 'Z' && e.names.Has(name) {
 			left = append(left, p)
 		}
 	}
 	return left
-}
-
-// nameSet is every instance name the run made.
-type nameSet struct {
-	mu sync.Mutex
-	m  map[string]bool
-}
-
-func (s *nameSet) add(n string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m[n] = true
-}
-
-func (s *nameSet) has(n string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[n]
 }

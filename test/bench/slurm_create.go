@@ -86,7 +86,7 @@ func (b *slurmBench) benchCreate(ctx context.Context, rep *slurmReport) error {
 			}
 			seq++
 			j := &jobRef{name: fmt.Sprintf("bench-raw-%s-c%d", b.runID, seq)}
-			b.names.add(j.name)
+			b.names.Add(j.name)
 			from := slog.mark()
 			t := time.Now()
 			d, submit, n, err := b.rawCreate(ctx, j)
@@ -179,7 +179,7 @@ func (b *slurmBench) checkGone(rep *slurmReport, side, name string) {
 		}
 		if time.Now().After(deadline) {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: instance %s still has %d process(es) 5 s after teardown, e.g. pid %d %q",
-				side, name, len(tree), tree[0].pid, tree[0].cmdline))
+				side, name, len(tree), tree[0].PID, tree[0].Cmdline))
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -151,12 +150,6 @@ func (b *slurmBench) rawCancel(ctx context.Context, j *jobRef) error {
 	return nil
 }
 
-// terminal job states: the job holds nothing on the node any more.
-var terminalStates = map[string]bool{
-	"COMPLETED": true, "CANCELLED": true, "FAILED": true, "TIMEOUT": true, "NODE_FAIL": true,
-	"OUT_OF_MEMORY": true, "PREEMPTED": true, "BOOT_FAIL": true, "DEADLINE": true,
-}
-
 // waitJobsOver waits until every job of ids is in a terminal state or
 // forgotten by slurmctld.
 func (b *slurmBench) waitJobsOver(ctx context.Context, ids []string, within time.Duration) error {
@@ -172,19 +165,6 @@ func (b *slurmBench) waitJobsOver(ctx context.Context, ids []string, within time
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// liveJobs reads `squeue -o '%i|%T'` lines and returns "J STATE" for each
-// job not in a terminal state.
-func liveJobs(out string) []string {
-	var live []string
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		id, state, ok := strings.Cut(strings.TrimSpace(l), "|")
-		if ok && !terminalStates[state] {
-			live = append(live, id+" "+state)
-		}
-	}
-	return live
 }
 
 // waitNodeIdle waits until the node is idle: sinfo says so and squeue
@@ -225,11 +205,6 @@ func allIdle(out string) bool {
 		}
 	}
 	return len(lines) > 0
-}
-
-// nodeState is sinfo's %t without its flag suffixes (idle*, mix~ ...).
-func nodeState(s string) string {
-	return strings.TrimRight(strings.TrimSpace(s), "*~#!%$@^-")
 }
 
 // idleCPUs is how many CPUs of the node no job holds: its CPUTot minus the
@@ -284,20 +259,6 @@ func (b *slurmBench) ourJobs(ctx context.Context) ([]string, error) {
 	return jobsUnder(out, b.root), nil
 }
 
-// jobsUnder reads `squeue -O JobID,StdOut` lines and returns the ids of
-// the jobs whose output path is under root.
-func jobsUnder(out, root string) []string {
-	var ids []string
-	prefix := strings.TrimSuffix(root, "/") + "/"
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 2 && strings.HasPrefix(strings.Join(f[1:], " "), prefix) {
-			ids = append(ids, f[0])
-		}
-	}
-	return ids
-}
-
 // shellQuote renders argv as one POSIX shell command line (every word
 // single-quoted).
 func shellQuote(argv ...string) string {
@@ -315,14 +276,6 @@ func oneLine(s string) string {
 		s = s[:400] + "..."
 	}
 	return s
-}
-
-func killPid(pid int) error {
-	err := syscall.Kill(pid, syscall.SIGKILL)
-	if errors.Is(err, syscall.ESRCH) {
-		return nil
-	}
-	return err
 }
 
 // benchEnviron is the bench's environment with extra entries appended

@@ -12,19 +12,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/gym-apptainer/gym-apptainer/plugin"
+
+	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
 // slurmTools are the SLURM client commands the section runs itself, and the
 // ones the status count wraps (slurm_count.go): every command the placement
 // could send to slurmctld.
 var slurmTools = []string{"sbatch", "srun", "squeue", "scancel", "scontrol", "sinfo", "sacct", "salloc", "sstat"}
-
-// nodeAgentBinary is the node agent's file name; the plugin uses it for
-// holder/node-exec/reap when it sits beside the plugin binary.
-const nodeAgentBinary = "gym-apptainer-node"
 
 // slurmBench is the SLURM section's world: its private dirs, binaries and
 // config, the long-lived host, and what cleanup must end.
@@ -44,8 +41,8 @@ type slurmBench struct {
 	node      string // the node every job lands on (single-node cluster)
 	version   string // SLURM's
 	logger    hclog.Logger
-	host      *plugin.Host // long-lived: one plugin process for the whole section
-	names     *nameSet     // every instance name the section made, both sides
+	host      *plugin.Host     // long-lived: one plugin process for the whole section
+	names     *realenv.NameSet // every instance name the section made, both sides
 	runID     string
 }
 
@@ -54,8 +51,8 @@ type slurmBench struct {
 // an interrupted run's context makes the current step fail, and the
 // deferred cleanups run on a fresh context.
 func benchSlurm(ctx context.Context, o options) (*slurmReport, error) {
-	cl := &cleanups{}
-	defer cl.run()
+	cl := &realenv.Cleanups{}
+	defer cl.Run("bench")
 	b, err := setupSlurm(ctx, o, cl)
 	if err != nil {
 		return nil, err
@@ -66,7 +63,7 @@ func benchSlurm(ctx context.Context, o options) (*slurmReport, error) {
 // setupSlurm checks the cluster, makes the private dirs and config, builds
 // the three binaries, and registers the cleanup of everything the section
 // will start.
-func setupSlurm(ctx context.Context, o options, cl *cleanups) (*slurmBench, error) {
+func setupSlurm(ctx context.Context, o options, cl *realenv.Cleanups) (*slurmBench, error) {
 	if _, err := os.Stat(o.image); err != nil {
 		return nil, fmt.Errorf("image: %w (pass --image)", err)
 	}
@@ -99,7 +96,7 @@ func setupSlurm(ctx context.Context, o options, cl *cleanups) (*slurmBench, erro
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func() error { return os.RemoveAll(root) })
+	cl.Add(func() error { return os.RemoveAll(root) })
 	b := &slurmBench{
 		opts:      o,
 		root:      root,
@@ -109,7 +106,7 @@ func setupSlurm(ctx context.Context, o options, cl *cleanups) (*slurmBench, erro
 		appt:      appt,
 		tools:     tools,
 		user:      u.Username,
-		names:     &nameSet{m: map[string]bool{}},
+		names:     realenv.NewNameSet(),
 		runID:     filepath.Base(root)[len("gym-bench-slurm-"):],
 	}
 	for _, d := range []string{b.configDir, b.stateDir, filepath.Join(root, "cache"), filepath.Join(root, "raw")} {
@@ -124,7 +121,7 @@ func setupSlurm(ctx context.Context, o options, cl *cleanups) (*slurmBench, erro
 		level = "debug"
 	}
 	restore, err := isolateEnv(b.configDir, level)
-	cl.add(restore)
+	cl.Add(restore)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +161,7 @@ func setupSlurm(ctx context.Context, o options, cl *cleanups) (*slurmBench, erro
 	// Jobs and instances: whatever the host could not close is cancelled by
 	// its output path (under root: ours and nobody else's) and stopped
 	// through the private registry.
-	cl.add(func() error { return b.killLeftovers() })
+	cl.Add(func() error { return b.killLeftovers() })
 
 	b.logger = hclog.NewNullLogger()
 	if o.pluginLog != "" {
@@ -172,84 +169,16 @@ func setupSlurm(ctx context.Context, o options, cl *cleanups) (*slurmBench, erro
 		if err != nil {
 			return nil, fmt.Errorf("plugin log: %w", err)
 		}
-		cl.add(f.Close)
+		cl.Add(f.Close)
 		b.logger = hclog.New(&hclog.LoggerOptions{Name: "bench-slurm", Level: hclog.Debug, Output: f})
 	}
 	b.host = plugin.NewHost(b.hostConfig(nil))
-	cl.add(func() error { return b.closeOurs(b.host) })
+	cl.Add(func() error { return b.closeOurs(b.host) })
 	return b, nil
 }
 
 func (b *slurmBench) hostConfig(overrides map[string]string) plugin.HostConfig {
 	return plugin.HostConfig{PluginPath: b.plugin, ConfigPath: b.cfgPath, Overrides: overrides, Logger: b.logger}
-}
-
-// isolateEnv points apptainer at the private registry and drops the
-// variables srun, sbatch and salloc read as options (a bench started inside
-// a job would otherwise hand its own job's settings to every raw srun). The
-// environment is what sbatch and srun export to the job, so the holder and
-// every exec on the node see the same registry. restore undoes it.
-func isolateEnv(configDir, logLevel string) (restore func() error, err error) {
-	saved := map[string]*string{}
-	set := func(k string, v *string) error {
-		if _, done := saved[k]; !done {
-			if old, ok := os.LookupEnv(k); ok {
-				saved[k] = &old
-			} else {
-				saved[k] = nil
-			}
-		}
-		if v == nil {
-			return os.Unsetenv(k)
-		}
-		return os.Setenv(k, *v)
-	}
-	restore = func() error {
-		var errs []error
-		for k, v := range saved {
-			if v == nil {
-				errs = append(errs, os.Unsetenv(k))
-			} else {
-				errs = append(errs, os.Setenv(k, *v))
-			}
-		}
-		return errors.Join(errs...)
-	}
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if isSlurmInputVar(k) {
-			if err := set(k, nil); err != nil {
-				return restore, err
-			}
-		}
-	}
-	if err := set("APPTAINER_CONFIGDIR", &configDir); err != nil {
-		return restore, err
-	}
-	if logLevel == "" && os.Getenv(plugin.LogLevelEnv) == "" {
-		logLevel = "warn" // gym-host's default
-	}
-	if logLevel != "" {
-		if err := set(plugin.LogLevelEnv, &logLevel); err != nil {
-			return restore, err
-		}
-	}
-	// A plugin daemon would outlive the section and serve other configs'
-	// callers: the section's hosts and gym-host processes start their own.
-	return restore, set(plugin.DaemonEnv, nil)
-}
-
-// isSlurmInputVar: SLURM_CONF says which cluster to talk to and stays.
-func isSlurmInputVar(key string) bool {
-	if key == "SLURM_CONF" {
-		return false
-	}
-	for _, p := range []string{"SLURM_", "SBATCH_", "SALLOC_", "SRUN_"} {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // clusterNode finds the node sandboxes land on: this host's, on the
@@ -270,92 +199,6 @@ func (b *slurmBench) clusterNode(ctx context.Context) (node, version string, err
 		return "", "", err
 	}
 	return node, strings.TrimSpace(v), nil
-}
-
-// pickNode chooses from `sinfo -h -N -o '%N|%t'` lines: the node named like
-// this host if it is usable, else the first usable one.
-func pickNode(out, host string) (node string, ok bool) {
-	usable := func(s string) bool {
-		switch nodeState(s) {
-		case "idle", "mix", "mixed", "alloc", "allocated", "comp", "completing":
-			return true
-		}
-		return false
-	}
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		n, s, found := strings.Cut(strings.TrimSpace(l), "|")
-		if !found || !usable(s) {
-			continue
-		}
-		if n == host {
-			return n, true
-		}
-		if node == "" {
-			node = n
-		}
-	}
-	return node, node != ""
-}
-
-// writeSlurmConfig writes the example config with the section's private
-// state and cache dirs, its partitions file by absolute path (the copy lives
-// elsewhere) and mode job: the bench plays a login node.
-func writeSlurmConfig(example, path, root string) error {
-	data, err := os.ReadFile(example)
-	if err != nil {
-		return fmt.Errorf("slurm config: %w (pass --slurm-config)", err)
-	}
-	cfg := map[string]any{}
-	if err := yaml.Unmarshal(data, &cfg); err != nil {
-		return fmt.Errorf("slurm config %s: %w", example, err)
-	}
-	gym := submap(cfg, "gym")
-	gym["state_dir"] = filepath.Join(root, "state")
-	gym["cache_dir"] = filepath.Join(root, "cache")
-	gym["placement"] = "slurm"
-	sl := submap(gym, "slurm")
-	if pf, ok := sl["partitions_file"].(string); ok && pf != "" && !filepath.IsAbs(pf) {
-		sl["partitions_file"] = filepath.Join(filepath.Dir(example), pf)
-	}
-	sl["mode"] = "job"
-	out, err := yaml.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, out, 0o600)
-}
-
-// submap returns m[key] as a map, making it when absent.
-func submap(m map[string]any, key string) map[string]any {
-	if s, ok := m[key].(map[string]any); ok {
-		return s
-	}
-	s := map[string]any{}
-	m[key] = s
-	return s
-}
-
-// moduleDir is the root of the module the current directory belongs to.
-func moduleDir(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w (pass --bin-dir and --slurm-config)", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the gym-apptainer module: run from the repository, or pass --bin-dir and --slurm-config")
-	}
-	return filepath.Dir(mod), nil
-}
-
-// goBuild compiles pkgs of the module at mod into dir.
-func goBuild(ctx context.Context, mod, dir string, pkgs ...string) error {
-	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
-	cmd.Dir = mod
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	return nil
 }
 
 // closeOurs closes, through h, every sandbox with a handle in the section's
@@ -419,8 +262,8 @@ func (b *slurmBench) killLeftovers() error {
 		if time.Now().After(deadline) {
 			var desc []string
 			for _, p := range left {
-				_ = killPid(p.pid)
-				desc = append(desc, fmt.Sprintf("pid %d %q", p.pid, p.cmdline))
+				_ = killPid(p.PID)
+				desc = append(desc, fmt.Sprintf("pid %d %q", p.PID, p.Cmdline))
 			}
 			errs = append(errs, fmt.Errorf("instances still running 10 s after stop --all, killed: %s", strings.Join(desc, ", ")))
 			break
@@ -442,7 +285,7 @@ func (b *slurmBench) leftovers() []proc {
 	}
 	var left []proc
 	for _, p := range procs {
-		if name, ok := starterName(p.cmdline); ok && p.state != 'Z' && b.names.has(name) {
+		if name, ok := starterName(p.Cmdline); ok && p.State != 'Z' && b.names.Has(name) {
 			left = append(left, p)
 		}
 	}

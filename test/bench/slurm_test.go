@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
@@ -47,27 +46,6 @@ func TestParseFlagsSlurm(t *testing.T) {
 	}
 }
 
-func TestPickNode(t *testing.T) {
-	tests := []struct {
-		name, out, host, node string
-		ok                    bool
-	}{
-		{"this host, twice (two partitions)", "vm|idle\nvm|idle\n", "vm", "vm", true},
-		{"this host preferred", "a|mix\nvm|alloc\n", "vm", "vm", true},
-		{"first usable otherwise", "a|down*\nb|idle~\n", "vm", "b", true},
-		{"this host drained", "vm|drain\nb|mix\n", "vm", "b", true},
-		{"none usable", "vm|down\n", "vm", "", false},
-		{"empty", "", "vm", "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			node, ok := pickNode(tt.out, tt.host)
-			assert.Equal(t, tt.ok, ok)
-			assert.Equal(t, tt.node, node)
-		})
-	}
-}
-
 func TestAllIdle(t *testing.T) {
 	assert.True(t, allIdle("idle\nidle\n"))
 	assert.True(t, allIdle("idle*\n"))
@@ -91,31 +69,6 @@ func TestParseIdleCPUs(t *testing.T) {
 	assert.ErrorContains(t, err, "CPUTot")
 	_, err = parseIdleCPUs(node, "x\n")
 	assert.Error(t, err)
-}
-
-func TestLiveJobs(t *testing.T) {
-	out := "10|RUNNING\n11|COMPLETING\n12|CANCELLED\n13|COMPLETED\n14|PENDING\n"
-	assert.Equal(t, []string{"10 RUNNING", "11 COMPLETING", "14 PENDING"}, liveJobs(out))
-	assert.Empty(t, liveJobs(""))
-}
-
-func TestJobsUnder(t *testing.T) {
-	out := "300                     /tmp/gym-bench-slurm-1/state/staging/gym-x/.gym/holder.log   \n" +
-		"301                     /tmp/gym-bench-slurm-1/raw/bench-raw-1-c1.log\n" +
-		"302                     /tmp/gym-bench-slurm-12/raw/x.log\n" +
-		"303                     /tmp/TestSlurm/001/gym-host-%j.log\n" +
-		"304                     (null)\n"
-	assert.Equal(t, []string{"300", "301"}, jobsUnder(out, "/tmp/gym-bench-slurm-1"), "a sibling dir with the same prefix is not ours")
-	assert.Empty(t, jobsUnder("", "/tmp/x"))
-}
-
-func TestIsSlurmInputVar(t *testing.T) {
-	for k, want := range map[string]bool{
-		"SLURM_JOB_ID": true, "SBATCH_PARTITION": true, "SALLOC_ACCOUNT": true, "SRUN_CPUS_PER_TASK": true,
-		"SLURM_CONF": false, "APPTAINER_CONFIGDIR": false, "PATH": false,
-	} {
-		assert.Equal(t, want, isSlurmInputVar(k), k)
-	}
 }
 
 func TestShellQuoteRoundTrip(t *testing.T) {
@@ -151,48 +104,6 @@ func TestWrapperLogsAndExecs(t *testing.T) {
 	assert.Equal(t, "real:3:-h\n", string(out), "arguments passed through")
 	assert.Equal(t, []string{"squeue -h -o %i|%T"}, calls.since(m))
 	assert.Empty(t, calls.since(calls.mark()))
-}
-
-func TestWriteSlurmConfig(t *testing.T) {
-	dir := t.TempDir()
-	example := filepath.Join(dir, "ex", "gym.yaml")
-	require.NoError(t, os.MkdirAll(filepath.Dir(example), 0o700))
-	require.NoError(t, os.WriteFile(example, []byte(`sandbox:
-  apptainer:
-    create:
-      extra_start_args: ["--userns"]
-gym:
-  placement: slurm
-  slurm:
-    partitions_file: partitions.yaml
-    mode: auto
-    poll_interval_s: 5
-`), 0o600))
-	out := filepath.Join(dir, "gym.yaml")
-	require.NoError(t, writeSlurmConfig(example, out, "/tmp/root"))
-	b, err := os.ReadFile(out)
-	require.NoError(t, err)
-	var cfg struct {
-		Sandbox map[string]any `yaml:"sandbox"`
-		Gym     struct {
-			StateDir  string `yaml:"state_dir"`
-			CacheDir  string `yaml:"cache_dir"`
-			Placement string `yaml:"placement"`
-			Slurm     struct {
-				PartitionsFile string  `yaml:"partitions_file"`
-				Mode           string  `yaml:"mode"`
-				PollInterval   float64 `yaml:"poll_interval_s"`
-			} `yaml:"slurm"`
-		} `yaml:"gym"`
-	}
-	require.NoError(t, yaml.Unmarshal(b, &cfg))
-	assert.Equal(t, "/tmp/root/state", cfg.Gym.StateDir)
-	assert.Equal(t, "/tmp/root/cache", cfg.Gym.CacheDir)
-	assert.Equal(t, "slurm", cfg.Gym.Placement)
-	assert.Equal(t, filepath.Join(dir, "ex", "partitions.yaml"), cfg.Gym.Slurm.PartitionsFile, "relative to the example")
-	assert.Equal(t, "job", cfg.Gym.Slurm.Mode, "the bench plays a login node")
-	assert.Equal(t, 5.0, cfg.Gym.Slurm.PollInterval, "the rest is the example's")
-	assert.NotEmpty(t, cfg.Sandbox)
 }
 
 func TestConfigValue(t *testing.T) {

@@ -71,7 +71,7 @@ func TestImageCacheConvertsOnce(t *testing.T) {
 		assert.Equal(t, "gym-apptainer busybox test image v1\n", e.requireOK(t, ctx, h, id, "cat /etc/gym-image"))
 		in, ok := e.instance(t, id)
 		require.True(t, ok)
-		assert.Equal(t, sifs[0], in.Img)
+		assert.Equal(t, sifs[0], in.Image)
 	}
 
 	// A later create, and an explicit pull, are cache hits: no second pull.

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/plugin"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
@@ -118,8 +118,9 @@ func (e *env) checkNothingLeft(t *testing.T, allowPlugins bool) bool {
 	}
 	killAll(t, marked)
 
-	// Killed instances take a moment to go (apptainer-real.md §2: the
-	// starter lingers up to ~2 s after stop -t 0).
+	// Killed instances take a moment to go: measured, the starter is still
+	// there right after `instance stop -t 0` returns, defunct 0.2 s later and
+	// gone within 2 s.
 	mine, _ := waitProcsOf(5*time.Second, e.ownsProc, func(p proc) bool {
 		return !allowPlugins || !sameFile(p.exe, pluginBin)
 	})
@@ -177,7 +178,7 @@ func (e *env) waitOursGone(timeout time.Duration, pred func(proc) bool) []proc {
 
 // waitInstancesGone polls the test's registry until it is empty or the
 // timeout passes, and returns what is still listed.
-func (e *env) waitInstancesGone(timeout time.Duration) ([]listedInstance, error) {
+func (e *env) waitInstancesGone(timeout time.Duration) ([]apptainercli.Instance, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ins, err := e.instances()
@@ -205,30 +206,17 @@ func markedBy(execID string) func(proc) bool {
 	return func(p proc) bool { return p.hasEnv("GYM_EXEC_ID", execID) }
 }
 
-// listedInstance is one entry of `apptainer instance list --json`.
-type listedInstance struct {
-	Name string `json:"instance"`
-	PID  int    `json:"pid"`
-	Img  string `json:"img"`
-}
-
 // instances lists the test's private registry with the real apptainer.
-func (e *env) instances() ([]listedInstance, error) {
-	out, err := e.apptainer("instance", "list", "--json")
+func (e *env) instances() ([]apptainercli.Instance, error) {
+	out, err := e.apptainer(apptainercli.List(nil, "")...)
 	if err != nil {
 		return nil, err
 	}
-	var doc struct {
-		Instances []listedInstance `json:"instances"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return nil, err
-	}
-	return doc.Instances, nil
+	return apptainercli.ParseList([]byte(out))
 }
 
 // instance returns the listed instance of sandbox id.
-func (e *env) instance(t *testing.T, id string) (listedInstance, bool) {
+func (e *env) instance(t *testing.T, id string) (apptainercli.Instance, bool) {
 	t.Helper()
 	ins, err := e.instances()
 	require.NoError(t, err)
@@ -238,11 +226,11 @@ func (e *env) instance(t *testing.T, id string) (listedInstance, bool) {
 			return in, true
 		}
 	}
-	return listedInstance{}, false
+	return apptainercli.Instance{}, false
 }
 
 func (e *env) forceStop(name string) {
-	if out, err := e.apptainer("instance", "stop", "-t", "0", "--", name); err != nil {
+	if out, err := e.apptainer(apptainercli.Stop(nil, name)...); err != nil {
 		e.t.Logf("cleanup: apptainer instance stop %s: %v: %s", name, err, out)
 	}
 }

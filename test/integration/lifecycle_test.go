@@ -37,7 +37,7 @@ func TestLifecycle(t *testing.T) {
 			// The instance really runs, under the id's name, in the test's registry.
 			in, ok := e.instance(t, id)
 			require.True(t, ok, "instance %s not in `apptainer instance list`", id)
-			assert.Equal(t, tc.image, in.Img)
+			assert.Equal(t, tc.image, in.Image)
 			// Its staging dir exists while it lives.
 			assert.DirExists(t, filepath.Join(e.stateDir, "staging", id))
 

@@ -101,7 +101,12 @@ func TestExecOutputMemoryBounded(t *testing.T) {
 			t.Logf("%s: %d bytes of output; peak RSS: gym-host %d MiB (polled), gym-host and descendants %d MiB (wait4; this test process %d MiB), plugin %d MiB",
 				mode, stdout.n, hostPolled>>20, hostPeak>>20, vmHWM(os.Getpid())>>20, pluginPeak>>20)
 			assert.Less(t, hostPolled, int64(maxRSS), "gym-host over 100 MiB")
-			assert.Less(t, hostPeak, int64(maxRSS), "gym-host (or a child) over 100 MiB")
+			// In a full run this test process has grown past the limit
+			// itself (earlier tests, -race), and then wait4's figure says
+			// nothing about gym-host: only the polled peaks count.
+			if self := vmHWM(os.Getpid()); self < int64(maxRSS)*3/4 {
+				assert.Less(t, hostPeak, int64(maxRSS), "gym-host (or a child) over 100 MiB")
+			}
 			assert.Greater(t, pluginPeak, int64(0), "the plugin's memory was never read")
 			assert.Less(t, pluginPeak, int64(maxRSS), "the plugin over 100 MiB")
 
