@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
 // stop -t 0 returns before apptainer unregisters the instance: a list right
@@ -93,6 +94,6 @@ func TestLifecycleStatusOfClosedSandboxIsStopped(t *testing.T) {
 	require.Len(t, sts, 1)
 	assert.Equal(t, provider.StateStopped, sts[0].State)
 
-	_, err = f.p.Status(context.Background(), []string{newID()})
+	_, err = f.p.Status(context.Background(), []string{owner.NewID()})
 	assert.ErrorIs(t, err, provider.ErrNotFound)
 }
