@@ -24,6 +24,17 @@ const (
 	ErrorTypeSandbox = "sandbox"
 )
 
+// Error types of a failed call, for callers that are programs (gym-host
+// --json, the local service): a stable word instead of a message to match.
+// ErrorTypeSandbox and ErrorTypeTimeout above are two of them.
+const (
+	ErrorTypeInvalid     = "invalid"     // the request is wrong: fix it, do not retry it unchanged
+	ErrorTypeNotFound    = "not_found"   // no sandbox with that id was ever made here
+	ErrorTypeUnavailable = "unavailable" // the cluster cannot be reached: retry later
+	ErrorTypeInterrupted = "interrupted" // the caller's signal ended the call
+	ErrorTypeInternal    = "internal"    // gym-apptainer itself failed
+)
+
 // Spec describes a sandbox to create (NeMo Gym's SandboxSpec).
 type Spec struct {
 	// Image is a local .sif, a sandbox directory, a URI (docker://, oras://,
@@ -58,7 +69,8 @@ type ExecRequest struct {
 	// name or uid inside the sandbox.
 	User string
 	// Timeout bounds the command; zero means the provider's default_timeout_s,
-	// negative means no timeout.
+	// negative means no timeout (gym-host exec --timeout's meanings; see
+	// TimeoutFromSeconds for NeMo Gym's timeout_s).
 	Timeout time.Duration
 	// Stdin, when set, is piped to the command.
 	Stdin io.Reader

@@ -91,7 +91,7 @@ func (a *app) main(ctx context.Context, args []string) int {
 	addGlobalFlags(top, &opts)
 	help := top.BoolP("help", "h", false, "show help")
 	if err := top.Parse(args); err != nil {
-		return a.report(ctx, nil, usageErrorf("%v", err))
+		return a.report(ctx, nil, opts.json, usageErrorf("%v", err))
 	}
 	rest := top.Args()
 	if *help || len(rest) == 0 {
@@ -106,14 +106,14 @@ func (a *app) main(ctx context.Context, args []string) int {
 		}
 		cmd := lookupCommand(rest[1])
 		if cmd == nil {
-			return a.report(ctx, nil, unknownCommand(rest[1]))
+			return a.report(ctx, nil, opts.json, unknownCommand(rest[1]))
 		}
 		a.printCommandHelp(a.stdout, cmd)
 		return exitOK
 	}
 	cmd := lookupCommand(name)
 	if cmd == nil {
-		return a.report(ctx, nil, unknownCommand(name))
+		return a.report(ctx, nil, opts.json, unknownCommand(name))
 	}
 	return a.runCommand(ctx, cmd, opts, rest[1:])
 }
@@ -121,16 +121,16 @@ func (a *app) main(ctx context.Context, args []string) int {
 func (a *app) runCommand(ctx context.Context, cmd *command, opts globalOpts, args []string) int {
 	fs, act, help, err := cmd.parseFlags(&opts, args)
 	if err != nil {
-		return a.report(ctx, cmd, err)
+		return a.report(ctx, cmd, opts.json, err)
 	}
 	if help {
 		a.printCommandHelp(a.stdout, cmd)
 		return exitOK
 	}
 	if err := opts.validate(); err != nil {
-		return a.report(ctx, cmd, err)
+		return a.report(ctx, cmd, opts.json, err)
 	}
-	return a.report(ctx, cmd, act(ctx, a, &opts, fs))
+	return a.report(ctx, cmd, opts.json, act(ctx, a, &opts, fs))
 }
 
 // withProvider starts the provider for one command and always releases it.
@@ -169,13 +169,21 @@ type exitError struct{ code int }
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // report turns a command's outcome into the exit code, printing what the
-// user needs on stderr.
-func (a *app) report(ctx context.Context, cmd *command, err error) int {
+// user needs on stderr and, with --json, the error object on stdout.
+func (a *app) report(ctx context.Context, cmd *command, asJSON bool, err error) int {
 	if err == nil {
 		return exitOK
 	}
+	if cmd == execCmd {
+		var ee *exitError
+		if !errors.As(err, &ee) {
+			// Not the command's own code: say it is gym-host's (execExitCode).
+			err = &execOwnError{err: err}
+		}
+	}
 	var ue *usageError
 	var ee *exitError
+	var rf *runtimeFailure
 	switch {
 	case errors.As(err, &ue):
 		where, help := "gym-host", "gym-host --help"
@@ -183,18 +191,41 @@ func (a *app) report(ctx context.Context, cmd *command, err error) int {
 			where, help = "gym-host "+cmd.name, "gym-host "+cmd.name+" --help"
 		}
 		fmt.Fprintf(a.stderr, "%s: %s\nRun '%s' for usage.\n", where, ue.msg, help)
-		return exitCodeOf(err)
+		return a.reportJSON(asJSON, ue.msg, err, exitCodeOf(err))
 	case errors.As(err, &ee):
+		// The command has printed its own result (exec's exit code, close's
+		// per-sandbox errors): there is nothing more to say.
+		return exitCodeOf(err)
+	case errors.As(err, &rf) && asJSON:
+		// exec's --json result already carries error_type and message.
 		return exitCodeOf(err)
 	}
 	// After a signal, whatever the call returned (a cancelled RPC, a killed
 	// command) is the signal's doing: say so and exit as a shell would.
 	if code, ok := interruptCode(ctx); ok {
-		fmt.Fprintf(a.stderr, "gym-host: %s\n", interruptMessage(ctx))
+		msg := interruptMessage(ctx)
+		fmt.Fprintf(a.stderr, "gym-host: %s\n", msg)
+		if asJSON {
+			a.writeErrorJSON(errorJSON{ErrorType: provider.ErrorTypeInterrupted, Message: msg, ExitCode: code})
+		}
 		return code
 	}
 	// Errors are built as "<what failed>: <why>"; plugin.ErrPluginGone
 	// already says what happened and what to do, so nothing is added to any.
 	fmt.Fprintf(a.stderr, "gym-host: %v\n", err)
-	return exitCodeOf(err)
+	return a.reportJSON(asJSON, err.Error(), err, exitCodeOf(err))
+}
+
+// reportJSON prints the --json error object and returns code.
+func (a *app) reportJSON(asJSON bool, msg string, err error, code int) int {
+	if asJSON {
+		a.writeErrorJSON(errorJSON{ErrorType: errorTypeOf(err), Message: msg, ExitCode: code})
+	}
+	return code
+}
+
+func (a *app) writeErrorJSON(e errorJSON) {
+	if err := writeJSON(a.stdout, e); err != nil {
+		fmt.Fprintf(a.stderr, "gym-host: %v\n", err)
+	}
 }

@@ -77,9 +77,10 @@ stderr; the rest is closed, and gym-host exits 3 (1 if a close failed).`,
 
 // closeJSON is one id in close's --json output.
 type closeJSON struct {
-	ID     string `json:"id"`
-	Closed bool   `json:"closed"`
-	Error  string `json:"error,omitempty"`
+	ID        string `json:"id"`
+	Closed    bool   `json:"closed"`
+	Error     string `json:"error,omitempty"`
+	ErrorType string `json:"error_type,omitempty"`
 }
 
 func (a *app) closeIDs(ctx context.Context, p provider.Provider, opts *globalOpts, ids []string) error {
@@ -97,6 +98,7 @@ func (a *app) closeIDs(ctx context.Context, p provider.Provider, opts *globalOpt
 			if err != nil {
 				errs = append(errs, err)
 				results[i].Error = err.Error()
+				results[i].ErrorType = errorTypeOf(err)
 				fmt.Fprintf(a.stderr, "gym-host: close %s: %v\n", id, err)
 			} else if !opts.json {
 				// Printed as each finishes, so a long --all shows progress.

@@ -15,7 +15,8 @@ var downloadCmd = &command{
 	usage:   "ID REMOTE LOCAL [flags]",
 	summary: "copy a file out of a sandbox",
 	desc: `Copies the file REMOTE of sandbox ID to the host path LOCAL. LOCAL is written
-atomically: it is either the whole file or untouched.`,
+atomically: it is either the whole file or untouched. Directories above
+LOCAL that do not exist are made (mode 0755 less the umask).`,
 	examples: []string{
 		"gym-host download gym-1a2b /sandbox/result.json ./result.json",
 	},

@@ -25,14 +25,18 @@ var execCmd = &command{
 	usage:   "ID [flags] -- CMD...",
 	summary: "run a command in a sandbox, streaming its output; exits with its code",
 	desc: `Runs CMD in sandbox ID with sh -c and streams its stdout and stderr as they
-are produced. gym-host exits with the command's own exit code, or with one
-of its own, the reason on stderr:
+are produced. gym-host exits with the command's own exit code (1 and 2
+included), or with one of its own, the reason on stderr. exec's own codes
+are sysexits codes that commands do not use in practice, so an exit of 1 or
+2 is always the command's:
   125      the sandbox or its runtime failed, or the command timed out:
            the sandbox is to blame
   75       the cluster's controller cannot be reached (slurmctld down or
            restarting): retry later with the same sandbox
-  2        usage error, or a request that is invalid or too large
-  1        gym-host itself failed
+  70       gym-host itself failed (no such sandbox, plugin gone, ...);
+           other commands exit 1 for this
+  64       usage error, or a request that is invalid or too large; other
+           commands exit 2 for this
 Ctrl-C or SIGTERM kills the command's processes and exits 130/143.
 
 One CMD word is a shell command line ('make && ./run'); several words are an
@@ -44,8 +48,12 @@ gym-host flag, so 'gym-host exec ID ls -la' fails: write 'gym-host exec ID -- ls
 stdin is forwarded to the command when it is not a terminal (a pipe or a
 file), so 'echo data | gym-host exec ID -- wc -c' works.
 
---timeout takes a Go duration (90s, 2m) or plain seconds (30); 0 means the
-config's default (exec.default_timeout_s), none means no timeout.
+--timeout takes a Go duration (90s, 2m) or plain seconds (30). Omitted or 0,
+it is the config's default (exec.default_timeout_s; none when that is null);
+none means no limit. This differs from NeMo Gym's exec(timeout_s=0), which
+means no time at all (an immediate timeout): the local service and the Python
+provider follow NeMo Gym, the command line keeps 0 for "default", so that
+--timeout "${T:-0}" works in scripts.
 
 With --json, the command's output is captured and printed, with its exit
 code, as one JSON object on stdout. Each stream keeps at most --max-output
@@ -62,7 +70,7 @@ output streams through and nothing is held, whatever its size.`,
 		"(without --, words starting with - are taken as gym-host flags).",
 	setup: func(fs *pflag.FlagSet) actionFunc {
 		var o execOpts
-		fs.StringVar(&o.timeout, "timeout", "", "longest the command may run, a `DURATION`: 30s, 2m, 45 (seconds), 0 = config default, none")
+		fs.StringVar(&o.timeout, "timeout", "", "longest the command may run, a `DURATION`: 30s, 2m, 45 (seconds), 0 = config default, none = no limit")
 		fs.StringVar(&o.user, "user", "", "run as `USER`: root/0, or a name or uid in the sandbox (default: the sandbox's user)")
 		fs.StringVar(&o.cwd, "cwd", "", "working `DIR` in the sandbox (default: the sandbox's workdir)")
 		fs.StringArrayVar(&o.env, "env", nil, envHelp)

@@ -68,7 +68,9 @@ func TestExecRuntimeFailureExits125WithTheReason(t *testing.T) {
 	}
 }
 
-func TestExecCallErrorsExit1(t *testing.T) {
+// gym-host failing in exec exits 70, which no command in practice shares
+// (a command's own 1 stays 1).
+func TestExecCallErrorsExit70(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
@@ -84,7 +86,7 @@ func TestExecCallErrorsExit1(t *testing.T) {
 			h.fake.execFn = func(context.Context, string, provider.ExecRequest) (provider.ExecResult, error) {
 				return provider.ExecResult{}, tt.err
 			}
-			assert.Equal(t, exitFailed, h.run("exec", "gym-9", "--", "true"))
+			assert.Equal(t, exitExecFailed, h.run("exec", "gym-9", "--", "true"))
 			assert.Equal(t, tt.want, h.stderr.String())
 		})
 	}
@@ -150,7 +152,7 @@ func TestExecEnvFileErrorsNameTheLine(t *testing.T) {
 	envFile := filepath.Join(t.TempDir(), "bad.env")
 	require.NoError(t, os.WriteFile(envFile, []byte("OK=1\nJUST_A_KEY\n"), 0o600))
 	h := newHarness(t)
-	assert.Equal(t, exitUsage, h.run("exec", "gym-1", "--env-file", envFile, "--", "env"))
+	assert.Equal(t, exitExecUsage, h.run("exec", "gym-1", "--env-file", envFile, "--", "env"))
 	assert.Contains(t, h.stderr.String(), envFile+`:2: want KEY=VALUE, got "JUST_A_KEY"`)
 }
 
@@ -247,7 +249,7 @@ func TestExecJSONCapsTheOutput(t *testing.T) {
 
 func TestExecMaxOutputBadSize(t *testing.T) {
 	h := newHarness(t)
-	assert.Equal(t, exitUsage, h.run("exec", "--json", "--max-output", "lots", "gym-1", "--", "x"))
+	assert.Equal(t, exitExecUsage, h.run("exec", "--json", "--max-output", "lots", "gym-1", "--", "x"))
 	assert.Contains(t, h.stderr.String(), "--max-output")
 }
 

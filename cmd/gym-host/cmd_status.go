@@ -15,7 +15,10 @@ var statusCmd = &command{
 	summary: "show the state of sandboxes",
 	desc: `Shows the state of the given sandboxes (one runtime query for all of them):
 running, stopped (its instance is gone), starting, error or unknown, with the
-reason when it is not obvious. An unknown ID is an error (exit 1).`,
+reason when it is not obvious. A sandbox closed in the last 7 days reads
+stopped ("closed at ..."): the state directory keeps a small record of each
+close, so a caller still holding the id learns it is gone. An ID this state
+directory never made is an error (exit 1; error_type not_found).`,
 	examples: []string{
 		"gym-host status gym-1a2b",
 		"gym-host status --json gym-1a2b gym-3c4d | jq -r '.[].state'",

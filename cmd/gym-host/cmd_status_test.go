@@ -131,7 +131,7 @@ func TestCloseJSON(t *testing.T) {
 	assert.Equal(t, exitFailed, h.run("close", "--json", "gym-1", "gym-bad"))
 	var got []closeJSON
 	require.NoError(t, json.Unmarshal([]byte(h.stdout.String()), &got))
-	assert.Equal(t, []closeJSON{{ID: "gym-1", Closed: true}, {ID: "gym-bad", Error: "boom"}}, got)
+	assert.Equal(t, []closeJSON{{ID: "gym-1", Closed: true}, {ID: "gym-bad", Error: "boom", ErrorType: "internal"}}, got)
 }
 
 func TestCloseRunsInParallelBoundedAt8(t *testing.T) {

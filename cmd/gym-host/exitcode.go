@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -16,7 +17,33 @@ const (
 	exitUsage       = 2   // the command line or the request is wrong
 	exitUnavailable = 75  // EX_TEMPFAIL: the cluster cannot be reached; the sandbox is not blamed
 	exitRuntime     = 125 // the sandbox or its runtime failed, or the command timed out
+
+	// exec passes the command's own code through, and commands exit 1 and 2
+	// all the time, so exec reports gym-host's own failures with the
+	// sysexits codes next to 75 instead: 64 EX_USAGE for what is 2
+	// elsewhere, 70 EX_SOFTWARE for what is 1 elsewhere. Commands that exit
+	// 64-78 are rare (sendmail and a few BSD tools), unlike 1 and 2.
+	exitExecUsage  = 64
+	exitExecFailed = 70
 )
+
+// execExitCode is exec's code for gym-host's own outcome code: see above.
+func execExitCode(code int) int {
+	switch code {
+	case exitUsage:
+		return exitExecUsage
+	case exitFailed:
+		return exitExecFailed
+	}
+	return code
+}
+
+// execOwnError is an exec that failed in gym-host, not in the command: its
+// exit code is execExitCode's.
+type execOwnError struct{ err error }
+
+func (e *execOwnError) Error() string { return e.err.Error() }
+func (e *execOwnError) Unwrap() error { return e.err }
 
 // runtimeFailure is an exec whose result is the runtime's, not the
 // command's (ExecResult.ErrorType set).
@@ -31,6 +58,10 @@ func (e *runtimeFailure) Error() string {
 // timeout in an exec result): a harness discards the sandbox on it, so a
 // bad request or an unreachable controller must never produce it.
 func exitCodeOf(err error) int {
+	var eo *execOwnError
+	if errors.As(err, &eo) {
+		return execExitCode(exitCodeOf(eo.err))
+	}
 	var ue *usageError
 	var ee *exitError
 	var rf *runtimeFailure
@@ -53,6 +84,43 @@ func exitCodeOf(err error) int {
 		return exitUnavailable
 	}
 	return exitFailed
+}
+
+// errorTypeOf is the one mapping from a failure to its stable error type,
+// the word a program reads instead of matching the message (gym-host --json
+// prints it; the local service answers with it). It agrees with exitCodeOf:
+// invalid is exit 2, unavailable 75, sandbox and timeout 125, the others 1.
+func errorTypeOf(err error) string {
+	var ue *usageError
+	var rf *runtimeFailure
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &ue), errors.Is(err, provider.ErrInvalid):
+		return provider.ErrorTypeInvalid
+	case errors.As(err, &rf):
+		if rf.res.ErrorType != "" {
+			return rf.res.ErrorType
+		}
+		return provider.ErrorTypeSandbox
+	case errors.Is(err, provider.ErrUnavailable):
+		return provider.ErrorTypeUnavailable
+	case errors.Is(err, provider.ErrNotFound):
+		return provider.ErrorTypeNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		return provider.ErrorTypeTimeout
+	case errors.Is(err, context.Canceled):
+		return provider.ErrorTypeInterrupted
+	}
+	return provider.ErrorTypeInternal
+}
+
+// errorJSON is the object gym-host --json prints on stdout when a command
+// fails without a result of its own to print.
+type errorJSON struct {
+	ErrorType string `json:"error_type"`
+	Message   string `json:"message"`
+	ExitCode  int    `json:"exit_code"`
 }
 
 // sharedExitCode is the exit code of a command that failed on several

@@ -47,7 +47,7 @@ func TestExecErrorsThatAreNotTheSandboxsFault(t *testing.T) {
 		err  error
 		code int
 	}{
-		{"invalid", fmt.Errorf("command is 200000 bytes, more than the 131072 allowed: %w", provider.ErrInvalid), exitUsage},
+		{"invalid", fmt.Errorf("command is 200000 bytes, more than the 131072 allowed: %w", provider.ErrInvalid), exitExecUsage},
 		{"unavailable", fmt.Errorf("srun could not reach the controller (Unable to contact slurm controller): %w", provider.ErrUnavailable), exitUnavailable},
 	}
 	for _, tt := range tests {
@@ -76,14 +76,14 @@ func TestExecUnknownErrorTypeIsNotBlamedOnTheSandbox(t *testing.T) {
 	h.fake.execFn = func(context.Context, string, provider.ExecRequest) (provider.ExecResult, error) {
 		return provider.ExecResult{ExitCode: 125, ErrorType: "quota", Message: "over quota"}, nil
 	}
-	assert.Equal(t, exitFailed, h.run("exec", "gym-1", "--", "true"))
+	assert.Equal(t, exitExecFailed, h.run("exec", "gym-1", "--", "true"))
 	assert.Equal(t, "gym-host: sandbox error (quota): over quota\n", h.stderr.String())
 }
 
 func TestExecHelpDocumentsTheExitCodes(t *testing.T) {
 	h := newHarness(t)
 	assert.Equal(t, exitOK, h.run("exec", "--help"))
-	for _, want := range []string{"125", "75", "controller", "retry later", "2 ", "1 "} {
+	for _, want := range []string{"125", "75", "controller", "retry later", "64 ", "70 ", "1 and 2"} {
 		assert.Contains(t, h.stdout.String(), want)
 	}
 }
@@ -111,4 +111,49 @@ func TestCloseWithTheControllerDownExits75(t *testing.T) {
 	}
 	assert.Equal(t, exitUnavailable, h.run("close", "gym-1"))
 	assert.Contains(t, h.stderr.String(), "gym-host: close gym-1: close sandbox gym-1")
+}
+
+// TestExecOwnFailureNeverLooksLikeTheCommands: a command's own 1 and 2 come
+// back as 1 and 2; gym-host failing in exec never exits either.
+func TestExecOwnFailureNeverLooksLikeTheCommands(t *testing.T) {
+	for _, code := range []int{1, 2} {
+		h := newHarness(t)
+		h.fake.execFn = func(context.Context, string, provider.ExecRequest) (provider.ExecResult, error) {
+			return provider.ExecResult{ExitCode: code}, nil
+		}
+		assert.Equal(t, code, h.run("exec", "gym-1", "--", "exit", fmt.Sprint(code)))
+	}
+	own := map[string]error{
+		"gym-host failed":  errors.New("plugin: broken pipe"),
+		"not found":        provider.ErrNotFound,
+		"invalid":          provider.ErrInvalid,
+		"usage (bad flag)": nil,
+	}
+	for name, err := range own {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.fake.execFn = func(context.Context, string, provider.ExecRequest) (provider.ExecResult, error) {
+				return provider.ExecResult{}, err
+			}
+			args := []string{"exec", "gym-1", "--", "true"}
+			if err == nil {
+				args = []string{"exec", "--bogus", "gym-1", "--", "true"}
+			}
+			code := h.run(args...)
+			assert.NotContains(t, []int{0, 1, 2}, code)
+			assert.Contains(t, []int{exitExecUsage, exitExecFailed}, code)
+		})
+	}
+}
+
+// TestExecHelpStatesTheTimeoutMeanings: --timeout 0 is the CLI's default,
+// which is not NeMo Gym's timeout_s=0; the help must say both and how to
+// ask for no limit.
+func TestExecHelpStatesTheTimeoutMeanings(t *testing.T) {
+	h := newHarness(t)
+	assert.Equal(t, exitOK, h.run("exec", "--help"))
+	out := h.stdout.String()
+	for _, want := range []string{"Omitted or 0", "exec.default_timeout_s", "none means no limit", "timeout_s=0", "no time at all"} {
+		assert.Contains(t, out, want)
+	}
 }

@@ -95,7 +95,6 @@ func (f *fakeProvider) Download(ctx context.Context, id, remotePath, hostPath st
 	if f.downloadFn != nil {
 		return f.downloadFn(ctx, id, remotePath, hostPath)
 	}
-	// Like the real one: the host file's directory must exist.
 	return os.WriteFile(hostPath, []byte("from "+id+":"+remotePath), 0o644)
 }
 

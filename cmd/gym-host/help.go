@@ -37,13 +37,22 @@ State:
 Exit codes:
   0        success
   1        gym-host failed; stderr says "gym-host: <what failed>: <why>"
+           (exec: 70, so that 1 is always the command's own)
   2        usage error, or a request that is invalid or too large
+           (exec: 64, so that 2 is always the command's own)
   3        list, gc, close --all: done, but unreadable handle files were
            skipped (each named on stderr)
   75       the cluster's controller cannot be reached: retry later, the sandbox is not blamed
   125      the sandbox or its runtime failed, or the command timed out (exec, run)
   130/143  interrupted by SIGINT/SIGTERM
   other    exec: the command's own exit code
+
+With --json, a failure that has no result of its own to print puts one
+object on stdout, {"error_type": ..., "message": ..., "exit_code": ...};
+error_type is one of: invalid (fix the request; exit 2), not_found (no such
+sandbox), unavailable (retry later; exit 75), sandbox or timeout (the
+sandbox is to blame; exit 125), interrupted (a signal), internal (gym-host or
+its plugin failed). exec --json carries error_type in its own result.
 
 Run 'gym-host <command> --help' for a command's flags and examples.
 `

@@ -64,7 +64,7 @@ func (p *Provider) Close(ctx context.Context, ref string) error {
 		return fmt.Errorf("close sandbox %s: %w (the sandbox is kept; close it again)", id, err)
 	}
 	p.killOrphanedFUSEHelpers(h)
-	p.markClosed(id)
+	p.markClosed(id, true)
 	if err := p.removeFiles(h); err != nil {
 		return fmt.Errorf("close sandbox %s: instance stopped, but %w", id, err)
 	}
@@ -88,7 +88,7 @@ func (p *Provider) closeLeaked(ctx context.Context, id string) error {
 			return fmt.Errorf("close sandbox %s (no handle): %w", id, err)
 		}
 	}
-	p.markClosed(id)
+	p.markClosed(id, false)
 	h := &handles.Handle{ID: id, StagingDir: filepath.Join(p.staging, id), Overlay: p.overlayPath(p.staging, id)}
 	if err := p.removeFiles(h); err != nil {
 		return fmt.Errorf("close sandbox %s (no handle): %w", id, err)

@@ -24,11 +24,7 @@ func (p *Provider) writeCommandFile(h *handles.Handle, cmd string) (string, func
 	if err != nil {
 		return "", nil, err
 	}
-	name, err := newTransferName(root)
-	if err != nil {
-		root.Close()
-		return "", nil, err
-	}
+	name := newTransferName()
 	remove := func() {
 		_ = root.Remove(name)
 		root.Close()

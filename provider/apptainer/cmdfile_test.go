@@ -59,9 +59,7 @@ func TestExecLongCommandTravelsInAFile(t *testing.T) {
 		assert.Less(t, len(a), maxInlineCommand, "no argv string may carry the long command")
 	}
 	assert.Equal(t, fileWrapperScript, got.argv[len(got.argv)-3])
-	left, err := os.ReadDir(filepath.Join(staging, transferDir))
-	require.NoError(t, err)
-	assert.Empty(t, left, "the command file is removed after the exec")
+	assert.Empty(t, transferLeft(t, staging), "the command file is removed after the exec")
 
 	// At the threshold the command is still inline.
 	short := strings.Repeat("y", maxInlineCommand)
@@ -82,7 +80,7 @@ func TestExecLongCommandAsUser(t *testing.T) {
 	require.NoError(t, err)
 	n := len(argv)
 	assert.Equal(t, []string{suFileWrapperScript, "sh", "alice"}, argv[n-4:n-1])
-	assert.True(t, strings.HasPrefix(argv[n-1], "/sandbox/"+transferDir+"/"), argv[n-1])
+	assert.True(t, strings.HasPrefix(argv[n-1], "/sandbox/"+transferPrefix), argv[n-1])
 }
 
 // Too large an env is the request's fault: ErrInvalid, naming the limit,

@@ -195,7 +195,7 @@ func (c *creation) undo(ctx context.Context, log hclog.Logger) {
 		if err := p.stop(cctx, h); err != nil {
 			log.Warn("failed create: could not stop the instance", "error", err)
 		} else {
-			p.markClosed(h.ID)
+			p.markClosed(h.ID, true)
 		}
 	}
 	if c.madeOverlay {

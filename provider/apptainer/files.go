@@ -2,6 +2,7 @@ package apptainer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/google/uuid"
 
@@ -25,8 +27,10 @@ import (
 // in the staging directory and an in-sandbox cp, run as the sandbox's default
 // user: the sandbox resolves its own paths.
 
-// transferDir holds transfer files inside the staging directory.
-const transferDir = ".gym-transfer"
+// transferPrefix begins the name of a transfer file, at the top of the
+// staging directory. No directory holds them: the sandbox sees the staging
+// directory at its mount point, and a transfer must leave nothing there.
+const transferPrefix = ".gym-transfer-"
 
 // copyInScript and copyOutScript get their paths as "$1" and "$2", never
 // interpolated: a path may hold any character. Neither reads or writes
@@ -109,10 +113,7 @@ func (p *Provider) putFileMode(ctx context.Context, h *handles.Handle, remote st
 		return writeInRoot(ctx, root, rel, remote, r, perm)
 	}
 
-	name, err := newTransferName(root)
-	if err != nil {
-		return err
-	}
+	name := newTransferName()
 	defer root.Remove(name)
 	// The in-sandbox cp reads it as the sandbox's default user, which is the
 	// staging directory's owner seen from inside.
@@ -156,7 +157,7 @@ func sparseArgs(root *os.Root, name string, perm fs.FileMode) ([]string, error) 
 
 // Download copies remotePath in sandbox id to host file hostPath. The host
 // file appears whole or not at all (temp file + rename in its directory);
-// its directory must exist.
+// missing directories above it are made.
 func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string) error {
 	if err := validateRemotePath(remotePath); err != nil {
 		return err
@@ -185,10 +186,7 @@ func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string
 		return copyFromRoot(ctx, root, rel, remotePath, abs)
 	}
 
-	name, err := newTransferName(root)
-	if err != nil {
-		return err
-	}
+	name := newTransferName()
 	defer root.Remove(name)
 	if err := p.copyInSandbox(ctx, h, copyOutScript, []string{remotePath, path.Join(h.MountPoint, name)}, "copy from "+remotePath); err != nil {
 		return err
@@ -196,16 +194,24 @@ func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string
 	return copyFromRoot(ctx, root, name, remotePath, abs)
 }
 
-// checkHostTarget refuses a download target whose directory is missing or
-// which is itself a directory, before anything is copied.
+// checkHostTarget refuses a download target that cannot be written, before
+// anything is copied: one that is a directory, or whose directory is (or
+// would have to be made under) something other than a directory. A missing
+// directory is fine: writeHostFile makes it, as NeMo Gym's provider does.
 func checkHostTarget(abs string) error {
 	dir := filepath.Dir(abs)
-	st, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("download: target directory %s: %w (create it first)", dir, err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("download: %s is not a directory: %w", dir, provider.ErrInvalid)
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("download: %s is not a directory: %w", d, provider.ErrInvalid)
+			}
+			break
+		}
+		// ENOTDIR: a file further up is in the way; the walk finds it.
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) || d == filepath.Dir(d) {
+			return fmt.Errorf("download: target directory %s: %w", dir, err)
+		}
 	}
 	if st, err := os.Stat(abs); err == nil && st.IsDir() {
 		return fmt.Errorf("download: target %s is a directory; give a file path: %w", abs, provider.ErrInvalid)
@@ -224,14 +230,12 @@ func (p *Provider) openStaging(h *handles.Handle) (*os.Root, error) {
 	return root, nil
 }
 
-// newTransferName makes the transfer directory and names a fresh file in
-// it. Each transfer has its own file, so concurrent transfers never meet;
-// the directory stays until the staging directory goes at close.
-func newTransferName(root *os.Root) (string, error) {
-	if err := root.MkdirAll(transferDir, 0o700); err != nil {
-		return "", fmt.Errorf("create %s in the staging directory: %w", transferDir, err)
-	}
-	return path.Join(transferDir, uuid.NewString()), nil
+// newTransferName names a fresh transfer file in the staging directory.
+// Each transfer has its own file, so concurrent transfers never meet, and
+// its caller removes it, so nothing is left behind. The staging directory
+// is 0700, so no other host user reads it meanwhile.
+func newTransferName() string {
+	return transferPrefix + uuid.NewString()
 }
 
 // copyInSandbox runs script with args (src and dst first) as "$@" in the
@@ -312,6 +316,11 @@ func copyFromRoot(ctx context.Context, root *os.Root, rel, remote, abs string) e
 // writeHostFile writes r to abs through a temp file in the same directory
 // and a rename, so abs never holds a partial file.
 func writeHostFile(ctx context.Context, abs string, r io.Reader, perm fs.FileMode) (err error) {
+	// Missing parents are made (0755 less the umask), so a download can
+	// go to a fresh results/<run>/ tree.
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return fmt.Errorf("download to %s: %w", abs, err)
+	}
 	// A fixed-length temp name: one derived from base would push a long
 	// (but valid, up to NAME_MAX) name over the limit.
 	tmp, err := os.CreateTemp(filepath.Dir(abs), ".gym-download-*")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -41,6 +42,20 @@ func listDirNames(t *testing.T, dir string) []string {
 	var out []string
 	for _, e := range entries {
 		out = append(out, e.Name())
+	}
+	return out
+}
+
+// transferLeft lists what transfers left in the staging directory, which
+// the sandbox sees at its mount point: it must be nothing, not even an
+// empty directory.
+func transferLeft(t *testing.T, staging string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range listDirNames(t, staging) {
+		if strings.HasPrefix(n, ".gym-transfer") {
+			out = append(out, n)
+		}
 	}
 	return out
 }
@@ -178,14 +193,14 @@ func TestUploadSlowPath(t *testing.T) {
 	n := len(argv)
 	require.Greater(t, n, 6)
 	assert.Equal(t, []string{"/bin/sh", "-c", wrapperScript, "sh", copyInScript}, argv[n-7:n-2])
-	assert.Regexp(t, `^/sandbox/\.gym-transfer/[0-9a-f-]{36}$`, argv[n-2])
+	assert.Regexp(t, `^/sandbox/\.gym-transfer-[0-9a-f-]{36}$`, argv[n-2])
 	assert.Equal(t, "/etc/app dir/conf", argv[n-1], "the path is an argument, never part of the script")
 	assert.Equal(t, "key=value\n", staged)
 	assert.Equal(t, fs.FileMode(0o750), stagedMode, "cp carries the mode along")
 	assert.NotContains(t, strings.Join(argv, " "), "su ", "copies run as the default user")
 
 	assert.NoFileExists(t, stagingPathOf(h, argv[n-2]), "the transfer file is removed")
-	assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)))
+	assert.Empty(t, transferLeft(t, h.StagingDir))
 }
 
 func TestUploadSlowPathFailureCarriesStderr(t *testing.T) {
@@ -210,7 +225,7 @@ func TestUploadSlowPathFailureCarriesStderr(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.wantErr)
 			assert.Contains(t, err.Error(), h.ID)
-			assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)), "transfer file removed on failure too")
+			assert.Empty(t, transferLeft(t, h.StagingDir), "transfer file removed on failure too")
 		})
 	}
 }
@@ -258,10 +273,11 @@ func TestDownloadHostTargetChecks(t *testing.T) {
 	writeHostFixture(t, h.StagingDir, "f", "x", 0o644)
 	dir := t.TempDir()
 
-	err := p.Download(context.Background(), h.ID, "/sandbox/f", filepath.Join(dir, "missing", "f"))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "create it first")
-	assert.NoDirExists(t, filepath.Join(dir, "missing"))
+	// A target under a file cannot be made.
+	writeHostFixture(t, dir, "plain", "x", 0o644)
+	err := p.Download(context.Background(), h.ID, "/sandbox/f", filepath.Join(dir, "plain", "sub", "f"))
+	require.ErrorIs(t, err, provider.ErrInvalid, "a file in the way")
+	require.NoError(t, os.Remove(filepath.Join(dir, "plain")))
 
 	err = p.Download(context.Background(), h.ID, "/sandbox/f", dir)
 	require.ErrorIs(t, err, provider.ErrInvalid, "a directory target")
@@ -276,6 +292,36 @@ func TestDownloadHostTargetChecks(t *testing.T) {
 	err = p.Download(context.Background(), h.ID, "/sandbox/../f", filepath.Join(dir, "f"))
 	require.ErrorIs(t, err, provider.ErrInvalid)
 	assert.Empty(t, listDirNames(t, dir))
+}
+
+// TestDownloadMakesMissingDirectories: as NeMo Gym's provider does, a
+// download into a directory that does not exist yet makes it (0755), on
+// both paths.
+func TestDownloadMakesMissingDirectories(t *testing.T) {
+	rec := &runner.Recorder{}
+	p, h, _ := newExecFixture(t, rec)
+	rec.Respond = func(c runner.Cmd) (runner.Result, string, string, error) {
+		n := len(c.Argv)
+		if err := os.WriteFile(stagingPathOf(h, c.Argv[n-1]), []byte("slow"), 0o644); err != nil {
+			return runner.Result{}, "", "", err
+		}
+		return execRan(0, "", "")
+	}
+	writeHostFixture(t, h.StagingDir, "f", "fast", 0o644)
+	dir := t.TempDir()
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+
+	fast := filepath.Join(dir, "a", "b", "fast.txt")
+	require.NoError(t, p.Download(context.Background(), h.ID, "/sandbox/f", fast))
+	assert.Equal(t, "fast", readTestFile(t, fast))
+	fi, err := os.Stat(filepath.Join(dir, "a"))
+	require.NoError(t, err)
+	assert.Equal(t, fs.FileMode(0o755), fi.Mode().Perm())
+
+	slow := filepath.Join(dir, "c", "d", "slow.txt")
+	require.NoError(t, p.Download(context.Background(), h.ID, "/var/log/x", slow))
+	assert.Equal(t, "slow", readTestFile(t, slow))
 }
 
 // A copy that fails midway leaves neither a partial file nor a temp file,
@@ -317,8 +363,8 @@ func TestDownloadSlowPath(t *testing.T) {
 	argv := rec.Calls()[0].Argv
 	n := len(argv)
 	assert.Equal(t, []string{wrapperScript, "sh", copyOutScript, "/var/log/app.log"}, argv[n-5:n-1])
-	assert.Regexp(t, `^/sandbox/\.gym-transfer/[0-9a-f-]{36}$`, argv[n-1])
-	assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)), "transfer file removed")
+	assert.Regexp(t, `^/sandbox/\.gym-transfer-[0-9a-f-]{36}$`, argv[n-1])
+	assert.Empty(t, transferLeft(t, h.StagingDir), "transfer file removed")
 	assert.Equal(t, []string{"log.txt"}, listDirNames(t, dir))
 }
 
@@ -332,7 +378,7 @@ func TestDownloadSlowPathFailureLeavesNoHostFile(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cp: cannot stat '/var/log/none': No such file or directory")
 	assert.Empty(t, listDirNames(t, dir))
-	assert.Empty(t, listDirNames(t, filepath.Join(h.StagingDir, transferDir)))
+	assert.Empty(t, transferLeft(t, h.StagingDir))
 }
 
 // escapeError relies on os.Root's error text; this pins it.

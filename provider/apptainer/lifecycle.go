@@ -119,6 +119,10 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 			}
 		}
 		if !found {
+			if st, ok := p.closedStatus(ref); ok {
+				out = append(out, st)
+				continue
+			}
 			missing = append(missing, ref)
 		}
 	}

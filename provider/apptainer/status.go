@@ -143,6 +143,10 @@ func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status,
 			}
 		}
 		if !found {
+			if st, ok := p.closedStatus(ref); ok {
+				out = append(out, st)
+				continue
+			}
 			missing = append(missing, ref)
 		}
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -92,8 +93,11 @@ func (d *decoder) stringMap(field *map[string]string, key string, v *yamlNode) {
 	m := map[string]string{}
 	ok := true
 	yamlstrict.EachKey(d, key, v, func(name, full string, _, val *yamlNode) {
-		s, good := yamlstrict.String(d, full, val)
-		ok = ok && good
+		s, err := metadataValue(val)
+		if err != nil {
+			d.Fail(val, full, "%v", err)
+			ok = false
+		}
 		m[name] = s
 	})
 	if ok {
@@ -111,4 +115,27 @@ func (d *decoder) lineOf(key string) int {
 		return d.lines[key[:i]]
 	}
 	return 0
+}
+
+// metadataValue is a default_metadata value as text. NeMo Gym takes any
+// value there (the entries merge into SandboxSpec.metadata); ours are
+// strings, so a scalar keeps its text as written (2, true), null is empty,
+// and a list or mapping becomes compact JSON.
+func metadataValue(v *yamlNode) (string, error) {
+	v = yamlstrict.Deref(v)
+	switch {
+	case yamlstrict.IsNull(v):
+		return "", nil
+	case v.Kind == yaml.ScalarNode:
+		return v.Value, nil
+	}
+	var x any
+	if err := v.Decode(&x); err != nil {
+		return "", fmt.Errorf("cannot read the value: %v", err)
+	}
+	b, err := json.Marshal(x)
+	if err != nil {
+		return "", fmt.Errorf("cannot hold this value as text (use string keys): %v", err)
+	}
+	return string(b), nil
 }

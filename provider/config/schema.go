@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path"
 	"sort"
 	"time"
 
@@ -15,7 +16,7 @@ type schema struct {
 	// fields: a mapping with these keys, every one optional. A null mapping
 	// counts as absent, as NeMo Gym's exec=None/create=None/probe=None do.
 	fields map[string]*schema
-	// strMap: a free-form mapping of strings to strings.
+	// strMap: a free-form mapping of names to values, held as text.
 	strMap func(*Config) *map[string]string
 	// leaf decodes one value into the config.
 	leaf func(d *decoder, key string, v *yamlNode)
@@ -51,7 +52,7 @@ var rootSchema = &schema{fields: map[string]*schema{
 				"concurrency":       integer(func(c *Config) *int { return &c.Apptainer.Exec.Concurrency }),
 			}},
 			"create": {fields: map[string]*schema{
-				"mount_point":           text(func(c *Config) *string { return &c.Apptainer.Create.MountPoint }),
+				"mount_point":           mountPoint(func(c *Config) *string { return &c.Apptainer.Create.MountPoint }),
 				"start_timeout_s":       secondsOrNull(func(c *Config) **time.Duration { return &c.Apptainer.Create.StartTimeout }),
 				"extra_start_args":      stringList(func(c *Config) *[]string { return &c.Apptainer.Create.ExtraStartArgs }),
 				"apply_resource_limits": boolean(func(c *Config) *bool { return &c.Apptainer.Create.ApplyResourceLimits }),
@@ -59,10 +60,12 @@ var rootSchema = &schema{fields: map[string]*schema{
 			"probe": {fields: map[string]*schema{
 				"command":         textOrNull(func(c *Config) **string { return &c.Apptainer.Probe.Command }),
 				"expected_stdout": textOrNull(func(c *Config) **string { return &c.Apptainer.Probe.ExpectedStdout }),
-				"timeout_s":       seconds(func(c *Config) *time.Duration { return &c.Apptainer.Probe.Timeout }),
-				"deadline_s":      secondsOrNull(func(c *Config) **time.Duration { return &c.Apptainer.Probe.Deadline }),
-				"stable_count":    integer(func(c *Config) *int { return &c.Apptainer.Probe.StableCount }),
-				"stable_delay_s":  seconds(func(c *Config) *time.Duration { return &c.Apptainer.Probe.StableDelay }),
+				// NeMo Gym checks it only when there is a command to time, so null
+				// (with command: null) loads, as 0.
+				"timeout_s":      secondsNullIsZero(func(c *Config) *time.Duration { return &c.Apptainer.Probe.Timeout }),
+				"deadline_s":     secondsOrNull(func(c *Config) **time.Duration { return &c.Apptainer.Probe.Deadline }),
+				"stable_count":   integer(func(c *Config) *int { return &c.Apptainer.Probe.StableCount }),
+				"stable_delay_s": seconds(func(c *Config) *time.Duration { return &c.Apptainer.Probe.StableDelay }),
 			}},
 		}},
 	}},
@@ -112,6 +115,18 @@ func seconds(field func(*Config) *time.Duration) *schema {
 	}}
 }
 
+func secondsNullIsZero(field func(*Config) *time.Duration) *schema {
+	return &schema{leaf: func(d *decoder, key string, v *yamlNode) {
+		if yamlstrict.IsNull(v) {
+			*field(d.cfg) = 0
+			return
+		}
+		if s, ok := yamlstrict.Seconds(d, key, v); ok {
+			*field(d.cfg) = s
+		}
+	}}
+}
+
 func secondsOrNull(field func(*Config) **time.Duration) *schema {
 	return &schema{leaf: func(d *decoder, key string, v *yamlNode) {
 		if yamlstrict.IsNull(v) {
@@ -127,6 +142,20 @@ func secondsOrNull(field func(*Config) **time.Duration) *schema {
 func text(field func(*Config) *string) *schema {
 	return &schema{text: true, leaf: func(d *decoder, key string, v *yamlNode) {
 		if s, ok := yamlstrict.String(d, key, v); ok {
+			*field(d.cfg) = s
+		}
+	}}
+}
+
+// mountPoint is an absolute path in the container, cleaned as NeMo Gym
+// normalises it (/sandbox/ is /sandbox), so that the "is this path under
+// the mount point" test of file transfer compares like with like.
+func mountPoint(field func(*Config) *string) *schema {
+	return &schema{text: true, leaf: func(d *decoder, key string, v *yamlNode) {
+		if s, ok := yamlstrict.String(d, key, v); ok {
+			if path.IsAbs(s) {
+				s = path.Clean(s)
+			}
 			*field(d.cfg) = s
 		}
 	}}

@@ -56,14 +56,20 @@ func (c *Config) validate() []*FieldError {
 	atLeastOne(ap+"exec.concurrency", a.Exec.Concurrency)
 
 	// The staging directory is bound here; "/" would hide the image's whole
-	// root filesystem, and an unclean path would make the "is this path under
-	// the mount point" test for file transfer give wrong answers.
+	// root filesystem (NeMo Gym's check lets it through, but no sandbox can
+	// start with it), and an unclean path would make the "is this path under
+	// the mount point" test for file transfer give wrong answers (a file's
+	// path is cleaned on load; a Config built in code must be clean).
 	if mp := a.Create.MountPoint; !path.IsAbs(mp) || path.Clean(mp) != mp || mp == "/" {
-		bad(ap+"create.mount_point", "must be an absolute, clean path other than /, got %q", mp)
+		bad(ap+"create.mount_point", "must be an absolute path other than /, got %q", mp)
 	}
 	positiveOrNil(ap+"create.start_timeout_s", a.Create.StartTimeout)
 
-	positive(ap+"probe.timeout_s", a.Probe.Timeout)
+	// As in NeMo Gym: the timeout bounds the probe command, so without one
+	// it means nothing and any value (0, null) is accepted.
+	if a.Probe.Command != nil && a.Probe.Timeout <= 0 {
+		bad(ap+"probe.timeout_s", "must be > 0 while probe.command is set, got %s", formatSeconds(a.Probe.Timeout))
+	}
 	positiveOrNil(ap+"probe.deadline_s", a.Probe.Deadline)
 	atLeastOne(ap+"probe.stable_count", a.Probe.StableCount)
 	if a.Probe.StableDelay < 0 {

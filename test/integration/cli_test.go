@@ -140,6 +140,16 @@ func TestCLI(t *testing.T) {
 		require.Equal(t, 0, r.Code, r.Stderr)
 		r = e.cli(t, ctx, "", "exec", id, "--", "cat /tmp/up.txt")
 		assert.Equal(t, "uploaded\n", r.Stdout)
+
+		// A download into directories that do not exist yet makes them,
+		// on both paths (staging and in-sandbox copy).
+		for _, remote := range []string{"/sandbox/out.txt", "/tmp/up.txt"} {
+			local := filepath.Join(e.dir, "fresh-"+filepath.Base(remote), "a", "b", "f.txt")
+			r = e.cli(t, ctx, "", "download", id, remote, local)
+			require.Equal(t, 0, r.Code, r.Stderr)
+			_, err := os.Stat(local)
+			assert.NoError(t, err)
+		}
 	})
 
 	t.Run("list-and-close-all", func(t *testing.T) {
@@ -167,9 +177,22 @@ func TestCLI(t *testing.T) {
 		e.untrack(id, id2)
 		e.requireNothingLeft(t)
 
-		r = e.cli(t, ctx, "", "status", id)
+		// A closed sandbox reads stopped (its caller may still hold the
+		// id); an id never made here is not_found.
+		r = e.cli(t, ctx, "", "status", "--json", id)
+		require.Equal(t, 0, r.Code, r.Stderr)
+		var sts []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(r.Stdout), &sts), r.Stdout)
+		require.Len(t, sts, 1)
+		assert.Equal(t, id, sts[0].ID)
+		assert.Equal(t, "stopped", sts[0].State)
+		r = e.cli(t, ctx, "", "status", "--json", "gym-00000000-0000-4000-8000-000000000000")
 		assert.Equal(t, 1, r.Code)
 		assert.Contains(t, r.Stderr, "no such sandbox")
+		assert.Contains(t, r.Stdout, `"error_type": "not_found"`)
 		r = e.cli(t, ctx, "", "list", "--json")
 		require.Equal(t, 0, r.Code, r.Stderr)
 		assert.JSONEq(t, "[]", r.Stdout)

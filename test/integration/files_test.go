@@ -68,9 +68,11 @@ func TestFileTransfer(t *testing.T) {
 		// /tmp is the sandbox's own (--contain), not the host's.
 		_, err := os.Stat(remote)
 		assert.True(t, os.IsNotExist(err), "%s appeared on the host", remote)
-		// The transfer files are gone.
-		left, _ := filepath.Glob(filepath.Join(staging, ".gym-transfer", "*"))
+		// The transfer files are gone, and nothing of them (not even an
+		// empty directory) is left where the sandbox sees it.
+		left, _ := filepath.Glob(filepath.Join(staging, ".gym-transfer*"))
 		assert.Empty(t, left, "transfer files left in the staging dir")
+		assert.NotContains(t, e.requireOK(t, ctx, h, id, "ls -A /sandbox"), ".gym-transfer", "the agent sees a transfer leftover")
 
 		// Permission bits go along: an uploaded script stays executable.
 		script := filepath.Join(e.dir, "run.sh")

@@ -194,6 +194,18 @@ func TestSlurmJobMode(t *testing.T) {
 
 	e.close(t, ctx, h, id)
 	e.requireNothingLeftSlurm(t)
+
+	// Closed, the sandboxes read stopped (a caller may still hold the ids),
+	// from this process and from another.
+	sts, err := h.Status(ctx, []string{id, gpuID})
+	require.NoError(t, err)
+	require.Len(t, sts, 2)
+	for _, st := range sts {
+		assert.Equal(t, provider.StateStopped, st.State, st.ID)
+	}
+	r := e.cli(t, ctx, "", "status", "--json", id)
+	require.Equal(t, 0, r.Code, r.Stderr)
+	assert.Contains(t, r.Stdout, `"state": "stopped"`)
 }
 
 // TestSlurmImpossibleRequest: a request no partition can take fails at
