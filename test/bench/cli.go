@@ -47,7 +47,7 @@ func (e *benchEnv) benchCLI(ctx context.Context, rep *report, id string) error {
 		func(int) (time.Duration, error) {
 			return runProcess(ctx, e.gymHost, "exec", "--config", e.cfgPath, id, "--", "true")
 		},
-		func(int) (time.Duration, error) { return e.raw.execTrue(ctx, id) })
+		func(int) (time.Duration, error) { return e.raw.execTrue(ctx, e.instanceOf(id)) })
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (e *benchEnv) benchCLIDaemon(ctx context.Context, rep *report, id string) (
 	}
 	o, r, err := pairs(ctx, e.opts.warmup, e.opts.nCLI,
 		func(int) (time.Duration, error) { return gymExec() },
-		func(int) (time.Duration, error) { return e.raw.execTrue(ctx, id) })
+		func(int) (time.Duration, error) { return e.raw.execTrue(ctx, e.instanceOf(id)) })
 	if err != nil {
 		return err
 	}

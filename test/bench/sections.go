@@ -53,12 +53,19 @@ func progress(format string, args ...any) {
 func (e *benchEnv) create(ctx context.Context) (string, error) {
 	st, err := e.host.Create(ctx, provider.Spec{Image: e.opts.image})
 	if st.ID != "" {
-		e.names.Add(st.ID)
+		e.names.Add(st.Instance)
+		e.instances.Store(st.ID, st.Instance)
 	}
 	if err != nil {
 		return "", fmt.Errorf("our create: %w", err)
 	}
 	return st.ID, nil
+}
+
+// instanceOf is the instance name of our sandbox id.
+func (e *benchEnv) instanceOf(id string) string {
+	name, _ := e.instances.Load(id)
+	return name.(string)
 }
 
 // execTrue is our exec of `true` through the long-lived host.
@@ -111,10 +118,10 @@ func (e *benchEnv) benchExec(ctx context.Context, rep *report, id string) error 
 	progress("exec: %d pairs", e.opts.n)
 	s, err := interleave(ctx, e.opts.warmup, e.opts.n,
 		func(int) (time.Duration, error) { return execTrue(ctx, e.host, id) },
-		func(int) (time.Duration, error) { return e.raw.execTrue(ctx, id) },
+		func(int) (time.Duration, error) { return e.raw.execTrue(ctx, e.instanceOf(id)) },
 		// A third arm, for the reading only: the very command our provider
 		// runs, by hand. Ours minus it is the plugin's own cost.
-		func(int) (time.Duration, error) { return e.raw.execLikeOurs(ctx, id) })
+		func(int) (time.Duration, error) { return e.raw.execLikeOurs(ctx, e.instanceOf(id)) })
 	if err != nil {
 		return err
 	}
@@ -219,7 +226,7 @@ func (e *benchEnv) benchClose(ctx context.Context, rep *report, _ string) error 
 			if err != nil {
 				return 0, err
 			}
-			tree := instanceTree(procs, id)
+			tree := instanceTree(procs, e.instanceOf(id))
 			if len(tree) == 0 {
 				return 0, fmt.Errorf("close: no starter process found for %s before closing it", id)
 			}

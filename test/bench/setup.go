@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,6 +36,9 @@ type benchEnv struct {
 	host      *plugin.Host // long-lived: one plugin process for the whole run
 	raw       *rawApptainer
 	names     *realenv.NameSet // every instance name the run made, both sides
+	// instances maps our sandbox ids to their instance names (which carry
+	// the owner tag), for the raw side's calls on the same instance.
+	instances sync.Map
 	runID     string
 }
 

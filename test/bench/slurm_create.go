@@ -77,7 +77,7 @@ func (b *slurmBench) benchCreate(ctx context.Context, rep *slurmReport) error {
 			if err := b.host.Close(ctx, st.ID); err != nil {
 				return d, fmt.Errorf("closing a created sandbox: %w", err)
 			}
-			b.checkGone(rep, "our create", st.ID)
+			b.checkGone(rep, "our create", st.Instance)
 			return d, nil
 		},
 		func(i int) (time.Duration, error) {

@@ -81,7 +81,7 @@ func (b *slurmBench) create(ctx context.Context) (string, error) {
 func (b *slurmBench) createStatus(ctx context.Context) (provider.Status, error) {
 	st, err := b.host.Create(ctx, b.slurmSpec())
 	if st.ID != "" {
-		b.names.Add(st.ID)
+		b.names.Add(st.Instance)
 	}
 	if err != nil {
 		return provider.Status{}, fmt.Errorf("our create: %w", err)
