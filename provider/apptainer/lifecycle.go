@@ -101,35 +101,15 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 			unhandled[st.Instance] = st
 		}
 	}
-	out := make([]provider.Status, 0, len(ids))
-	var missing []string
-	for i, ref := range ids {
-		if h := hs[i]; h != nil {
-			out = append(out, p.placedStatus(h, states, statesErr))
-			continue
-		}
-		found := false
-		for _, name := range p.candidateNames(ref) {
-			if got, ok := unhandled[name]; ok {
-				if st, ok := p.unhandledPlaced(got, nil); ok {
-					out = append(out, st)
-					found = true
-					break
-				}
+	return p.statusesOf(ids, hs,
+		func(h *handles.Handle) provider.Status { return p.placedStatus(h, states, statesErr) },
+		func(name string) (provider.Status, bool) {
+			got, ok := unhandled[name]
+			if !ok {
+				return provider.Status{}, false
 			}
-		}
-		if !found {
-			if st, ok := p.closedStatus(ref); ok {
-				out = append(out, st)
-				continue
-			}
-			missing = append(missing, ref)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("sandbox %s: %w", strings.Join(missing, ", "), provider.ErrNotFound)
-	}
-	return out, nil
+			return p.unhandledPlaced(got, nil)
+		})
 }
 
 // listLifecycle is List for a lifecycle placement: the handles' states, then

@@ -124,36 +124,17 @@ func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status,
 	if listErr != nil && ctx.Err() != nil {
 		return nil, listErr
 	}
-	out := make([]provider.Status, 0, len(ids))
-	var missing []string
-	for i, ref := range ids {
-		if h := hs[i]; h != nil {
-			out = append(out, p.handleStatus(h, listed, listErr))
-			continue
-		}
-		found := false
-		for _, name := range p.candidateNames(ref) {
-			if in, ok := listed[name]; ok && listErr == nil {
-				if st, ok := p.unhandled(name, nil); ok {
-					st.Image, st.PID = in.Image, in.PID
-					out = append(out, st)
-					found = true
-					break
-				}
+	return p.statusesOf(ids, hs,
+		func(h *handles.Handle) provider.Status { return p.handleStatus(h, listed, listErr) },
+		func(name string) (provider.Status, bool) {
+			in, ok := listed[name]
+			if !ok || listErr != nil {
+				return provider.Status{}, false
 			}
-		}
-		if !found {
-			if st, ok := p.closedStatus(ref); ok {
-				out = append(out, st)
-				continue
-			}
-			missing = append(missing, ref)
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("sandbox %s: %w", strings.Join(missing, ", "), provider.ErrNotFound)
-	}
-	return out, nil
+			st, ok := p.unhandled(name, nil)
+			st.Image, st.PID = in.Image, in.PID
+			return st, ok
+		})
 }
 
 // candidateNames are the instance names ref (a sandbox id or a full
@@ -292,4 +273,37 @@ func statusOfHandle(h *handles.Handle) provider.Status {
 func ownerOf(name string) string {
 	_, tag, _ := owner.Parse(name)
 	return tag
+}
+
+// statusesOf answers Status for ids, where hs[i] is ids[i]'s handle or nil:
+// a handle's status from byHandle, else an instance or job found by one of
+// the names the id may carry (unhandledNamed), else the close record of a
+// sandbox closed here; an id that is none of these is not found.
+func (p *Provider) statusesOf(ids []string, hs []*handles.Handle,
+	byHandle func(*handles.Handle) provider.Status,
+	unhandledNamed func(name string) (provider.Status, bool)) ([]provider.Status, error) {
+	out := make([]provider.Status, 0, len(ids))
+	var missing []string
+ids:
+	for i, ref := range ids {
+		if h := hs[i]; h != nil {
+			out = append(out, byHandle(h))
+			continue
+		}
+		for _, name := range p.candidateNames(ref) {
+			if st, ok := unhandledNamed(name); ok {
+				out = append(out, st)
+				continue ids
+			}
+		}
+		if st, ok := p.closedStatus(ref); ok {
+			out = append(out, st)
+			continue
+		}
+		missing = append(missing, ref)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("sandbox %s: %w", strings.Join(missing, ", "), provider.ErrNotFound)
+	}
+	return out, nil
 }
