@@ -210,22 +210,12 @@ func (b *slurmBench) closeOurs(h *plugin.Host) error {
 	defer cancel()
 	defer h.Shutdown()
 	var errs []error
-	for _, id := range b.handleIDs() {
+	for _, id := range realenv.HandleIDs(b.stateDir) {
 		if err := h.Close(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("closing our sandbox %s: %w", id, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// handleIDs lists the sandboxes whose handles are in the private state dir.
-func (b *slurmBench) handleIDs() []string {
-	files, _ := filepath.Glob(filepath.Join(b.stateDir, "sandboxes", "gym-*.json"))
-	ids := make([]string, 0, len(files))
-	for _, f := range files {
-		ids = append(ids, strings.TrimSuffix(filepath.Base(f), ".json"))
-	}
-	return ids
 }
 
 // killLeftovers cancels every job whose output goes under the section's

@@ -145,7 +145,7 @@ func (w *world) findLeaks(ctx context.Context, b baseline) leaks {
 			l.Staging = append(l.Staging, filepath.Join(d, e.Name()))
 		}
 	}
-	l.Handles = w.handleIDs()
+	l.Handles = realenv.HandleIDs(w.stateDir)
 
 	l.HostFDs = countFDs("self") - b.hostFDs
 	l.Goroutines = runtime.NumGoroutine() - b.goroutines

@@ -198,7 +198,7 @@ func (w *world) removeLeftovers() error {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	var errs []error
-	if ids := w.handleIDs(); len(ids) > 0 {
+	if ids := realenv.HandleIDs(w.stateDir); len(ids) > 0 {
 		h := plugin.NewHost(w.hostConfig())
 		for _, id := range ids {
 			if err := h.Close(ctx, id); err != nil {
@@ -253,16 +253,6 @@ func (w *world) removeLeftovers() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return errors.Join(errs...)
-}
-
-// handleIDs lists the sandboxes whose handles are in the private state dir.
-func (w *world) handleIDs() []string {
-	files, _ := filepath.Glob(filepath.Join(w.stateDir, "sandboxes", "gym-*.json"))
-	ids := make([]string, 0, len(files))
-	for _, f := range files {
-		ids = append(ids, strings.TrimSuffix(filepath.Base(f), ".json"))
-	}
-	return ids
 }
 
 // runCmd runs a command from "/" in its own process group and returns its
