@@ -257,7 +257,7 @@ func (e *PartitionsError) Error() string {
 	return "partitions file " + (*yamlstrict.Error)(e).Error()
 }
 
-// LoadPartitions reads an admin's partitions file (schema: SLURM.md and
+// LoadPartitions reads an admin's partitions file (schema: the commented
 // examples/slurm/partitions.yaml). It is strict: an unknown key, a value of
 // the wrong type or an impossible value (a maximum below its default, a
 // negative amount, an unknown enforce or gpu_style, a duplicate name) is an

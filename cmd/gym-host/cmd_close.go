@@ -21,8 +21,10 @@ var closeCmd = &command{
 	summary: "end sandboxes and clean up after them",
 	desc: `Ends each sandbox and removes what it left on the host (staging directory,
 overlay, handle). Closing a sandbox that is already gone succeeds. Each id
-closed is printed on stdout; a failure is reported for its id, and gym-host
-exits 1 if any failed.
+closed is printed on stdout; a failure is reported for its id. When some
+failed, gym-host exits with the code they share: 75 when the cluster's
+controller could not be reached (the sandboxes are kept: close them again
+later), 2 when the ids were invalid; 1 otherwise.
 
 --all closes every sandbox of this state directory that 'gym-host list'
 shows, leaked ones included, and never another gym-host's (foreign: another
@@ -30,7 +32,8 @@ owner tag, see 'gym-host list --help'). --all-owners also closes the foreign
 ones: for an admin who means it, since they may be in use by another job.
 A foreign sandbox can also be closed alone by the full name list shows for
 it (gym-<uuid>.<owner>). Unreadable handle files are skipped and named on
-stderr; the rest is closed, and gym-host exits 3 (1 if a close failed).`,
+stderr; the rest is closed, and gym-host exits 3 (or, if a close failed,
+the code above).`,
 	examples: []string{
 		"gym-host close gym-1a2b gym-3c4d",
 		"gym-host close --all",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/resources"
@@ -46,7 +47,7 @@ The sandbox lives until 'gym-host close ID' (or --ttl): gym-host itself exits.`,
 		fs.StringVar(&o.envFile, "env-file", "", envFileHelp)
 		fs.StringVar(&o.workdir, "workdir", "", "default working `DIR` of execs")
 		fs.StringArrayVar(&o.binds, "bind", nil, "bind mount `SRC:DST[:ro]`; repeatable")
-		fs.StringArrayVar(&o.files, "file", nil, "seed file `LOCAL:REMOTE`, copied in before create returns; repeatable")
+		fs.StringArrayVar(&o.files, "file", nil, "seed file `LOCAL:REMOTE`, copied in before create returns; repeatable (regular files, 16 MiB in all; larger ones: gym-host upload)")
 		fs.StringVar(&o.ttl, "ttl", "", "longest the sandbox may live, a `DURATION`: 2h, 30m, 3600 (seconds)")
 		return o.run
 	},
@@ -111,18 +112,69 @@ func readSeedFiles(flags []string) (map[string][]byte, error) {
 		return nil, nil
 	}
 	files := make(map[string][]byte, len(flags))
+	var total int64
 	for _, f := range flags {
 		local, remote, ok := strings.Cut(f, ":")
 		if !ok || local == "" || !strings.HasPrefix(remote, "/") {
 			return nil, usageErrorf("--file %q: want LOCAL:REMOTE with an absolute REMOTE path", f)
 		}
-		data, err := os.ReadFile(local)
+		data, err := readSeedFile(local, maxSeedBytes-total)
 		if err != nil {
-			return nil, fmt.Errorf("read seed file %s: %w", local, err)
+			return nil, err
 		}
+		total += int64(len(data))
 		files[remote] = data
 	}
 	return files, nil
+}
+
+// maxSeedBytes bounds what the --file seed files of one create hold in all:
+// they travel whole, in memory, through gym-host and the plugin in the
+// create request, and gym-host stays under 100 MiB whatever it is given.
+// Larger files go in with 'gym-host upload', which streams.
+const maxSeedBytes = 16 << 20
+
+// readSeedFile reads regular file local, of at most max bytes. Anything
+// else is refused before it is read: a FIFO would block the read forever,
+// and a device such as /dev/zero would never end it.
+func readSeedFile(local string, max int64) ([]byte, error) {
+	// Stat before open: opening a device can act on it.
+	fi, err := os.Stat(local)
+	if err != nil {
+		return nil, fmt.Errorf("read seed file %s: %w", local, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegularSeed(local, fi.Mode())
+	}
+	f, err := os.OpenFile(local, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read seed file %s: %w", local, err)
+	}
+	defer f.Close()
+	// What was opened may not be what was checked (a raced rename).
+	if fi, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("read seed file %s: %w", local, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegularSeed(local, fi.Mode())
+	}
+	tooLarge := usageErrorf("--file %s: seed files may hold %d bytes (16 MiB) in all; copy larger files in with 'gym-host upload' after create",
+		local, maxSeedBytes)
+	if fi.Size() > max {
+		return nil, tooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read seed file %s: %w", local, err)
+	}
+	if int64(len(data)) > max {
+		return nil, tooLarge // it grew while being read
+	}
+	return data, nil
+}
+
+func notRegularSeed(local string, mode os.FileMode) error {
+	return usageErrorf("--file %s is not a regular file (mode %s); only regular files can be seed files", local, mode)
 }
 
 func (o *createOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.FlagSet) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,4 +92,48 @@ func TestCreateSaysWhyItWaitsWhenSlow(t *testing.T) {
 	fast.app.slowAfter = time.Second
 	require.Equal(t, exitOK, fast.run("create", "--image", "x.sif"))
 	assert.Empty(t, fast.stderr.String(), "a quick create prints nothing on stderr")
+}
+
+// A seed file that is not a regular file is refused before it is read: a
+// FIFO blocked create forever, and a device like /dev/zero grew gym-host
+// without end. Seed files travel in memory, so their total is capped too.
+// All of these are the request's fault (exit 2), and nothing is created.
+func TestCreateSeedFileMustBeARegularFileOfBoundedSize(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	big := filepath.Join(dir, "big")
+	require.NoError(t, os.WriteFile(big, make([]byte, maxSeedBytes/2+1), 0o600))
+	for name, tc := range map[string]struct {
+		files []string
+		want  string
+	}{
+		"fifo":                {[]string{fifo + ":/w/x"}, "not a regular file"},
+		"device":              {[]string{"/dev/zero:/w/x"}, "not a regular file"},
+		"directory":           {[]string{dir + ":/w/x"}, "not a regular file"},
+		"over the cap in all": {[]string{big + ":/w/a", big + ":/w/b"}, "16 MiB"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			args := []string{"create", "--image", "x"}
+			for _, f := range tc.files {
+				args = append(args, "--file", f)
+			}
+			done := make(chan int, 1)
+			go func() { done <- h.run(args...) }()
+			select {
+			case code := <-done:
+				assert.Equal(t, exitUsage, code, h.stderr.String())
+			case <-time.After(time.Minute): // a guard against the old hang, not a timing
+				t.Fatal("create blocked reading the seed file")
+			}
+			assert.Contains(t, h.stderr.String(), tc.want)
+			assert.Contains(t, h.stderr.String(), "--file")
+			assert.Len(t, h.fake.specs, 0, "nothing is created")
+		})
+	}
+	h := newHarness(t)
+	assert.Equal(t, exitOK, h.run("create", "--image", "x", "--file", big+":/w/a"), h.stderr.String())
+	require.Len(t, h.fake.specs, 1)
+	assert.Len(t, h.fake.specs[0].Files["/w/a"], maxSeedBytes/2+1, "under the cap, a seed file goes whole")
 }

@@ -157,3 +157,25 @@ func TestExecHelpStatesTheTimeoutMeanings(t *testing.T) {
 		assert.Contains(t, out, want)
 	}
 }
+
+// close's help must say what close exits with: 75 when the controller was
+// unreachable (TestCloseWithTheControllerDownExits75), not "1 if any failed";
+// and the top-level help must not promise 125 for every timeout, which
+// exitCodeOf maps to 1 outside exec.
+func TestHelpTextsMatchTheExitCodes(t *testing.T) {
+	h := newHarness(t)
+	assert.Equal(t, exitOK, h.run("close", "--help"))
+	assert.Contains(t, h.stdout.String(), "75 when the cluster's\ncontroller could not be reached")
+	assert.NotContains(t, h.stdout.String(), "exits 1 if any failed")
+
+	invalid := newHarness(t)
+	invalid.fake.closeFn = func(context.Context, string) error {
+		return fmt.Errorf("sandbox id %q is not a gym sandbox id: %w", "nope", provider.ErrInvalid)
+	}
+	assert.Equal(t, exitUsage, invalid.run("close", "nope"), "close of an invalid id exits 2, as its help says")
+
+	top := newHarness(t)
+	assert.Equal(t, exitOK, top.run("--help"))
+	assert.Contains(t, top.stdout.String(), "timeout (exec: 125; any other call that timed out: 1)")
+	assert.Equal(t, exitFailed, exitCodeOf(fmt.Errorf("create: %w", context.DeadlineExceeded)))
+}

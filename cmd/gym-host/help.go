@@ -50,9 +50,10 @@ Exit codes:
 With --json, a failure that has no result of its own to print puts one
 object on stdout, {"error_type": ..., "message": ..., "exit_code": ...};
 error_type is one of: invalid (fix the request; exit 2), not_found (no such
-sandbox), unavailable (retry later; exit 75), sandbox or timeout (the
-sandbox is to blame; exit 125), interrupted (a signal), internal (gym-host or
-its plugin failed). exec --json carries error_type in its own result.
+sandbox), unavailable (retry later; exit 75), sandbox (the sandbox is to
+blame; exit 125), timeout (exec: 125; any other call that timed out: 1),
+interrupted (a signal), internal (gym-host or its plugin failed). exec --json
+carries error_type in its own result.
 
 Run 'gym-host <command> --help' for a command's flags and examples.
 `

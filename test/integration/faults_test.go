@@ -127,7 +127,7 @@ func TestKilledStarterLeavesNoFUSEHelpers(t *testing.T) {
 	t.Logf("starter %d, FUSE helpers %v", starter, helpers)
 
 	require.NoError(t, syscall.Kill(starter, syscall.SIGKILL))
-	left := waitGone(2*time.Second, func(p proc) bool { return p.pid == starter })
+	left := waitGone(30*time.Second, func(p proc) bool { return p.pid == starter })
 	require.Empty(t, left, "the starter is gone")
 
 	e.close(t, ctx, h, id)
@@ -139,7 +139,7 @@ func TestKilledStarterLeavesNoFUSEHelpers(t *testing.T) {
 		}
 		return false
 	}
-	left = waitGone(5*time.Second, isHelper)
+	left = waitGone(30*time.Second, isHelper)
 	if !assert.Empty(t, left, "FUSE helpers of the closed sandbox still running") {
 		killAll(t, left)
 	}
