@@ -30,8 +30,9 @@ gym-host's sandboxes (foreign: another owner tag, see 'gym-host list
 it, since they may be in use by another job. Each sandbox closed is printed
 on stdout with the reason; --dry-run only prints what would be closed.
 Unreadable handle files are skipped and named on stderr (in --json, an
-element with state "skipped"); the rest is collected. Exits 1 if any close
-failed, else 3 if a handle was skipped. Run it periodically (cron, or at
+element with state "skipped"); the rest is collected. Exits 75 if every
+failed close found the cluster's controller unreachable (run gc again
+later), 1 if any close failed otherwise, else 3 if a handle was skipped. Run it periodically (cron, or at
 the end of a batch job) to enforce ttls: nothing else ends a sandbox whose
 ttl has passed.`,
 	examples: []string{
@@ -113,6 +114,7 @@ func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dry
 	}
 
 	out := &lockedWriter{w: a.stdout}
+	var closeErrs []error // the failed closes, for one shared exit code
 	if dryRun {
 		if !opts.json {
 			for _, v := range victims {
@@ -131,6 +133,7 @@ func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dry
 				defer mu.Unlock()
 				if err != nil {
 					v.Error = err.Error()
+					closeErrs = append(closeErrs, err)
 					fmt.Fprintf(a.stderr, "gym-host: gc: close %s (%s): %v\n", v.ID, v.Why, err)
 					return nil
 				}
@@ -161,14 +164,13 @@ func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dry
 	} else if len(victims) == 0 {
 		fmt.Fprintln(a.stderr, "gym-host: gc: nothing to collect")
 	}
-	failed := listErr != nil
-	for _, v := range victims {
-		if v.Error != "" {
-			failed = true
-		}
+	if listErr != nil {
+		return &exitError{code: exitCodeOf(listErr)}
 	}
-	if failed {
-		return &exitError{code: exitFailed}
+	if len(closeErrs) > 0 {
+		// 75 when every failed close found the controller unreachable
+		// (collect again later), as close --all.
+		return &exitError{code: sharedExitCode(closeErrs)}
 	}
 	if len(skipped) > 0 {
 		return &exitError{code: exitSkipped}

@@ -134,6 +134,35 @@ func TestGCJSONAndFailures(t *testing.T) {
 	assert.Equal(t, "gym-host: gc: close gym-b (error: job 2 NODE_FAIL): scancel 2 failed (exit 1): Socket timed out\n", h.stderr.String())
 }
 
+// A gc whose closes all found the controller unreachable is "collect again
+// later" (75), as close --all, not a failure of gym-host (1).
+func TestGCControllerUnreachableExits75(t *testing.T) {
+	h := newHarness(t)
+	h.fake.listFn = func(context.Context) ([]provider.Status, error) {
+		return []provider.Status{
+			{ID: "gym-a", State: provider.StateStopped},
+			{ID: "gym-b", State: provider.StateError},
+		}, nil
+	}
+	h.fake.closeFn = func(context.Context, string) error {
+		return fmt.Errorf("slurm controller unreachable: scancel: %w", provider.ErrUnavailable)
+	}
+	assert.Equal(t, exitUnavailable, h.run("gc"))
+
+	// One close failing for another reason: a plain failure.
+	h = newHarness(t)
+	h.fake.listFn = func(context.Context) ([]provider.Status, error) {
+		return []provider.Status{{ID: "gym-a", State: provider.StateStopped}, {ID: "gym-b", State: provider.StateError}}, nil
+	}
+	h.fake.closeFn = func(_ context.Context, id string) error {
+		if id == "gym-a" {
+			return errors.New("permission denied")
+		}
+		return fmt.Errorf("scancel: %w", provider.ErrUnavailable)
+	}
+	assert.Equal(t, exitFailed, h.run("gc"))
+}
+
 func TestGCNothingToDo(t *testing.T) {
 	h := newHarness(t)
 	h.fake.listFn = func(context.Context) ([]provider.Status, error) {
