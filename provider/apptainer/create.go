@@ -161,7 +161,13 @@ func (c *creation) run(ctx context.Context) error {
 	}
 	c.tStart = time.Since(t)
 
-	p.recordFUSEHelpers(h)
+	if p.recordFUSEHelpers(h) {
+		// Saved now, not only when ready: a create killed from here on
+		// leaves gc a handle that names the starter's FUSE helpers.
+		if err := p.saveHandle(h); err != nil {
+			return err
+		}
+	}
 
 	t = time.Now()
 	if err := p.probe(ctx, h); err != nil {

@@ -10,19 +10,20 @@ import (
 // unprivileged). Only for instances on this host: on a SLURM node the
 // job's end takes every process of it. Best effort: a helper not found
 // now is simply not recorded.
-func (p *Provider) recordFUSEHelpers(h *handles.Handle) {
+func (p *Provider) recordFUSEHelpers(h *handles.Handle) (recorded bool) {
 	if p.lifecycle() != nil || p.place.Name() != "local" {
-		return
+		return false
 	}
 	st, ok := reap.Starter("", h.Instance)
 	if !ok {
-		return
+		return false
 	}
 	h.Starter = &handles.Proc{PID: st.PID, Start: st.Start}
 	h.FUSEHelpers = nil
 	for _, f := range reap.FUSEHelpers("", st.PID) {
 		h.FUSEHelpers = append(h.FUSEHelpers, handles.Proc{PID: f.PID, Start: f.Start})
 	}
+	return true
 }
 
 // killOrphanedFUSEHelpers kills h's recorded FUSE helpers once its starter
