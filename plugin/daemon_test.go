@@ -424,7 +424,9 @@ func TestStopDaemon(t *testing.T) {
 
 	// Stopping waits for the exit, even with a host still connected.
 	require.NoError(t, StopDaemon(ctx, *cur))
-	assert.True(t, processGone(pid))
+	// StopDaemon returns once the daemon has exited (a zombie counts:
+	// pidAlive); this process, its parent, reaps it a moment later.
+	assert.Eventually(t, func() bool { return processGone(pid) }, 2*time.Second, 5*time.Millisecond)
 	cur, err = CurrentDaemon(HostConfig{PluginPath: os.Args[0], StateDir: stateDir})
 	require.NoError(t, err)
 	assert.Nil(t, cur, "its record is gone")
