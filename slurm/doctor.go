@@ -64,14 +64,21 @@ else echo conf=unreadable; fi`
 
 // DoctorProbeArgv runs doctorProbeScript as one small job on partition p:
 //
-//	srun -N1 -n1 [-p P] -t 1 --mem=16M --immediate=20 [-A A] [--qos Q] [-C C] -J gym-doctor -Q /bin/sh -c SCRIPT gym-doctor FILE PLUGIN CONF
-func DoctorProbeArgv(p *Partition, file, plugin, conf string) []string {
+//	srun -N1 -n1 [-p P] -t 1 --mem=16M --immediate=20 [-A A] [--qos Q] [-C C] --export=EXPORT -J gym-doctor -Q /bin/sh -c SCRIPT gym-doctor FILE PLUGIN CONF
+//
+// export is ExportArg's, as for every other job and step: srun's default
+// would send this process's whole environment (a per-call plugin has its
+// caller's: tokens, --env values) to the node with the job.
+func DoctorProbeArgv(p *Partition, file, plugin, conf, export string) []string {
 	argv := []string{"srun", "-N1", "-n1"}
 	argv = appendIf(argv, "-p", p.Name)
 	argv = append(argv, "-t", "1", "--mem=16M", "--immediate="+strconv.Itoa(doctorProbeImmediate))
 	argv = appendIf(argv, "-A", p.Account)
 	argv = appendIf(argv, "--qos", p.QOS)
 	argv = appendIf(argv, "-C", p.Constraint)
+	if export != "" {
+		argv = append(argv, export)
+	}
 	return append(argv, "-J", "gym-doctor", "-Q", "/bin/sh", "-c", doctorProbeScript, "gym-doctor", file, plugin, conf)
 }
 
@@ -374,7 +381,7 @@ func (d *doctorRun) probe(ctx context.Context, part *Partition) probeResult {
 	_ = f.Close()
 	defer os.Remove(f.Name())
 
-	res, stdout, stderr, err := d.run(ctx, doctorProbeTimeout, DoctorProbeArgv(part, f.Name(), d.p.nodePlugin, pr.conf))
+	res, stdout, stderr, err := d.run(ctx, doctorProbeTimeout, DoctorProbeArgv(part, f.Name(), d.p.nodePlugin, pr.conf, d.p.export))
 	facts := parseFacts(stdout)
 	switch {
 	case err != nil:

@@ -65,12 +65,12 @@ func TestParseGPUGres(t *testing.T) {
 
 func TestDoctorProbeArgv(t *testing.T) {
 	p := &Partition{Name: "gpu", Account: "proj", QOS: "short", Constraint: "avx2", ExtraSrunArgs: []string{"--mpi=none"}}
-	argv := DoctorProbeArgv(p, "/st/.gym-doctor-1", "/opt/plugin", "/etc/a.conf")
+	argv := DoctorProbeArgv(p, "/st/.gym-doctor-1", "/opt/plugin", "/etc/a.conf", ExportArg([]string{"API_KEY=s3cret", "PATH=/bin"}))
 	assert.Equal(t, []string{"srun", "-N1", "-n1", "-p", "gpu", "-t", "1", "--mem=16M", "--immediate=20",
-		"-A", "proj", "--qos", "short", "-C", "avx2", "-J", "gym-doctor", "-Q", "/bin/sh", "-c", doctorProbeScript,
+		"-A", "proj", "--qos", "short", "-C", "avx2", "--export=PATH", "-J", "gym-doctor", "-Q", "/bin/sh", "-c", doctorProbeScript,
 		"gym-doctor", "/st/.gym-doctor-1", "/opt/plugin", "/etc/a.conf"}, argv)
-	argv = DoctorProbeArgv(&Partition{}, "/f", "/p", "")
-	assert.Equal(t, []string{"srun", "-N1", "-n1", "-t", "1", "--mem=16M", "--immediate=20", "-J", "gym-doctor", "-Q"}, argv[:10],
+	argv = DoctorProbeArgv(&Partition{}, "/f", "/p", "", "--export=NONE")
+	assert.Equal(t, []string{"srun", "-N1", "-n1", "-t", "1", "--mem=16M", "--immediate=20", "--export=NONE", "-J", "gym-doctor", "-Q"}, argv[:11],
 		"SLURM's default partition: no -p")
 }
 

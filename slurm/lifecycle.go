@@ -388,6 +388,9 @@ func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
 	if h.JobID == "" {
 		return p.cancelByName(ctx, name)
 	}
+	if err := p.holdsSandbox(ctx, h, name); err != nil {
+		return err
+	}
 	if modeOf(h) == ModeAllocation {
 		step := h.StepID
 		if step == "" {
@@ -406,6 +409,43 @@ func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
 	}
 	p.poller.Untrack(h.JobID)
 	return nil
+}
+
+// holdsSandbox refuses to cancel the job (or step) a handle names when
+// squeue shows it under another name than the sandbox's instance: a handle
+// file is data (edited, corrupted, or copied from another state dir), and
+// its job id alone must not end another sandbox or any other job of the
+// user. A job squeue no longer shows is over (or not this user's): scancel
+// does no harm there. When squeue cannot be asked, scancel fails the same.
+func (p *Placement) holdsSandbox(ctx context.Context, h *handles.Handle, name string) error {
+	if h.JobID == "" {
+		return nil
+	}
+	id, got := h.JobID, ""
+	if modeOf(h) == ModeAllocation {
+		if h.StepID == "" {
+			return nil // found by name
+		}
+		id += "." + h.StepID
+		steps, _ := p.poller.Steps(ctx, p.pollInterval)
+		s, ok := steps[id]
+		if !ok {
+			return nil
+		}
+		got = s.Name
+	} else {
+		jobs, _ := p.poller.Jobs(ctx, p.pollInterval)
+		j, ok := jobs[id]
+		if !ok {
+			return nil
+		}
+		got = j.Name
+	}
+	if got == name {
+		return nil
+	}
+	return fmt.Errorf("sandbox %s: its handle names SLURM job %s, but that job is %q, not the sandbox's %s (edited or corrupted handle?); not cancelling it: %w",
+		h.ID, id, got, name, provider.ErrInvalid)
 }
 
 // scancel cancels one job or step; one that is over or unknown is success

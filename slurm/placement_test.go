@@ -493,7 +493,7 @@ func TestStartAllocationMode(t *testing.T) {
 	assert.Equal(t, "allocation", h.Extra["mode"])
 
 	// Stop cancels the step, not the allocation.
-	f.sim.steps = []StepInfo{{ID: "55.3", Name: h.ID, Node: "vm"}}
+	f.sim.steps = []StepInfo{{ID: "55.3", Name: h.Instance, Node: "vm"}}
 	require.NoError(t, f.p.Stop(context.Background(), h))
 	sc := f.calls("scancel")
 	require.Len(t, sc, 1)
@@ -517,6 +517,29 @@ func TestStopIsIdempotent(t *testing.T) {
 	f.sim.scancelErr = "scancel: error: Unable to contact slurm controller (connect failure)\n"
 	err := f.p.Stop(context.Background(), h)
 	require.ErrorContains(t, err, "scancel 101 failed (exit 1): scancel: error: Unable to contact slurm controller")
+}
+
+// TestStopRefusesAnotherJob: a handle whose job id names another job
+// (edited, corrupted) does not make close cancel that job.
+func TestStopRefusesAnotherJob(t *testing.T) {
+	f := newPl(t, nil, nil)
+	h := newHandle(t, resources.Resources{CPU: 1})
+	f.sim.onSubmit = holderReady(t, h, nil)
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
+	other := owner.InstanceName("gym-"+uuid.NewString(), "ba9876543210")
+	f.sim.jobs = append(f.sim.jobs, JobInfo{ID: "900", State: "RUNNING", Node: "vm", Name: other, Comment: JobComment},
+		JobInfo{ID: "901", State: "RUNNING", Node: "vm", Name: "train.sh"})
+	for _, job := range []string{"900", "901"} {
+		f.rec.Reset()
+		edited := *h
+		edited.JobID = job
+		err := f.p.Stop(context.Background(), &edited)
+		require.ErrorContains(t, err, "not cancelling it")
+		assert.Empty(t, f.calls("scancel"))
+		assert.Equal(t, "RUNNING", f.sim.job(job).State)
+	}
+	require.NoError(t, f.p.Stop(context.Background(), h), "its own job is cancelled")
+	assert.Equal(t, "CANCELLED", f.sim.job(h.JobID).State)
 }
 
 func TestStopWaitsForTheJobToEnd(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 )
 
 // stagingRooter is a placement with staging roots of its own (slurm: a
@@ -35,8 +36,9 @@ func (p *Provider) stagingRoots() []string {
 // write the state dir may have edited; its staging dir is where uploads
 // write and close deletes, so it must be exactly <root>/<id> for one of our
 // staging roots (and the recorded staging root one of them), and the
-// overlay <overlays or root>/<id>.img. The mount point is a path inside the
-// sandbox: absolute and clean. The error names the field.
+// overlay <overlays or root>/<id>.img, and its instance name that of this
+// sandbox id (any owner tag: a state dir reached by another path has another
+// tag). The mount point is a path inside the sandbox: absolute and clean. The error names the field.
 func (p *Provider) checkHandlePaths(h *handles.Handle) error {
 	refuse := func(field, value, want string) error {
 		return fmt.Errorf("handle of sandbox %s refused: %s %q is not %s (edited or corrupted handle?); "+
@@ -55,6 +57,12 @@ func (p *Provider) checkHandlePaths(h *handles.Handle) error {
 	}
 	if h.Overlay != "" && h.Overlay != filepath.Join(p.overlays, h.ID+".img") && h.Overlay != filepath.Join(root, h.ID+".img") {
 		return refuse("overlay", h.Overlay, filepath.Join(p.overlays, h.ID+".img")+" or "+filepath.Join(root, h.ID+".img"))
+	}
+	// The instance (and SLURM job or step) name is what stop and exec
+	// act on: it must be this sandbox's, or an edited handle would make
+	// close end another sandbox, another owner's included.
+	if id, _, ok := owner.Parse(h.Instance); h.Instance != "" && (!ok || id != h.ID) {
+		return refuse("instance", h.Instance, "this sandbox's instance name ("+h.ID+"."+"<owner tag>)")
 	}
 	if mp := h.MountPoint; mp != "" && (!path.IsAbs(mp) || path.Clean(mp) != mp || mp == "/") {
 		return refuse("mount_point", mp, "an absolute, clean path inside the sandbox other than /")

@@ -48,6 +48,10 @@ func TestHandlePathsOutsideTheRootsAreRefused(t *testing.T) {
 			m["extra"] = map[string]any{"staging_root": outside}
 			m["staging_dir"] = filepath.Join(outside, h.ID)
 		}},
+		{"instance", func(m map[string]any, _ *handles.Handle) {
+			m["instance"] = owner.InstanceName(owner.NewID(), "0123456789ab") // another owner's live sandbox
+		}},
+		{"instance", func(m map[string]any, _ *handles.Handle) { m["instance"] = "gym-*" }},
 		{"mount_point", func(m map[string]any, _ *handles.Handle) { m["mount_point"] = "/" }},
 		{"mount_point", func(m map[string]any, _ *handles.Handle) { m["mount_point"] = "sandbox" }},
 	} {

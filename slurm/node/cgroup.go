@@ -197,6 +197,12 @@ type placement struct {
 	// cpus with a cpuset of whole cores, which may hold more CPUs than a
 	// request (hyperthreads), so there it is not comparable.
 	cpus float64
+	// holderPID is the holder's own pid, which lives in the job's (or
+	// step's) cgroup: with no memory of its own (memoryMiB 0: no request
+	// and no partition default), a sandbox's limit is the allocation SLURM
+	// gave its job (slurm.conf's DefMemPerCPU/DefMemPerNode), read from
+	// there. 0 = not known (nothing to compare with).
+	holderPID int
 }
 
 // check verifies that the instance's processes are limited as promised, in
@@ -228,7 +234,7 @@ func (p placement) check(procRoot, sysRoot string, pid int) (string, error) {
 		return cg.Path, err
 	}
 	if p.memoryMiB <= 0 {
-		return cg.Path, nil
+		return cg.Path, p.checkUnrequested(procRoot, sysRoot, cg)
 	}
 	limit, file, err := readMemoryLimit(sysRoot, cg)
 	if err != nil {
@@ -248,6 +254,43 @@ func (p placement) check(procRoot, sysRoot string, pid int) (string, error) {
 	}
 	return cg.Path, fmt.Errorf("the instance's memory cgroup %s is limited to %s (%s), more than the sandbox's %d MiB, so its memory is not enforced (enforce: %s): %s",
 		cg.Path, got, file, p.memoryMiB, p.enforce, fix)
+}
+
+// checkUnrequested verifies the memory of a sandbox that has no limit of
+// its own (no request, no partition default) where apptainer enforces: its
+// job got SLURM's default memory for the partition, and apptainer no
+// --memory, so an instance in a cgroup of its own (outside the job) would
+// be held by nothing. Its limit must be at most the job's, which the
+// holder's own cgroup shows. With enforce slurm the instance was checked to
+// be inside the job, which holds it; outside a job, or where the job's
+// cgroup has no memory limit, there is nothing to compare with.
+func (p placement) checkUnrequested(procRoot, sysRoot string, cg memCgroup) error {
+	if p.enforce == EnforceSlurm || p.jobID == "" || p.holderPID <= 0 {
+		return nil
+	}
+	own, err := readMemoryCgroup(procRoot, p.holderPID)
+	if err != nil {
+		return nil // the holder's own cgroup is unknown: no job limit to hold to
+	}
+	jobLimit, jobFile, err := readMemoryLimit(sysRoot, own)
+	if err != nil || jobLimit >= unlimited {
+		return nil // the job is not limited: neither is the sandbox
+	}
+	limit, file, err := readMemoryLimit(sysRoot, cg)
+	if err != nil {
+		return fmt.Errorf("%w; cannot verify that the sandbox is held to its job's %d bytes", err, jobLimit)
+	}
+	if limit <= jobLimit {
+		return nil
+	}
+	got := "unlimited"
+	if limit < unlimited {
+		got = strconv.FormatInt(limit, 10) + " bytes (" + file + ")"
+	}
+	return fmt.Errorf("the sandbox asked for no memory and its partition has no memory_mib default, so its limit is the memory SLURM gave its job, %d bytes (%s); "+
+		"but the instance's memory cgroup %s is limited to %s, outside the job, so its memory is not enforced (enforce: %s): "+
+		"give this partition a memory_mib default in the partitions file (apptainer then applies it), request memory, or use enforce: slurm",
+		jobLimit, jobFile, cg.Path, got, p.enforce)
 }
 
 // checkCPU verifies, where apptainer applies the sandbox's cpu limit, that

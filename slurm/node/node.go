@@ -130,7 +130,7 @@ func holderMain(args []string) int {
 	h := &holder{
 		readyPath: *ready,
 		name:      *name,
-		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB, cpus: *cpus},
+		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB, cpus: *cpus, holderPID: os.Getpid()},
 		startArgv: apptainercli.Start(prefix, argv...),
 		prefix:    prefix,
 		// The holder's commands see its whole environment: APPTAINER_*

@@ -160,6 +160,15 @@ func TestPlacementCheck(t *testing.T) {
 		{"apptainer: v2 unlimited", placement{enforce: EnforceApptainer, memoryMiB: 256}, 12, "/apptainer/12", "limited to unlimited"},
 		{"apptainer: root cgroup", placement{enforce: EnforceApptainer, memoryMiB: 256}, 13, "/", "apptainer-cgroupfs.conf"},
 		{"apptainer: no memory asked", placement{enforce: EnforceApptainer}, 13, "/", ""},
+		// No request and no partition default: the job's memory is SLURM's
+		// default (DefMemPerCPU), and the holder (pid 10, in job 14's
+		// 256 MiB) shows it. The instance must be held to it too.
+		{"apptainer: no memory asked, the instance escapes the job's default", placement{enforce: EnforceApptainer, jobID: "14", holderPID: 10}, 13, "/", "asked for no memory"},
+		{"both: no memory asked, v2 unlimited", placement{enforce: EnforceBoth, jobID: "14", holderPID: 10}, 12, "/apptainer/12", "limited to unlimited, outside the job"},
+		{"apptainer: no memory asked, held to the job's default", placement{enforce: EnforceApptainer, jobID: "14", holderPID: 10}, 11, "/apptainer/11", ""},
+		{"apptainer: no memory asked, the job is not limited", placement{enforce: EnforceApptainer, jobID: "14", holderPID: 13}, 13, "/", ""},
+		{"apptainer: no memory asked, not in a job", placement{enforce: EnforceApptainer, holderPID: 10}, 13, "/", ""},
+		{"slurm: no memory asked, in the job", placement{enforce: EnforceSlurm, jobID: "14", holderPID: 10}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", ""},
 		{"apptainer: limit file missing", placement{enforce: EnforceApptainer, memoryMiB: 256}, 15, "/elsewhere/15", "cannot verify"},
 		{"unknown mode", placement{enforce: "nobody"}, 10, "/slurm_vm/uid_0/job_14/step_batch/task_0", "unknown enforcement"},
 	}

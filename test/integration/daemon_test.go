@@ -94,6 +94,7 @@ func TestDaemonStopAll(t *testing.T) {
 	took := time.Since(t0)
 	require.Equal(t, 0, r.Code, "daemon stop --all: %s", r.Stderr)
 	t.Logf("gym-host daemon stop --all stopped %d daemons in %s", n, took.Round(time.Millisecond))
+	assert.Less(t, took, 5*time.Second, "issue 6: stop --all stops them in parallel within 5 s")
 
 	for _, d := range ds {
 		assert.False(t, alive(d.PID), "daemon %s (pid %d) still running after stop --all", d.Key, d.PID)
