@@ -26,6 +26,10 @@ type startSpec struct {
 	Extra      []string // create.extra_start_args
 	Image      string   // image path or URI as apptainer takes it
 	Name       string   // instance name
+	// SysBinds keep the node's sysfs read-only (apptainercli.SysBinds of
+	// the host the instance starts on); on a SLURM node the holder adds
+	// its own.
+	SysBinds []string
 }
 
 // startArgv builds `instance start`: prefix, the subcommand, startArgs.
@@ -56,8 +60,9 @@ func startArgs(s startSpec) []string {
 		// over the sandbox's /proc. The network stays the host's: sandboxes
 		// need it.
 		"--uts", "--ipc",
-		"--bind", "/proc/sys:/proc/sys:ro",
-		"--bind", s.Staging+":"+s.MountPoint)
+		"--bind", "/proc/sys:/proc/sys:ro")
+	argv = append(argv, apptainercli.BindFlags(s.SysBinds)...)
+	argv = append(argv, "--bind", s.Staging+":"+s.MountPoint)
 	for _, b := range s.Binds {
 		argv = append(argv, "--bind", b)
 	}

@@ -292,6 +292,7 @@ func (p *Provider) startInstance(ctx context.Context, h *handles.Handle, plan pl
 		}
 		return nil
 	}
+	s.SysBinds = apptainercli.SysBinds(p.mountinfo())
 	argv := startArgv(apptainercli.Global(p.apptainer, plan.ApptainerConf), s)
 
 	release, err := p.acquireExec(ctx)

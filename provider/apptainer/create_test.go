@@ -57,6 +57,7 @@ func TestCreateBuildsStartArgvAndRunsProbe(t *testing.T) {
 	start := f.callsOf("instance start")[0]
 	staging := filepath.Join(f.cfg.Gym.StateDir, "staging", id)
 	assert.Equal(t, []string{f.bin, "-c", "/etc/gym/apptainer-cgroupfs.conf", "instance", "start", "--contain", "--cleanenv", "--uts", "--ipc", "--bind", "/proc/sys:/proc/sys:ro",
+		"--bind", "/sys:/sys:ro", "--bind", "/sys/fs/cgroup/memory:/sys/fs/cgroup/memory:ro",
 		"--bind", staging + ":/sandbox",
 		"--bind", "/opt/data:/data:ro",
 		"--bind", bindSrc + ":/mnt/in:ro",

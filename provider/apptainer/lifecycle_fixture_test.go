@@ -157,6 +157,7 @@ func newLifecycleWith(t *testing.T, mutate func(*config.Config), wrap func(runne
 	}
 	p, err := New(cfg, log, WithPlacement(&lcPlacement{r: r}))
 	require.NoError(t, err)
+	p.mountinfo = func() []byte { return []byte(fixtureMountinfo) }
 	return &lcFixture{p: p, rec: rec, fake: fake, bin: bin, cfg: cfg}
 }
 
@@ -222,3 +223,9 @@ func (f *lcFixture) saveTestHandle(t *testing.T) *handles.Handle {
 	require.NoError(t, f.p.saveHandle(h))
 	return h
 }
+
+// fixtureMountinfo is a node with sysfs and one cgroup mount below it.
+const fixtureMountinfo = `22 27 0:20 / /sys rw,nosuid - sysfs sysfs rw
+24 22 0:22 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+`

@@ -38,6 +38,9 @@ type Provider struct {
 	owner     string                       // owner tag in our instance names (provider/owner)
 	staging   string                       // root of per-sandbox staging directories
 	overlays  string                       // root of per-sandbox overlay images
+	// mountinfo is this host's /proc/self/mountinfo (nil when unreadable),
+	// for the read-only sysfs binds of local instances.
+	mountinfo func() []byte
 
 	execSem    chan struct{} // exec.concurrency: creates, execs, transfers, pulls
 	controlSem chan struct{} // its own lane: status, list, stop
@@ -54,6 +57,11 @@ var _ provider.Provider = (*Provider)(nil)
 
 // Option adjusts a Provider at construction (tests, other placements).
 type Option func(*Provider)
+
+func readMountinfo() []byte {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	return data
+}
 
 // WithPlacement replaces the local placement.
 func WithPlacement(p Placement) Option { return func(pr *Provider) { pr.place = p } }
@@ -85,6 +93,7 @@ func New(cfg *config.Config, logger hclog.Logger, opts ...Option) (*Provider, er
 		controlSem: make(chan struct{}, cfg.Gym.ControlConcurrency),
 		handles:    map[string]cachedHandle{},
 		caches:     map[string]*imagecache.Cache{},
+		mountinfo:  readMountinfo,
 	}
 	p.place = NewLocalPlacement(baseEnv(cfg), logger)
 	for _, o := range opts {

@@ -131,8 +131,11 @@ func holderMain(args []string) int {
 		readyPath: *ready,
 		name:      *name,
 		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB, cpus: *cpus, holderPID: os.Getpid()},
-		startArgv: apptainercli.Start(prefix, argv...),
-		prefix:    prefix,
+		// The node's own sysfs mounts, read-only (the start line was
+		// built on another host, which may mount other things).
+		startArgv: apptainercli.Start(prefix, apptainercli.InsertFlags(argv, 2,
+			apptainercli.BindFlags(apptainercli.SysBinds(readMountinfo()))...)...),
+		prefix: prefix,
 		// The holder's commands see its whole environment: APPTAINER_*
 		// (config dir, cache) and SLURM_* come from the job.
 		run:       runner.NewLocal(os.Environ()),
@@ -229,4 +232,10 @@ func signame(sig os.Signal) string {
 		return "SIGPIPE"
 	}
 	return sig.String()
+}
+
+// readMountinfo is this node's /proc/self/mountinfo, or nil.
+func readMountinfo() []byte {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	return data
 }

@@ -14,14 +14,21 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
 
-// nodeSysctls are the node's values an agent must not change.
-var nodeSysctls = []string{"/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname", "/proc/sys/vm/swappiness"}
+// nodeSysctls are the node's values an agent must not change: sysctls,
+// and sysfs attributes (transparent hugepages, the root memory cgroup's
+// swappiness) that root of the host could write through Apptainer's bind of
+// /sys and its submounts. The sysfs ones count where the node has them.
+var nodeSysctls = []string{"/proc/sys/kernel/hostname", "/proc/sys/kernel/domainname", "/proc/sys/vm/swappiness",
+	"/sys/kernel/mm/transparent_hugepage/enabled", "/sys/fs/cgroup/memory/memory.swappiness"}
 
 func readNodeSysctls(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, p := range nodeSysctls {
+	for i, p := range nodeSysctls {
 		b, err := os.ReadFile(p)
+		if i >= 3 && os.IsNotExist(err) {
+			continue
+		}
 		require.NoError(t, err)
 		out[p] = string(b)
 	}
@@ -34,6 +41,10 @@ func restoreNodeSysctls(t *testing.T, want map[string]string) {
 	for p, v := range want {
 		if b, err := os.ReadFile(p); err == nil && string(b) != v {
 			t.Errorf("the sandbox changed the node's %s from %q to %q; restoring it", p, v, b)
+			// A choice file ("always [madvise] never") takes the chosen word.
+			if _, chosen, ok := strings.Cut(v, "["); ok {
+				v, _, _ = strings.Cut(chosen, "]")
+			}
 			_ = os.WriteFile(p, []byte(v), 0o644)
 		}
 	}
@@ -50,13 +61,17 @@ done
 (umount /proc/sys && echo 13 > /proc/sys/vm/swappiness) 2>/dev/null && echo "umount /proc/sys"
 (mount -o remount,rw /proc/sys && echo 13 > /proc/sys/vm/swappiness) 2>/dev/null && echo "remount /proc/sys"
 hostname gym-evil 2>/dev/null
+f=/sys/kernel/mm/transparent_hugepage/enabled
+[ -e $f ] && (echo never > $f) 2>/dev/null && echo "wrote $f"
+f=/sys/fs/cgroup/memory/memory.swappiness
+[ -e $f ] && (echo 13 > $f) 2>/dev/null && echo "wrote $f"
 true`
 
 // hostNamespaces are this process's (the node's) namespace links.
 func hostNamespaces(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, ns := range []string{"uts", "ipc", "net"} {
+	for _, ns := range []string{"uts", "ipc", "pid", "net"} {
 		l, err := os.Readlink("/proc/self/ns/" + ns)
 		require.NoError(t, err)
 		out[ns] = l
@@ -73,12 +88,13 @@ func checkIsolation(t *testing.T, e *env, h *plugin.Host, create func() string, 
 	ctx := e.ctx(2 * time.Minute)
 	id := create()
 
-	out := e.requireOK(t, ctx, h, id, "for n in uts ipc net; do readlink /proc/self/ns/$n; done")
+	out := e.requireOK(t, ctx, h, id, "for n in uts ipc pid net; do readlink /proc/self/ns/$n; done")
 	ns := strings.Fields(out)
-	require.Len(t, ns, 3, out)
+	require.Len(t, ns, 4, out)
 	assert.NotEqual(t, hostNS["uts"], ns[0], "own UTS namespace")
 	assert.NotEqual(t, hostNS["ipc"], ns[1], "own IPC namespace")
-	assert.Equal(t, hostNS["net"], ns[2], "the host network stays")
+	assert.NotEqual(t, hostNS["pid"], ns[2], "own PID namespace")
+	assert.Equal(t, hostNS["net"], ns[3], "the host network stays")
 
 	for _, user := range users {
 		r := e.exec(ctx, h, id, provider.ExecRequest{Command: attackScript, User: user})
