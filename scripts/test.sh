@@ -68,6 +68,12 @@ echo "[test] soak: $soak_cycles cycles at concurrency $soak_concurrency, local a
 go run ./test/soak --placement both --cycles "$soak_cycles" --concurrency "$soak_concurrency" \
   --bin-dir "$GYM_BIN_DIR" --image "$GYM_TEST_IMAGES/busybox.sif"
 
+# Daemon mode: the same cycles through a plugin daemon, whose RSS and fds
+# are checked and which must exit on daemon stop.
+echo "[test] soak through a plugin daemon, local and SLURM" >&2
+go run ./test/soak --placement both --cycles 10 --concurrency 4 --daemon \
+  --bin-dir "$GYM_BIN_DIR" --image "$GYM_TEST_IMAGES/busybox.sif"
+
 # The starter fault (item 9 of the trust issue): kill the starters of some
 # sandboxes before they are closed; close must still leave no FUSE helper.
 echo "[test] soak with killed starters (local)" >&2
