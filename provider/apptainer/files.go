@@ -72,6 +72,9 @@ func (p *Provider) Upload(ctx context.Context, id, hostPath, remotePath string) 
 	if hostPath == "" {
 		return fmt.Errorf("upload: host path is empty: %w", provider.ErrInvalid)
 	}
+	if err := checkNameLengths("upload: host path", hostPath); err != nil {
+		return err
+	}
 	h, err := p.handle(id)
 	if err != nil {
 		return err
@@ -164,6 +167,9 @@ func (p *Provider) Download(ctx context.Context, id, remotePath, hostPath string
 	}
 	if hostPath == "" {
 		return fmt.Errorf("download: host path is empty: %w", provider.ErrInvalid)
+	}
+	if err := checkNameLengths("download: host path", hostPath); err != nil {
+		return err
 	}
 	abs, err := filepath.Abs(hostPath)
 	if err != nil {

@@ -9,8 +9,12 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
+// nameMax is the longest file name Linux file systems take (NAME_MAX).
+const nameMax = 255
+
 // validateRemotePath checks a path inside the sandbox: absolute, no ".."
-// component, no NUL, and naming a file rather than the root. ".." is refused
+// component, no NUL, no name over NAME_MAX, and naming a file rather than
+// the root. ".." is refused
 // outright rather than cleaned away: a caller writing "/sandbox/../etc" means
 // something we would otherwise silently change.
 func validateRemotePath(p string) error {
@@ -26,6 +30,9 @@ func validateRemotePath(p string) error {
 		if part == ".." {
 			return fmt.Errorf("remote path %q contains \"..\": %w", p, provider.ErrInvalid)
 		}
+	}
+	if err := checkNameLengths("remote path", p); err != nil {
+		return err
 	}
 	if path.Clean(p) == "/" {
 		return fmt.Errorf("remote path %q names no file: %w", p, provider.ErrInvalid)
@@ -58,4 +65,16 @@ func escapeError(remote string, err error) error {
 		}
 	}
 	return err
+}
+
+// checkNameLengths refuses a path with a name over NAME_MAX, which every
+// file system would refuse later with a less telling error.
+func checkNameLengths(what, p string) error {
+	for _, part := range strings.Split(p, "/") {
+		if len(part) > nameMax {
+			return fmt.Errorf("%s %q: the name %.40q... is %d bytes, over the %d-byte limit of a file name (NAME_MAX): %w",
+				what, p, part, len(part), nameMax, provider.ErrInvalid)
+		}
+	}
+	return nil
 }

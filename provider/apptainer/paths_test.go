@@ -1,6 +1,8 @@
 package apptainer
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -8,6 +10,17 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
+
+func TestHostPathNamesOverNameMaxAreInvalid(t *testing.T) {
+	p := &Provider{}
+	long := "/tmp/" + strings.Repeat("h", 256)
+	err := p.Upload(context.Background(), "gym-6f1c3c2e-9a53-4b39-9d55-7f3c3a2b1c00", long, "/sandbox/x")
+	require.ErrorIs(t, err, provider.ErrInvalid)
+	assert.Contains(t, err.Error(), "NAME_MAX")
+	err = p.Download(context.Background(), "gym-6f1c3c2e-9a53-4b39-9d55-7f3c3a2b1c00", "/sandbox/x", long)
+	require.ErrorIs(t, err, provider.ErrInvalid)
+	assert.Contains(t, err.Error(), "NAME_MAX")
+}
 
 func TestValidateRemotePath(t *testing.T) {
 	cases := []struct {
@@ -29,6 +42,8 @@ func TestValidateRemotePath(t *testing.T) {
 		{"/", "names no file"},
 		{"//", "names no file"},
 		{"/.", "names no file"},
+		{"/sandbox/" + strings.Repeat("n", 255), ""},
+		{"/sandbox/" + strings.Repeat("n", 256) + "/x", "256 bytes, over the 255-byte limit"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.path, func(t *testing.T) {
