@@ -216,6 +216,7 @@ func (e *slurmEnv) handleOf(t *testing.T, id string) slurmHandle {
 // slurmHandle is the part of a handle file these tests read.
 type slurmHandle struct {
 	ID         string            `json:"id"`
+	Instance   string            `json:"instance"`
 	StagingDir string            `json:"staging_dir"`
 	Placement  string            `json:"placement"`
 	Node       string            `json:"node"`

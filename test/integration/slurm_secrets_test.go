@@ -49,6 +49,15 @@ func TestSlurmNoSecretOnSlurmDisk(t *testing.T) {
 			assert.Empty(t, left, "env files left in the staging dir")
 
 			dirs := slurmDiskDirs(t)
+			if mode == "job" {
+				// The control: the walk does read SLURM's job files, where
+				// the holder job's script names the sandbox's instance.
+				var seen []string
+				for _, dir := range dirs {
+					seen = append(seen, filesContaining(t, dir, e.handleOf(t, id).Instance)...)
+				}
+				require.NotEmpty(t, seen, "the instance name is in none of SLURM's files: the search would find no secret either")
+			}
 			for _, s := range []string{createFromEnv, createLit, execFromEnv, execLit, callerOnly} {
 				for _, dir := range dirs {
 					assert.Empty(t, filesContaining(t, dir, s), "a secret value (%s) is stored under %s", s[:strings.LastIndexByte(s, '-')], dir)
