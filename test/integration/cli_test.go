@@ -36,8 +36,15 @@ func (e *env) cli(t *testing.T, ctx context.Context, stdin string, args ...strin
 // environment (less GYM_CONFIG/GYM_LOG_LEVEL) plus extra, and stdin.
 func (e *env) runCLI(t *testing.T, ctx context.Context, stdin string, extra []string, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, hostBin, append([]string{"--config", e.cfgPath}, args...)...)
-	cmd.Dir = e.dir
+	return runHost(t, ctx, e.dir, e.cfgPath, "", stdin, extra, args...)
+}
+
+// runHost runs the built gym-host with --config cfg from dir; who names the
+// harness in the log line ("" for the test's own).
+func runHost(t *testing.T, ctx context.Context, dir, cfg, who, stdin string, extra []string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, hostBin, append([]string{"--config", cfg}, args...)...)
+	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GYM_CONFIG=") && !strings.HasPrefix(kv, "GYM_LOG_LEVEL=") {
 			cmd.Env = append(cmd.Env, kv)
@@ -58,7 +65,7 @@ func (e *env) runCLI(t *testing.T, ctx context.Context, stdin string, extra []st
 	case err != nil:
 		t.Fatalf("gym-host %v: %v", args, err)
 	}
-	t.Logf("gym-host %s -> %d", strings.Join(args, " "), code)
+	t.Logf("gym-host %s%s -> %d", who, strings.Join(args, " "), code)
 	return cliResult{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
 }
 

@@ -1,12 +1,9 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,33 +44,8 @@ func (e *env) harnessB(t *testing.T) (stateDir string, run func(ctx context.Cont
 	cfgB := filepath.Join(e.dir, "config-b.yaml")
 	require.NoError(t, os.WriteFile(cfgB, data, 0o600))
 	return stateDir, func(ctx context.Context, args ...string) cliResult {
-		return runHostWith(t, ctx, e.dir, cfgB, args...)
+		return runHost(t, ctx, e.dir, cfgB, "(B) ", "", nil, args...)
 	}
-}
-
-// runHostWith runs the built gym-host with config cfg from dir.
-func runHostWith(t *testing.T, ctx context.Context, dir, cfg string, args ...string) cliResult {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, hostBin, append([]string{"--config", cfg}, args...)...)
-	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GYM_CONFIG=") && !strings.HasPrefix(kv, "GYM_LOG_LEVEL=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var exitErr *exec.ExitError
-	switch {
-	case errors.As(err, &exitErr):
-		code = exitErr.ExitCode()
-	case err != nil:
-		t.Fatalf("gym-host %v: %v", args, err)
-	}
-	t.Logf("gym-host (B) %s -> %d", strings.Join(args, " "), code)
-	return cliResult{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
 }
 
 func parseList(t *testing.T, r cliResult) []listEntry {
