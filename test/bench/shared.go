@@ -15,7 +15,6 @@ var (
 	waitProcsGone    = realenv.WaitProcsGone
 	stillAlive       = realenv.StillAlive
 	isolateEnv       = realenv.IsolateEnv
-	pickNode         = realenv.PickNode
 	nodeState        = realenv.NodeState
 	liveJobs         = realenv.LiveJobs
 	jobsUnder        = realenv.JobsUnder

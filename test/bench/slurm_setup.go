@@ -184,15 +184,17 @@ func (b *slurmBench) hostConfig(overrides map[string]string) plugin.HostConfig {
 // clusterNode finds the node sandboxes land on: this host's, on the
 // single-node cluster of scripts/slurm-cluster.sh. It must be usable.
 func (b *slurmBench) clusterNode(ctx context.Context) (node, version string, err error) {
-	out, stderr, _, err := b.slurm(ctx, nil, "sinfo", "-h", "-N", "-o", "%N|%t")
-	if err != nil {
-		return "", "", fmt.Errorf("%w%s (is the cluster up? scripts/slurm-cluster.sh status)", err, stderr)
-	}
 	host, _ := os.Hostname()
 	host, _, _ = strings.Cut(host, ".")
-	node, ok := pickNode(out, host)
-	if !ok {
-		return "", "", fmt.Errorf("sinfo lists no usable node (%q); bring the cluster up: scripts/slurm-cluster.sh up", strings.TrimSpace(out))
+	node, err = realenv.WaitForNode(ctx, func(ctx context.Context) (string, error) {
+		out, stderr, _, err := b.slurm(ctx, nil, "sinfo", "-h", "-N", "-o", "%N|%t")
+		if err != nil {
+			return "", fmt.Errorf("%w%s (is the cluster up? scripts/slurm-cluster.sh status)", err, stderr)
+		}
+		return out, nil
+	}, host, time.Minute)
+	if err != nil {
+		return "", "", err
 	}
 	v, _, _, err := b.slurm(ctx, nil, "sinfo", "--version")
 	if err != nil {

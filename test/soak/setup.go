@@ -170,19 +170,22 @@ func (w *world) stopDaemons(ctx context.Context) error {
 	return nil
 }
 
-// checkCluster makes sure a node can take jobs.
+// checkCluster makes sure a node can take jobs, waiting out passing states.
 func (w *world) checkCluster(ctx context.Context) error {
-	out, stderr, err := runCmd(ctx, nil, "sinfo", "-h", "-N", "-o", "%N|%t")
-	if err != nil {
-		return fmt.Errorf("sinfo: %w: %s (is the cluster up? scripts/slurm-cluster.sh up)", err, stderr)
-	}
 	host, _ := os.Hostname()
 	host, _, _ = strings.Cut(host, ".")
-	if _, ok := realenv.PickNode(out, host); !ok {
-		return fmt.Errorf("sinfo lists no usable node (%q); bring the cluster up: scripts/slurm-cluster.sh up", strings.TrimSpace(out))
-	}
-	return nil
+	_, err := realenv.WaitForNode(ctx, func(ctx context.Context) (string, error) {
+		out, stderr, err := runCmd(ctx, nil, "sinfo", "-h", "-N", "-o", "%N|%t")
+		if err != nil {
+			return "", fmt.Errorf("sinfo: %w: %s (is the cluster up? scripts/slurm-cluster.sh up)", err, stderr)
+		}
+		return out, nil
+	}, host, nodeWait)
+	return err
 }
+
+// nodeWait bounds how long a run waits for the node to be usable.
+const nodeWait = time.Minute
 
 // ours reports whether an instance or job name is one of the run's
 // sandboxes: the sandbox id itself, or the id with an owner suffix.

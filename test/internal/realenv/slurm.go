@@ -1,10 +1,13 @@
 package realenv
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/plugin"
 )
@@ -82,7 +85,9 @@ func IsSlurmInputVar(key string) bool {
 func PickNode(out, host string) (node string, ok bool) {
 	usable := func(s string) bool {
 		switch NodeState(s) {
-		case "idle", "mix", "mixed", "alloc", "allocated", "comp", "completing":
+		// plnd: idle, but backfill has planned a pending job for it (seen
+		// right after a burst of holder jobs); it still takes steps and jobs.
+		case "idle", "mix", "mixed", "alloc", "allocated", "comp", "completing", "plnd", "planned":
 			return true
 		}
 		return false
@@ -100,6 +105,30 @@ func PickNode(out, host string) (node string, ok bool) {
 		}
 	}
 	return node, node != ""
+}
+
+// WaitForNode polls sinfo (through the caller's runner) until PickNode finds
+// a usable node or wait is over: a node in a passing state (resuming,
+// finishing a burst of jobs) must not fail a run at one glance.
+func WaitForNode(ctx context.Context, sinfo func(context.Context) (string, error), host string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		out, err := sinfo(ctx)
+		if err != nil {
+			return "", err
+		}
+		if node, ok := PickNode(out, host); ok {
+			return node, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("sinfo lists no usable node after %s (%q); bring the cluster up: scripts/slurm-cluster.sh up", wait, strings.TrimSpace(out))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // NodeState is sinfo's %t without its flag suffixes (idle*, mix~ ...).

@@ -1,9 +1,11 @@
 package realenv
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,6 +21,7 @@ func TestPickNode(t *testing.T) {
 		{"this host preferred", "a|mix\nvm|alloc\n", "vm", "vm", true},
 		{"first usable otherwise", "a|down*\nb|idle~\n", "vm", "b", true},
 		{"this host drained", "vm|drain\nb|mix\n", "vm", "b", true},
+		{"planned by backfill, the CI failure of 2026-12-05", "vm|plnd\nvm|plnd", "vm", "vm", true},
 		{"none usable", "vm|down\n", "vm", "", false},
 		{"empty", "", "vm", "", false},
 	}
@@ -29,6 +32,26 @@ func TestPickNode(t *testing.T) {
 			assert.Equal(t, tt.node, node)
 		})
 	}
+}
+
+func TestWaitForNode(t *testing.T) {
+	outs := []string{"vm|down*\n", "vm|idle\n"}
+	calls := 0
+	sinfo := func(context.Context) (string, error) {
+		out := outs[min(calls, len(outs)-1)]
+		calls++
+		return out, nil
+	}
+	node, err := WaitForNode(context.Background(), sinfo, "vm", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, "vm", node)
+	assert.Equal(t, 2, calls)
+
+	calls = 0
+	outs = []string{"vm|down\n"}
+	_, err = WaitForNode(context.Background(), sinfo, "vm", 0)
+	assert.ErrorContains(t, err, "no usable node")
+	assert.Equal(t, 1, calls)
 }
 
 func TestLiveJobs(t *testing.T) {
