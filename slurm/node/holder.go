@@ -39,6 +39,9 @@ const (
 // on scancel, time limit or node failure.
 type holder struct {
 	readyPath string
+	// linkPath, when set, names the LinkSpec: the holder then starts the
+	// sandbox's executor and carries the owner's connections to it.
+	linkPath  string
 	name      string
 	place     placement
 	startArgv []string
@@ -144,13 +147,37 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 	if v, ok := h.lookupEnv("CUDA_VISIBLE_DEVICES"); ok {
 		ready.CUDAVisibleDevices = &v
 	}
+	lnk := h.link(&ready)
+	defer lnk.stop()
 	if err := writeReady(h.readyPath, ready); err != nil {
 		h.logf("%v; stopping instance %s", err, h.name)
+		lnk.stop()
 		h.stop(id)
 		return 1
 	}
 	h.logf("holding instance %s (pid %d, memory cgroup %s)", h.name, id.pid, cgroup)
-	return h.hold(id, signals)
+	return h.hold(id, signals, lnk)
+}
+
+// link starts the executor and its gateway when the host asked for them,
+// and puts the outcome in ready. A failure is reported, not fatal: the
+// sandbox still works through SLURM steps.
+func (h *holder) link(ready *Ready) *link {
+	if h.linkPath == "" {
+		return nil
+	}
+	spec, err := readLinkSpec(h.linkPath)
+	if err == nil {
+		var l *link
+		if l, err = h.startLink(spec); err == nil {
+			ready.ExecAddr, ready.ExecCert = l.addr, string(l.cert)
+			h.logf("executor of %s reachable at %s", h.name, l.addr)
+			return l
+		}
+	}
+	ready.ExecError = err.Error()
+	h.logf("no executor for %s, commands go through SLURM steps: %v", h.name, err)
+	return nil
 }
 
 // locate finds the instance's pid and checks that it lives where its limits
@@ -175,7 +202,7 @@ func (h *holder) locate() (procIdentity, string, error) {
 
 // hold waits for a signal (stop the instance, exit 0) or for the instance to
 // die (exit ExitInstanceGone).
-func (h *holder) hold(id procIdentity, signals <-chan os.Signal) int {
+func (h *holder) hold(id procIdentity, signals <-chan os.Signal, lnk *link) int {
 	poll := h.poll
 	if poll <= 0 {
 		poll = defaultPollInterval
@@ -186,6 +213,9 @@ func (h *holder) hold(id procIdentity, signals <-chan os.Signal) int {
 		select {
 		case sig := <-signals:
 			h.logf("got %s; stopping instance %s", signame(sig), h.name)
+			// The gateway first: open execs see their link go and are
+			// killed by the executor before the instance stops under them.
+			lnk.stop()
 			return h.stop(id)
 		case <-tick.C:
 			if !id.alive(h.procRoot) {

@@ -1,7 +1,7 @@
 // Package node is the agent that runs on a SLURM compute node, inside the
 // sandbox's job, as hidden subcommands of the plugin binary:
 //
-//	holder    --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] [--cpus C] -- <instance start args...>
+//	holder    --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--link FILE] [--memory-mib N] [--cpus C] -- <instance start args...>
 //	node-exec [--env-file FILE] -- <argv...>
 //	reap      --marker X
 //
@@ -69,7 +69,7 @@ func Main(args []string) int {
 }
 
 const (
-	holderUsage   = "usage: " + prog + " holder --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--memory-mib N] [--cpus C] -- <instance start args...>"
+	holderUsage   = "usage: " + prog + " holder --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--link FILE] [--memory-mib N] [--cpus C] -- <instance start args...>"
 	nodeExecUsage = "usage: " + prog + " node-exec [--env-file FILE] -- <argv...>"
 	reapUsage     = "usage: " + prog + " reap --marker X"
 )
@@ -101,6 +101,7 @@ func holderMain(args []string) int {
 	cpus := fs.Float64("cpus", 0, "the sandbox's cpu limit: where apptainer applies it, the instance's cpu cgroup must hold it to this (0 = none known)")
 	bin := fs.String("apptainer", "", "the apptainer binary")
 	conf := fs.String("apptainer-conf", "", "apptainer.conf for every instance command (apptainer -c)")
+	link := fs.String("link", "", "executor link spec (JSON): start the sandbox's executor and carry the owner's connections to it")
 	if err := fs.Parse(args); err != nil {
 		return usageError("holder", holderUsage, err)
 	}
@@ -129,6 +130,7 @@ func holderMain(args []string) int {
 	jobID, _ := os.LookupEnv("SLURM_JOB_ID")
 	h := &holder{
 		readyPath: *ready,
+		linkPath:  *link,
 		name:      *name,
 		place:     placement{enforce: *enforce, jobID: jobID, memoryMiB: *memMiB, cpus: *cpus, holderPID: os.Getpid()},
 		// The node's own sysfs mounts, read-only (the start line was

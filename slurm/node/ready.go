@@ -27,6 +27,13 @@ type Ready struct {
 	// Cgroup is the instance's memory cgroup path.
 	Cgroup string `json:"cgroup,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// ExecAddr (host:port) reaches the sandbox's executor through the
+	// holder's gateway, whose certificate is ExecCert (PEM, pinned by the
+	// host). Both are empty when no link was asked for or it failed, and
+	// then ExecError says why.
+	ExecAddr  string `json:"exec_addr,omitempty"`
+	ExecCert  string `json:"exec_cert,omitempty"`
+	ExecError string `json:"exec_error,omitempty"`
 }
 
 // ReadyPath is where the holder of the sandbox staged in stagingDir writes

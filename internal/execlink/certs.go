@@ -1,0 +1,209 @@
+package execlink
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// certLifetime: a client key lives as long as its state directory, and the
+// pinning makes expiry meaningless for trust; a long lifetime only keeps
+// Go's TLS from refusing an old certificate.
+const certLifetime = 20 * 365 * 24 * time.Hour
+
+// serverName is the name both sides use; trust comes from pinning, not
+// from the name.
+const serverName = "gym-executor-link"
+
+// Dir is where a state directory's link key lives.
+func Dir(stateDir string) string { return filepath.Join(stateDir, "tls") }
+
+// ClientCert loads the state directory's client key pair, making it on
+// first use. It returns the pair and the certificate's PEM, which is public
+// and goes to every holder.
+func ClientCert(stateDir string) (tls.Certificate, []byte, error) {
+	dir := Dir(stateDir)
+	keyPath, certPath := filepath.Join(dir, "client.key"), filepath.Join(dir, "client.pem")
+	if c, pemBytes, err := loadPair(certPath, keyPath); err == nil {
+		return c, pemBytes, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return tls.Certificate{}, nil, fmt.Errorf("reading the executor link key in %s: %w (remove the directory to make a new one)", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("creating %s for the executor link key: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("making %s private: %w", dir, err)
+	}
+	certPEM, keyPEM, err := newPair("gym-apptainer client")
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	// Key first, certificate last: the certificate's presence says the pair
+	// is complete. Two plugins racing both write whole pairs; the last
+	// rename wins and both then read it back, so they agree.
+	if err := writeAtomic(keyPath, keyPEM); err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	if err := writeAtomic(certPath, certPEM); err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	c, pemBytes, err := loadPair(certPath, keyPath)
+	if err != nil {
+		// A racing plugin replaced the key between our two renames: its
+		// certificate follows, read once more.
+		time.Sleep(50 * time.Millisecond)
+		c, pemBytes, err = loadPair(certPath, keyPath)
+	}
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("reading back the executor link key in %s: %w", dir, err)
+	}
+	return c, pemBytes, nil
+}
+
+func loadPair(certPath, keyPath string) (tls.Certificate, []byte, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return c, certPEM, nil
+}
+
+// ServerCert makes a fresh, in-memory key pair for one holder.
+func ServerCert() (tls.Certificate, []byte, error) {
+	certPEM, keyPEM, err := newPair(serverName)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("executor link server key: %w", err)
+	}
+	return c, certPEM, nil
+}
+
+// newPair makes a self-signed ECDSA P-256 certificate usable by both ends.
+func newPair(cn string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("making an executor link key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return nil, nil, fmt.Errorf("making an executor link key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     []string{serverName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(certLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("making an executor link certificate: %w", err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encoding an executor link key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// certDER is the DER of a PEM certificate, the form pinning compares.
+func certDER(certPEM []byte) ([]byte, error) {
+	b, _ := pem.Decode(certPEM)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM certificate")
+	}
+	if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+		return nil, err
+	}
+	return b.Bytes, nil
+}
+
+// pinned accepts a handshake only if the peer's leaf is exactly want.
+func pinned(want []byte) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 || !bytes.Equal(raw[0], want) {
+			return errors.New("executor link: the peer's certificate is not the pinned one")
+		}
+		return nil
+	}
+}
+
+// ServerConfig is the holder's TLS: its own pair, and only the owner's
+// client certificate accepted.
+func ServerConfig(server tls.Certificate, clientPEM []byte) (*tls.Config, error) {
+	want, err := certDER(clientPEM)
+	if err != nil {
+		return nil, fmt.Errorf("the executor link's client certificate: %w", err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{server},
+		// Verified by pinning below; Go's chain verification would want a CA.
+		ClientAuth:            tls.RequireAnyClientCert,
+		VerifyPeerCertificate: pinned(want),
+	}, nil
+}
+
+// ClientConfig is the plugin's TLS towards one holder, whose certificate
+// came in its ready file.
+func ClientConfig(client tls.Certificate, serverPEM []byte) (*tls.Config, error) {
+	want, err := certDER(serverPEM)
+	if err != nil {
+		return nil, fmt.Errorf("the holder's executor link certificate: %w", err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{client},
+		ServerName:   serverName,
+		// Self-signed and pinned: the chain check is replaced, not skipped.
+		InsecureSkipVerify:    true, //nolint:gosec // pinned in VerifyPeerCertificate
+		VerifyPeerCertificate: pinned(want),
+	}, nil
+}

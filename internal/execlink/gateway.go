@@ -1,0 +1,148 @@
+package execlink
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// handshakeTimeout bounds a connection that never completes its TLS
+// handshake, so that a port scanner holds nothing for long.
+const handshakeTimeout = 10 * time.Second
+
+// Gateway is the holder's side: TLS in, the executor's unix socket out.
+type Gateway struct {
+	ln     net.Listener
+	target string
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// Listen opens the gateway on addr (host:port; port 0 picks one) towards the
+// executor's unix socket target.
+func Listen(addr, target string, cfg *tls.Config) (*Gateway, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("executor link: listening on %s: %w", addr, err)
+	}
+	return &Gateway{ln: tls.NewListener(ln, cfg), target: target, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Port is the TCP port the gateway listens on.
+func (g *Gateway) Port() int { return g.ln.Addr().(*net.TCPAddr).Port }
+
+// Serve accepts until Close.
+func (g *Gateway) Serve() error {
+	for {
+		c, err := g.ln.Accept()
+		if err != nil {
+			if g.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("executor link: accept: %w", err)
+		}
+		if !g.track(c) {
+			_ = c.Close()
+			return nil
+		}
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			defer g.untrack(c)
+			g.splice(c.(*tls.Conn))
+		}()
+	}
+}
+
+// splice finishes the handshake (a peer without the pinned key stops
+// here) and copies both ways until either side closes.
+func (g *Gateway) splice(c *tls.Conn) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	err := c.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	var d net.Dialer
+	u, err := d.Dial("unix", g.target)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(u, c)
+		// The client's end of input: the executor reads EOF as the client
+		// gone (it keeps stdin EOF in its own frames).
+		_ = u.(*net.UnixConn).CloseWrite()
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = io.Copy(c, u)
+		_ = c.CloseWrite()
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+}
+
+func (g *Gateway) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+func (g *Gateway) track(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.conns[c] = struct{}{}
+	return true
+}
+
+func (g *Gateway) untrack(c net.Conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.conns, c)
+}
+
+// Close stops accepting and cuts every open connection: the executor sees
+// its clients go and kills what they ran.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	g.closed = true
+	err := g.ln.Close()
+	for c := range g.conns {
+		_ = c.Close()
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+	return err
+}
+
+// Dialer returns the plugin's dial function towards one holder at addr,
+// for the executor client.
+func Dialer(addr string, cfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		d := tls.Dialer{Config: cfg}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("executor link to %s: %w", addr, err)
+		}
+		return c, nil
+	}
+}
