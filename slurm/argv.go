@@ -132,10 +132,11 @@ func ExportArg(env []string) string {
 // that the instance's cgroup holds it to the plan's memory (N, the filled
 // request), whatever the enforcement mode, and to its cpus (C) where
 // apptainer applies them.
-func HolderArgv(plugin, readyPath, enforce string, spec placement.StartSpec) []string {
+func HolderArgv(plugin, readyPath, linkPath, enforce string, spec placement.StartSpec) []string {
 	argv := []string{plugin, "holder", "--ready", readyPath, "--name", spec.Instance, "--enforce", enforce,
 		"--apptainer", spec.Apptainer}
 	argv = appendIf(argv, "--apptainer-conf", spec.Plan.ApptainerConf)
+	argv = appendIf(argv, "--link", linkPath)
 	if m := spec.Plan.Resources.MemoryMiB; m > 0 {
 		argv = append(argv, "--memory-mib", strconv.FormatInt(m, 10))
 	}

@@ -132,11 +132,11 @@ func TestHolderArgv(t *testing.T) {
 	}
 	assert.Equal(t, []string{"/p", "holder", "--ready", "/st/r.json", "--name", "gym-1", "--enforce", "both",
 		"--apptainer", "/usr/bin/apptainer", "--apptainer-conf", "/etc/a.conf", "--memory-mib", "256", "--cpus", "1",
-		"--", "--memory", "256m", "/img.sif", "gym-1"}, HolderArgv("/p", "/st/r.json", "both", spec))
+		"--", "--memory", "256m", "/img.sif", "gym-1"}, HolderArgv("/p", "/st/r.json", "", "both", spec))
 	spec.Plan = placement.Plan{}
 	assert.Equal(t, []string{"/p", "holder", "--ready", "/st/r.json", "--name", "gym-1", "--enforce", "slurm",
 		"--apptainer", "/usr/bin/apptainer", "--", "--memory", "256m", "/img.sif", "gym-1"},
-		HolderArgv("/p", "/st/r.json", "slurm", spec), "no conf, no memory known: no flags for them")
+		HolderArgv("/p", "/st/r.json", "", "slurm", spec), "no conf, no memory known: no flags for them")
 }
 
 func TestQueryArgv(t *testing.T) {

@@ -54,10 +54,10 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	if err := os.MkdirAll(gymDir, 0o700); err != nil {
 		return fmt.Errorf("create %s for the holder: %w", gymDir, err)
 	}
-	holder := HolderArgv(p.nodePlugin, node.ReadyPath(h.StagingDir), part.Enforce, spec)
 	if h.Extra == nil {
 		h.Extra = map[string]string{}
 	}
+	holder := HolderArgv(p.nodePlugin, node.ReadyPath(h.StagingDir), p.writeLink(h, spec.Executor), part.Enforce, spec)
 	h.Extra[ExtraMode] = p.mode
 
 	filled := spec.Plan.Resources
@@ -205,6 +205,7 @@ func (w *startWait) ready(r *node.Ready) error {
 	} else {
 		delete(h.Extra, ExtraCUDA)
 	}
+	recordLink(h, r)
 	w.p.log.Debug("sandbox holder ready", "sandbox", h.ID, "job", h.JobID, "step", h.StepID, "node", h.Node,
 		"wait", time.Since(w.t0).Round(time.Millisecond))
 	return nil

@@ -1,11 +1,13 @@
 package slurm
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +34,12 @@ const (
 	// ExtraCUDA is the holder's CUDA_VISIBLE_DEVICES; the key is absent
 	// when the holder had none.
 	ExtraCUDA = "cuda_visible_devices"
+	// ExtraExecAddr and ExtraExecCert reach the sandbox's executor through
+	// its holder (node.Ready's ExecAddr/ExecCert); ExtraExecError says why
+	// there is no link.
+	ExtraExecAddr  = "exec_addr"
+	ExtraExecCert  = "exec_cert"
+	ExtraExecError = "exec_error"
 	// extraPartition is where the provider records the plan's partition.
 	extraPartition = "partition"
 )
@@ -68,6 +76,10 @@ type Config struct {
 	// srun and sbatch would read them as options (a gym-host running inside
 	// a job would otherwise pass its own job's -c/--mem to every step).
 	Env []string
+	// KeyDir is the state directory whose executor link key
+	// (execlink.ClientCert) reaches this user's holders; "" = no executor
+	// links (every command through a SLURM step).
+	KeyDir string
 	// Logger receives debug lines; nil discards.
 	Logger hclog.Logger
 	// Runner runs the slurm commands; nil means a local runner on Env.
@@ -84,6 +96,10 @@ type Placement struct {
 	mode         string // ModeJob or ModeAllocation
 	allocJob     string // the allocation's job id (mode allocation)
 	nodePlugin   string
+	keyDir       string
+	keyOnce      sync.Once
+	key          tls.Certificate
+	keyErr       error
 	pollInterval time.Duration
 	fastPoll     time.Duration
 	user         string
@@ -163,6 +179,7 @@ func New(cfg Config) (*Placement, error) {
 		mode:         mode,
 		allocJob:     allocJob,
 		nodePlugin:   plugin,
+		keyDir:       cfg.KeyDir,
 		pollInterval: interval,
 		fastPoll:     defaultFastPoll,
 		user:         usr,

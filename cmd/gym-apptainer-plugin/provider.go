@@ -55,6 +55,7 @@ func newSlurmPlacement(cfg *config.Config, logger hclog.Logger) (*slurm.Placemen
 		Forced:       sc.Partition,
 		Mode:         sc.Mode,
 		NodePlugin:   nodeAgent(sc.NodePlugin),
+		KeyDir:       cfg.Gym.StateDir,
 		PollInterval: sc.PollInterval,
 		Env:          apptainer.BaseEnv(cfg),
 		Logger:       logger.Named("slurm"),

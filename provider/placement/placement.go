@@ -7,6 +7,7 @@ package placement
 
 import (
 	"context"
+	"net"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
@@ -96,6 +97,29 @@ type StartSpec struct {
 	// (their --cpus/--memory/--nv from Plan.Resources). The placement passes
 	// them on unread.
 	StartArgs []string
+	// Executor, when set, asks the placement to start the sandbox's
+	// executor with the instance and to make it reachable without a
+	// command per exec (slurm: through the holder; see ExecutorDialer).
+	Executor *ExecutorStart
+}
+
+// ExecutorLinker is implemented by placements whose sandboxes' executors
+// are not reached through the staging dir's unix socket on this host
+// (slurm: through the sandbox's holder on its node). An error means there
+// is no link: the provider then runs the command the old way and says why.
+type ExecutorLinker interface {
+	ExecutorDialer(h *handles.Handle) (func(context.Context) (net.Conn, error), error)
+}
+
+// ExecutorStart is how to start a sandbox's executor where its instance
+// runs, built by the provider.
+type ExecutorStart struct {
+	// Argv starts the executor inside the instance; it runs as long as the
+	// instance does.
+	Argv []string
+	// Socket is the executor's unix socket on the node (the staging dir is
+	// at the same path there).
+	Socket string
 }
 
 // Doctor is implemented by placements that can check their own setup

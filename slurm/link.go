@@ -1,0 +1,89 @@
+package slurm
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/execlink"
+	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/placement"
+	"github.com/gym-apptainer/gym-apptainer/slurm/node"
+)
+
+// writeLink writes the link spec that asks the holder to start the
+// sandbox's executor and returns its path, or "" when there is no executor
+// to start or no key to reach it with: the sandbox then works through
+// steps, which is never a reason to fail a create.
+func (p *Placement) writeLink(h *handles.Handle, x *placement.ExecutorStart) string {
+	if x == nil {
+		return ""
+	}
+	if p.keyDir == "" {
+		h.Extra[ExtraExecError] = "no state dir for the executor link key"
+		return ""
+	}
+	_, certPEM, err := execlink.ClientCert(p.keyDir)
+	if err == nil {
+		err = node.WriteLinkSpec(h.StagingDir, node.LinkSpec{Argv: x.Argv, Socket: x.Socket, ClientCert: string(certPEM)})
+	}
+	if err != nil {
+		h.Extra[ExtraExecError] = err.Error()
+		p.log.Warn("sandbox without an executor link; its commands go through SLURM steps", "sandbox", h.ID, "error", err)
+		return ""
+	}
+	return node.LinkSpecPath(h.StagingDir)
+}
+
+// recordLink keeps what the holder reported of the link in the handle.
+func recordLink(h *handles.Handle, r *node.Ready) {
+	delete(h.Extra, ExtraExecAddr)
+	delete(h.Extra, ExtraExecCert)
+	switch {
+	case r.ExecAddr != "" && r.ExecCert != "":
+		h.Extra[ExtraExecAddr], h.Extra[ExtraExecCert] = r.ExecAddr, r.ExecCert
+		delete(h.Extra, ExtraExecError)
+	case r.ExecError != "":
+		h.Extra[ExtraExecError] = r.ExecError
+	}
+}
+
+// ErrNoLink is ExecutorDialer's answer for a sandbox whose executor cannot
+// be reached through its holder; the message says why.
+var ErrNoLink = errors.New("no executor link")
+
+var _ placement.ExecutorLinker = (*Placement)(nil)
+
+// ExecutorDialer returns how to reach sandbox h's executor: a pinned TLS
+// connection to its holder, which splices it to the executor's socket.
+func (p *Placement) ExecutorDialer(h *handles.Handle) (func(context.Context) (net.Conn, error), error) {
+	addr, cert := h.Extra[ExtraExecAddr], h.Extra[ExtraExecCert]
+	if addr == "" || cert == "" {
+		if why := h.Extra[ExtraExecError]; why != "" {
+			return nil, fmt.Errorf("%w: %s", ErrNoLink, why)
+		}
+		return nil, fmt.Errorf("%w: the holder reported none", ErrNoLink)
+	}
+	if p.keyDir == "" {
+		return nil, fmt.Errorf("%w: no state dir for the executor link key", ErrNoLink)
+	}
+	client, err := p.linkKey()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoLink, err)
+	}
+	cfg, err := execlink.ClientConfig(client, []byte(cert))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoLink, err)
+	}
+	return execlink.Dialer(addr, cfg), nil
+}
+
+// linkKey is the client key, read once per process: every exec dials.
+func (p *Placement) linkKey() (tls.Certificate, error) {
+	p.keyOnce.Do(func() {
+		p.key, _, p.keyErr = execlink.ClientCert(p.keyDir)
+	})
+	return p.key, p.keyErr
+}
