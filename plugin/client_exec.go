@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -46,14 +47,20 @@ func (c *SandboxGRPCClient) Exec(ctx context.Context, id string, req provider.Ex
 		return failed, fromStatus(ctx, err)
 	}
 
+	send := &clientSender{stream: stream, keepOpen: req.Control != nil}
 	stdinErr := make(chan error, 1)
 	if req.Stdin != nil {
-		go sendStdin(stream, req.Stdin, func(err error) {
+		go send.stdin(req.Stdin, func(err error) {
 			stdinErr <- err
 			cancel()
 		})
-	} else if err := stream.CloseSend(); err != nil {
-		return failed, fromStatus(ctx, err)
+	} else if !send.keepOpen {
+		if err := stream.CloseSend(); err != nil {
+			return failed, fromStatus(ctx, err)
+		}
+	}
+	if req.Control != nil {
+		go send.controls(ctx, req.Control)
 	}
 
 	res, ended, err := recvExec(ctx, stream, req)
@@ -74,17 +81,33 @@ func (c *SandboxGRPCClient) Exec(ctx context.Context, id string, req provider.Ex
 	return res, nil
 }
 
-// sendStdin streams r as stdin chunks, then stdin_eof, then half-closes.
-// A read error is handed to fail, which abandons the exec: running the
-// command on a silently truncated stdin would be worse.
-func sendStdin(stream pb.SandboxProvider_ExecClient, r io.Reader, fail func(error)) {
+// clientSender serialises the client's sends: stdin and controls come from
+// two goroutines, and a gRPC stream takes one Send at a time.
+type clientSender struct {
+	stream pb.SandboxProvider_ExecClient
+	mu     sync.Mutex
+	// keepOpen: controls may follow stdin, so stdin's end does not
+	// half-close the stream (the call's end does).
+	keepOpen bool
+}
+
+func (s *clientSender) send(msg *pb.ExecClientMsg) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stream.Send(msg)
+}
+
+// stdin streams r as stdin chunks, then stdin_eof, then half-closes unless
+// controls may follow. A read error is handed to fail, which abandons the
+// exec: running the command on a silently truncated stdin would be worse.
+func (s *clientSender) stdin(r io.Reader, fail func(error)) {
 	for {
 		// A fresh buffer each time: gRPC may still hold a sent message.
 		buf := make([]byte, stdinChunk)
 		n, err := r.Read(buf)
 		if n > 0 {
 			msg := &pb.ExecClientMsg{Msg: &pb.ExecClientMsg_Stdin{Stdin: buf[:n]}}
-			if serr := stream.Send(msg); serr != nil {
+			if serr := s.send(msg); serr != nil {
 				return // the exec is over; Recv reports how
 			}
 		}
@@ -96,10 +119,41 @@ func sendStdin(stream pb.SandboxProvider_ExecClient, r io.Reader, fail func(erro
 			return
 		}
 	}
-	if err := stream.Send(&pb.ExecClientMsg{Msg: &pb.ExecClientMsg_StdinEof{StdinEof: true}}); err != nil {
+	if err := s.send(&pb.ExecClientMsg{Msg: &pb.ExecClientMsg_StdinEof{StdinEof: true}}); err != nil {
 		return
 	}
-	_ = stream.CloseSend()
+	if !s.keepOpen {
+		s.mu.Lock()
+		_ = s.stream.CloseSend()
+		s.mu.Unlock()
+	}
+}
+
+// controls forwards resizes and signals until the channel closes or the
+// call ends.
+func (s *clientSender) controls(ctx context.Context, ch <-chan provider.Control) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-ch:
+			if !ok {
+				return
+			}
+			var msg *pb.ExecClientMsg
+			switch {
+			case c.Resize != nil:
+				msg = &pb.ExecClientMsg{Msg: &pb.ExecClientMsg_Resize{Resize: &pb.WinSize{Rows: uint32(c.Resize.Rows), Cols: uint32(c.Resize.Cols)}}}
+			case c.Signal != "":
+				msg = &pb.ExecClientMsg{Msg: &pb.ExecClientMsg_Signal{Signal: c.Signal}}
+			default:
+				continue
+			}
+			if err := s.send(msg); err != nil {
+				return
+			}
+		}
+	}
 }
 
 // recvExec writes output as it arrives and returns the result message.

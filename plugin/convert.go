@@ -122,20 +122,43 @@ func statusesFromPB(ss []*pb.StatusMsg) []provider.Status {
 // stdin chunks will follow.
 func execRequestToPB(id string, r provider.ExecRequest) *pb.ExecRequest {
 	return &pb.ExecRequest{
-		Id:        id,
-		Command:   r.Command,
-		Env:       r.Env,
-		Cwd:       r.Cwd,
-		User:      r.User,
-		TimeoutMs: timeoutToMS(r.Timeout),
-		ExecId:    r.ExecID,
-		HasStdin:  r.Stdin != nil,
+		Id:         id,
+		Command:    r.Command,
+		Env:        r.Env,
+		Cwd:        r.Cwd,
+		User:       r.User,
+		TimeoutMs:  timeoutToMS(r.Timeout),
+		ExecId:     r.ExecID,
+		HasStdin:   r.Stdin != nil,
+		Tty:        r.TTY != nil,
+		TtyRows:    uint32(ttyRows(r.TTY)),
+		TtyCols:    uint32(ttyCols(r.TTY)),
+		HasControl: r.Control != nil,
 	}
+}
+
+func ttyRows(w *provider.WinSize) uint16 {
+	if w == nil {
+		return 0
+	}
+	return w.Rows
+}
+
+func ttyCols(w *provider.WinSize) uint16 {
+	if w == nil {
+		return 0
+	}
+	return w.Cols
+}
+
+// clampSize keeps a wire size within a terminal's uint16.
+func clampSize(n uint32) uint16 {
+	return uint16(min(n, 0xffff))
 }
 
 // execRequestFromPB leaves the streams to the caller.
 func execRequestFromPB(r *pb.ExecRequest) provider.ExecRequest {
-	return provider.ExecRequest{
+	req := provider.ExecRequest{
 		Command: r.GetCommand(),
 		Env:     r.GetEnv(),
 		Cwd:     r.GetCwd(),
@@ -143,6 +166,10 @@ func execRequestFromPB(r *pb.ExecRequest) provider.ExecRequest {
 		Timeout: timeoutFromMS(r.GetTimeoutMs()),
 		ExecID:  r.GetExecId(),
 	}
+	if r.GetTty() {
+		req.TTY = &provider.WinSize{Rows: clampSize(r.GetTtyRows()), Cols: clampSize(r.GetTtyCols())}
+	}
+	return req
 }
 
 func execResultToPB(r provider.ExecResult) *pb.ExecResult {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/gym-apptainer/gym-apptainer/plugin/proto"
+	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
 // maxOutputChunk bounds one stdout/stderr message. A provider write larger
@@ -40,13 +41,22 @@ func (s *SandboxGRPCServer) Exec(stream pb.SandboxProvider_ExecServer) error {
 	req := execRequestFromPB(start)
 	req.Stdout = &outputWriter{sender: out, stderr: false}
 	req.Stderr = &outputWriter{sender: out, stderr: true}
+	var pw *io.PipeWriter
 	if start.GetHasStdin() {
-		pr, pw := io.Pipe()
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
 		// Closing the read end unblocks the pump if the command never read
 		// all of its stdin.
 		defer pr.Close()
 		req.Stdin = pr
-		go pumpStdin(stream, pw)
+	}
+	var control chan provider.Control
+	if start.GetHasControl() {
+		control = make(chan provider.Control, 16)
+		req.Control = control
+	}
+	if pw != nil || control != nil {
+		go pumpClient(ctx, stream, pw, control)
 	}
 
 	res, err := s.Impl.Exec(ctx, start.GetId(), req)
@@ -60,32 +70,63 @@ func (s *SandboxGRPCServer) Exec(stream pb.SandboxProvider_ExecServer) error {
 	return stream.Send(&pb.ExecServerMsg{Msg: &pb.ExecServerMsg_Result{Result: execResultToPB(res)}})
 }
 
-// pumpStdin copies stdin messages into the command's stdin pipe until
-// stdin_eof. A stream that ends without stdin_eof ends stdin too; a broken
+// pumpClient copies stdin messages into the command's stdin pipe until
+// stdin_eof, and resizes and signals into control, until the client
+// half-closes. A stream that ends without stdin_eof ends stdin too; a broken
 // stream makes the command's next stdin read fail with the stream's error.
-func pumpStdin(stream pb.SandboxProvider_ExecServer, pw *io.PipeWriter) {
+func pumpClient(ctx context.Context, stream pb.SandboxProvider_ExecServer, pw *io.PipeWriter, control chan<- provider.Control) {
+	if control != nil {
+		defer close(control)
+	}
+	closeStdin := func(err error) {
+		if pw != nil {
+			pw.CloseWithError(err)
+			pw = nil
+		}
+	}
+	defer closeStdin(nil)
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			pw.Close()
 			return
 		}
 		if err != nil {
-			pw.CloseWithError(err)
+			closeStdin(err)
 			return
 		}
 		switch m := msg.GetMsg().(type) {
 		case *pb.ExecClientMsg_Stdin:
-			if _, err := pw.Write(m.Stdin); err != nil {
-				return // the command is done with stdin
+			if pw != nil {
+				if _, err := pw.Write(m.Stdin); err != nil {
+					pw = nil // the command is done with stdin
+				}
 			}
 		case *pb.ExecClientMsg_StdinEof:
-			pw.Close()
-			return
+			closeStdin(nil)
+			if control == nil {
+				return
+			}
+		case *pb.ExecClientMsg_Resize:
+			sendControl(ctx, control, provider.Control{Resize: &provider.WinSize{
+				Rows: clampSize(m.Resize.GetRows()), Cols: clampSize(m.Resize.GetCols())}})
+		case *pb.ExecClientMsg_Signal:
+			sendControl(ctx, control, provider.Control{Signal: m.Signal})
 		default:
-			pw.CloseWithError(errors.New("exec: unexpected message after start"))
+			closeStdin(errors.New("exec: unexpected message after start"))
 			return
 		}
+	}
+}
+
+// sendControl hands c to the provider unless the exec is over; controls of
+// a client that did not announce them are dropped.
+func sendControl(ctx context.Context, control chan<- provider.Control, c provider.Control) {
+	if control == nil {
+		return
+	}
+	select {
+	case control <- c:
+	case <-ctx.Done():
 	}
 }
 

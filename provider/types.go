@@ -81,6 +81,26 @@ type ExecRequest struct {
 	// ExecID names this exec so that its processes can be found and killed
 	// later (KillExec), even by another process. Generated when empty.
 	ExecID string
+	// TTY, when set, runs the command on a terminal of this size: a login
+	// shell or an interactive program. Its output (stdout and stderr, as a
+	// terminal merges them) goes to Stdout; Stdin is what is typed.
+	TTY *WinSize
+	// Control carries window resizes and signals to the running command
+	// (interactive execs). Closing it, or leaving it nil, sends nothing.
+	Control <-chan Control
+}
+
+// WinSize is a terminal's size in characters.
+type WinSize struct {
+	Rows, Cols uint16
+}
+
+// Control is one thing done to a running interactive exec: a resize or a
+// signal (by name, "SIGINT", "SIGTERM", ...; to the command's process
+// group).
+type Control struct {
+	Resize *WinSize
+	Signal string
 }
 
 // ExecResult is how an exec ended.

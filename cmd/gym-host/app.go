@@ -174,7 +174,7 @@ func (a *app) report(ctx context.Context, cmd *command, asJSON bool, err error) 
 	if err == nil {
 		return exitOK
 	}
-	if cmd == execCmd {
+	if cmd == execCmd || cmd == shellCmd {
 		var ee *exitError
 		if !errors.As(err, &ee) {
 			// Not the command's own code: say it is gym-host's (execExitCode).

@@ -48,6 +48,12 @@ gym-host flag, so 'gym-host exec ID ls -la' fails: write 'gym-host exec ID -- ls
 stdin is forwarded to the command when it is not a terminal (a pipe or a
 file), so 'echo data | gym-host exec ID -- wc -c' works.
 
+-t (--tty) runs the command on a terminal, as ssh -t does: for programs that
+want one (top, vim, python's REPL). Your terminal goes raw while it runs, so
+Ctrl-C, Ctrl-Z and Ctrl-D reach the command, not gym-host; window resizes
+follow; stdout and stderr arrive merged, as on any terminal; the exit code is
+the command's. 'gym-host shell ID' opens a login shell this way.
+
 --timeout takes a Go duration (90s, 2m) or plain seconds (30). Omitted or 0,
 it is the config's default (exec.default_timeout_s; none when that is null);
 none means no limit. This differs from NeMo Gym's exec(timeout_s=0), which
@@ -65,6 +71,7 @@ output streams through and nothing is held, whatever its size.`,
 		"gym-host exec gym-1a2b -- python -c 'print(6*7)'",
 		"gym-host exec gym-1a2b --timeout 10m --cwd /work --env HF_TOKEN -- 'make test 2>&1 | tail -50'",
 		"tar c src | gym-host exec gym-1a2b -- tar x -C /work",
+		"gym-host exec -t gym-1a2b -- python3",
 	},
 	parseHint: "Put the command after --: gym-host exec ID [flags] -- CMD... " +
 		"(without --, words starting with - are taken as gym-host flags).",
@@ -77,6 +84,7 @@ output streams through and nothing is held, whatever its size.`,
 		fs.StringVar(&o.envFile, "env-file", "", envFileHelp)
 		fs.BoolVar(&o.noStdin, "no-stdin", false, "never forward stdin, even when it is a pipe or a file")
 		fs.StringVar(&o.maxOutput, "max-output", "1MiB", "with --json: most of each stream kept, a `SIZE` in bytes or with KiB/MiB (memory grows with it)")
+		fs.BoolVarP(&o.tty, "tty", "t", false, "run on a terminal (interactive programs, like ssh -t): keys, window size and Ctrl-C go to the command")
 		return o.run
 	},
 }
@@ -89,6 +97,7 @@ type execOpts struct {
 	envFile   string
 	noStdin   bool
 	maxOutput string
+	tty       bool
 }
 
 // execJSON is exec's --json output.
@@ -137,10 +146,25 @@ func (o *execOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 	if opts.json {
 		req.Stdout, req.Stderr = outBuf, errBuf
 	}
+	if o.tty && opts.json {
+		return usageErrorf("--tty and --json do not go together: a terminal's output is for a person, --json's for a program")
+	}
+	return a.execute(ctx, opts, id, req, o.tty, outBuf, errBuf)
+}
+
+// execute runs req in sandbox id, on a terminal when tty, and turns how it
+// ended into gym-host's outcome (exec and shell).
+func (a *app) execute(ctx context.Context, opts *globalOpts, id string, req provider.ExecRequest, tty bool, outBuf, errBuf *syncbuf.Capped) error {
 	// Chosen here so that an interrupted exec can be killed by its id.
 	req.ExecID = uuid.NewString()
 	return a.withProvider(opts, func(p provider.Provider) error {
-		res, err := p.Exec(ctx, id, req)
+		run := p.Exec
+		if tty {
+			run = func(ctx context.Context, id string, req provider.ExecRequest) (provider.ExecResult, error) {
+				return a.runInteractive(ctx, p, id, req)
+			}
+		}
+		res, err := run(ctx, id, req)
 		if ctx.Err() != nil {
 			a.killExec(ctx, p, id, req.ExecID)
 			return ctx.Err()

@@ -29,7 +29,7 @@ type command struct {
 
 // commands in the order the help lists them.
 var commands = []*command{
-	doctorCmd, createCmd, execCmd, uploadCmd, downloadCmd, statusCmd,
+	doctorCmd, createCmd, execCmd, shellCmd, uploadCmd, downloadCmd, statusCmd,
 	listCmd, closeCmd, gcCmd, runCmd, pullCmd, versionCmd, daemonCmd,
 }
 

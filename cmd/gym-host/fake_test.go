@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -61,6 +62,8 @@ func (f *fakeProvider) Exec(ctx context.Context, id string, req provider.ExecReq
 	if req.Stdin != nil {
 		b, _ := io.ReadAll(req.Stdin)
 		call.stdin = string(b)
+		// Recorded, and still there for execFn.
+		req.Stdin = bytes.NewReader(b)
 	}
 	f.mu.Lock()
 	f.execs = append(f.execs, call)

@@ -546,7 +546,15 @@ type ExecRequest struct {
 	// dies; the plugin generates one only if it is still empty.
 	ExecId string `protobuf:"bytes,7,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
 	// Whether stdin chunks follow. Without it the command's stdin is empty.
-	HasStdin      bool `protobuf:"varint,8,opt,name=has_stdin,json=hasStdin,proto3" json:"has_stdin,omitempty"`
+	HasStdin bool `protobuf:"varint,8,opt,name=has_stdin,json=hasStdin,proto3" json:"has_stdin,omitempty"`
+	// Run on a terminal of tty_rows x tty_cols (interactive execs); output
+	// then comes as stdout only, as a terminal merges the streams.
+	Tty     bool   `protobuf:"varint,110,opt,name=tty,proto3" json:"tty,omitempty"`
+	TtyRows uint32 `protobuf:"varint,111,opt,name=tty_rows,json=ttyRows,proto3" json:"tty_rows,omitempty"`
+	TtyCols uint32 `protobuf:"varint,112,opt,name=tty_cols,json=ttyCols,proto3" json:"tty_cols,omitempty"`
+	// Whether control messages (resize, signal) may follow: the client then
+	// keeps its side of the stream open after stdin_eof.
+	HasControl    bool `protobuf:"varint,113,opt,name=has_control,json=hasControl,proto3" json:"has_control,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -637,6 +645,86 @@ func (x *ExecRequest) GetHasStdin() bool {
 	return false
 }
 
+func (x *ExecRequest) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecRequest) GetTtyRows() uint32 {
+	if x != nil {
+		return x.TtyRows
+	}
+	return 0
+}
+
+func (x *ExecRequest) GetTtyCols() uint32 {
+	if x != nil {
+		return x.TtyCols
+	}
+	return 0
+}
+
+func (x *ExecRequest) GetHasControl() bool {
+	if x != nil {
+		return x.HasControl
+	}
+	return false
+}
+
+type WinSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WinSize) Reset() {
+	*x = WinSize{}
+	mi := &file_sandbox_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WinSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WinSize) ProtoMessage() {}
+
+func (x *WinSize) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WinSize.ProtoReflect.Descriptor instead.
+func (*WinSize) Descriptor() ([]byte, []int) {
+	return file_sandbox_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WinSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *WinSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
 type ExecClientMsg struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -644,6 +732,8 @@ type ExecClientMsg struct {
 	//	*ExecClientMsg_Start
 	//	*ExecClientMsg_Stdin
 	//	*ExecClientMsg_StdinEof
+	//	*ExecClientMsg_Resize
+	//	*ExecClientMsg_Signal
 	Msg           isExecClientMsg_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -651,7 +741,7 @@ type ExecClientMsg struct {
 
 func (x *ExecClientMsg) Reset() {
 	*x = ExecClientMsg{}
-	mi := &file_sandbox_proto_msgTypes[7]
+	mi := &file_sandbox_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +753,7 @@ func (x *ExecClientMsg) String() string {
 func (*ExecClientMsg) ProtoMessage() {}
 
 func (x *ExecClientMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[7]
+	mi := &file_sandbox_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +766,7 @@ func (x *ExecClientMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecClientMsg.ProtoReflect.Descriptor instead.
 func (*ExecClientMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{7}
+	return file_sandbox_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecClientMsg) GetMsg() isExecClientMsg_Msg {
@@ -713,6 +803,24 @@ func (x *ExecClientMsg) GetStdinEof() bool {
 	return false
 }
 
+func (x *ExecClientMsg) GetResize() *WinSize {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecClientMsg_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+func (x *ExecClientMsg) GetSignal() string {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecClientMsg_Signal); ok {
+			return x.Signal
+		}
+	}
+	return ""
+}
+
 type isExecClientMsg_Msg interface {
 	isExecClientMsg_Msg()
 }
@@ -729,11 +837,23 @@ type ExecClientMsg_StdinEof struct {
 	StdinEof bool `protobuf:"varint,3,opt,name=stdin_eof,json=stdinEof,proto3,oneof"` // stdin is complete; sent once, after the last chunk
 }
 
+type ExecClientMsg_Resize struct {
+	Resize *WinSize `protobuf:"bytes,110,opt,name=resize,proto3,oneof"` // the terminal's new size (tty execs)
+}
+
+type ExecClientMsg_Signal struct {
+	Signal string `protobuf:"bytes,111,opt,name=signal,proto3,oneof"` // a signal by name ("SIGINT") for the command's process group
+}
+
 func (*ExecClientMsg_Start) isExecClientMsg_Msg() {}
 
 func (*ExecClientMsg_Stdin) isExecClientMsg_Msg() {}
 
 func (*ExecClientMsg_StdinEof) isExecClientMsg_Msg() {}
+
+func (*ExecClientMsg_Resize) isExecClientMsg_Msg() {}
+
+func (*ExecClientMsg_Signal) isExecClientMsg_Msg() {}
 
 // ExecResult is provider.ExecResult.
 type ExecResult struct {
@@ -751,7 +871,7 @@ type ExecResult struct {
 
 func (x *ExecResult) Reset() {
 	*x = ExecResult{}
-	mi := &file_sandbox_proto_msgTypes[8]
+	mi := &file_sandbox_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +883,7 @@ func (x *ExecResult) String() string {
 func (*ExecResult) ProtoMessage() {}
 
 func (x *ExecResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[8]
+	mi := &file_sandbox_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +896,7 @@ func (x *ExecResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResult.ProtoReflect.Descriptor instead.
 func (*ExecResult) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{8}
+	return file_sandbox_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecResult) GetExitCode() int32 {
@@ -821,7 +941,7 @@ type ExecServerMsg struct {
 
 func (x *ExecServerMsg) Reset() {
 	*x = ExecServerMsg{}
-	mi := &file_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +953,7 @@ func (x *ExecServerMsg) String() string {
 func (*ExecServerMsg) ProtoMessage() {}
 
 func (x *ExecServerMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +966,7 @@ func (x *ExecServerMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecServerMsg.ProtoReflect.Descriptor instead.
 func (*ExecServerMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{9}
+	return file_sandbox_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecServerMsg) GetMsg() isExecServerMsg_Msg {
@@ -915,7 +1035,7 @@ type KillExecRequest struct {
 
 func (x *KillExecRequest) Reset() {
 	*x = KillExecRequest{}
-	mi := &file_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1047,7 @@ func (x *KillExecRequest) String() string {
 func (*KillExecRequest) ProtoMessage() {}
 
 func (x *KillExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1060,7 @@ func (x *KillExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillExecRequest.ProtoReflect.Descriptor instead.
 func (*KillExecRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{10}
+	return file_sandbox_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KillExecRequest) GetId() string {
@@ -965,7 +1085,7 @@ type KillExecResponse struct {
 
 func (x *KillExecResponse) Reset() {
 	*x = KillExecResponse{}
-	mi := &file_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1097,7 @@ func (x *KillExecResponse) String() string {
 func (*KillExecResponse) ProtoMessage() {}
 
 func (x *KillExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1110,7 @@ func (x *KillExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillExecResponse.ProtoReflect.Descriptor instead.
 func (*KillExecResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{11}
+	return file_sandbox_proto_rawDescGZIP(), []int{12}
 }
 
 type UploadRequest struct {
@@ -1004,7 +1124,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1136,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1149,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{12}
+	return file_sandbox_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UploadRequest) GetId() string {
@@ -1061,7 +1181,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1193,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1206,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{13}
+	return file_sandbox_proto_rawDescGZIP(), []int{14}
 }
 
 type DownloadRequest struct {
@@ -1100,7 +1220,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1232,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1245,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{14}
+	return file_sandbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DownloadRequest) GetId() string {
@@ -1157,7 +1277,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1289,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1302,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{15}
+	return file_sandbox_proto_rawDescGZIP(), []int{16}
 }
 
 type StatusRequest struct {
@@ -1194,7 +1314,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1326,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1339,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{16}
+	return file_sandbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatusRequest) GetIds() []string {
@@ -1238,7 +1358,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1370,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1383,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{17}
+	return file_sandbox_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatusResponse) GetStatuses() []*StatusMsg {
@@ -1281,7 +1401,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1413,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1426,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{18}
+	return file_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
 type ListResponse struct {
@@ -1321,7 +1441,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1453,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1466,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{19}
+	return file_sandbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListResponse) GetStatuses() []*StatusMsg {
@@ -1374,7 +1494,7 @@ type SkippedHandle struct {
 
 func (x *SkippedHandle) Reset() {
 	*x = SkippedHandle{}
-	mi := &file_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1506,7 @@ func (x *SkippedHandle) String() string {
 func (*SkippedHandle) ProtoMessage() {}
 
 func (x *SkippedHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1519,7 @@ func (x *SkippedHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkippedHandle.ProtoReflect.Descriptor instead.
 func (*SkippedHandle) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{20}
+	return file_sandbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SkippedHandle) GetPath() string {
@@ -1425,7 +1545,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1557,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1570,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{21}
+	return file_sandbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CloseRequest) GetId() string {
@@ -1468,7 +1588,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1600,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1613,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{22}
+	return file_sandbox_proto_rawDescGZIP(), []int{23}
 }
 
 type CloseAllRequest struct {
@@ -1506,7 +1626,7 @@ type CloseAllRequest struct {
 
 func (x *CloseAllRequest) Reset() {
 	*x = CloseAllRequest{}
-	mi := &file_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1638,7 @@ func (x *CloseAllRequest) String() string {
 func (*CloseAllRequest) ProtoMessage() {}
 
 func (x *CloseAllRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1651,7 @@ func (x *CloseAllRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAllRequest.ProtoReflect.Descriptor instead.
 func (*CloseAllRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{23}
+	return file_sandbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CloseAllRequest) GetAllOwners() bool {
@@ -1551,7 +1671,7 @@ type CloseAllResponse struct {
 
 func (x *CloseAllResponse) Reset() {
 	*x = CloseAllResponse{}
-	mi := &file_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1683,7 @@ func (x *CloseAllResponse) String() string {
 func (*CloseAllResponse) ProtoMessage() {}
 
 func (x *CloseAllResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1696,7 @@ func (x *CloseAllResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAllResponse.ProtoReflect.Descriptor instead.
 func (*CloseAllResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{24}
+	return file_sandbox_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CloseAllResponse) GetIds() []string {
@@ -1595,7 +1715,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_sandbox_proto_msgTypes[25]
+	mi := &file_sandbox_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1727,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[25]
+	mi := &file_sandbox_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1740,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{25}
+	return file_sandbox_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PullRequest) GetImage() string {
@@ -1643,7 +1763,7 @@ type PullMsg struct {
 
 func (x *PullMsg) Reset() {
 	*x = PullMsg{}
-	mi := &file_sandbox_proto_msgTypes[26]
+	mi := &file_sandbox_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1775,7 @@ func (x *PullMsg) String() string {
 func (*PullMsg) ProtoMessage() {}
 
 func (x *PullMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[26]
+	mi := &file_sandbox_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1788,7 @@ func (x *PullMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullMsg.ProtoReflect.Descriptor instead.
 func (*PullMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{26}
+	return file_sandbox_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PullMsg) GetMsg() isPullMsg_Msg {
@@ -1720,7 +1840,7 @@ type DoctorRequest struct {
 
 func (x *DoctorRequest) Reset() {
 	*x = DoctorRequest{}
-	mi := &file_sandbox_proto_msgTypes[27]
+	mi := &file_sandbox_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1852,7 @@ func (x *DoctorRequest) String() string {
 func (*DoctorRequest) ProtoMessage() {}
 
 func (x *DoctorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[27]
+	mi := &file_sandbox_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1865,7 @@ func (x *DoctorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorRequest.ProtoReflect.Descriptor instead.
 func (*DoctorRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{27}
+	return file_sandbox_proto_rawDescGZIP(), []int{28}
 }
 
 type DoctorResponse struct {
@@ -1757,7 +1877,7 @@ type DoctorResponse struct {
 
 func (x *DoctorResponse) Reset() {
 	*x = DoctorResponse{}
-	mi := &file_sandbox_proto_msgTypes[28]
+	mi := &file_sandbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +1889,7 @@ func (x *DoctorResponse) String() string {
 func (*DoctorResponse) ProtoMessage() {}
 
 func (x *DoctorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[28]
+	mi := &file_sandbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +1902,7 @@ func (x *DoctorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorResponse.ProtoReflect.Descriptor instead.
 func (*DoctorResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{28}
+	return file_sandbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DoctorResponse) GetChecks() []*Check {
@@ -1805,7 +1925,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_sandbox_proto_msgTypes[29]
+	mi := &file_sandbox_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1937,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[29]
+	mi := &file_sandbox_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1950,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{29}
+	return file_sandbox_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Check) GetName() string {
@@ -1919,7 +2039,7 @@ const file_sandbox_proto_rawDesc = "" +
 	" \x01(\tR\x05jobId\x12\x15\n" +
 	"\x06ttl_ms\x18\v \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05owner\x182 \x01(\tR\x05owner\x12\x18\n" +
-	"\aforeign\x183 \x01(\bR\aforeign\"\xa3\x02\n" +
+	"\aforeign\x183 \x01(\bR\aforeign\"\x8c\x03\n" +
 	"\vExecRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x127\n" +
@@ -1929,14 +2049,24 @@ const file_sandbox_proto_rawDesc = "" +
 	"\n" +
 	"timeout_ms\x18\x06 \x01(\x03R\ttimeoutMs\x12\x17\n" +
 	"\aexec_id\x18\a \x01(\tR\x06execId\x12\x1b\n" +
-	"\thas_stdin\x18\b \x01(\bR\bhasStdin\x1a6\n" +
+	"\thas_stdin\x18\b \x01(\bR\bhasStdin\x12\x10\n" +
+	"\x03tty\x18n \x01(\bR\x03tty\x12\x19\n" +
+	"\btty_rows\x18o \x01(\rR\attyRows\x12\x19\n" +
+	"\btty_cols\x18p \x01(\rR\attyCols\x12\x1f\n" +
+	"\vhas_control\x18q \x01(\bR\n" +
+	"hasControl\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
+	"\aWinSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xd1\x01\n" +
 	"\rExecClientMsg\x124\n" +
 	"\x05start\x18\x01 \x01(\v2\x1c.gymapptainer.v1.ExecRequestH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12\x1d\n" +
-	"\tstdin_eof\x18\x03 \x01(\bH\x00R\bstdinEofB\x05\n" +
+	"\tstdin_eof\x18\x03 \x01(\bH\x00R\bstdinEof\x122\n" +
+	"\x06resize\x18n \x01(\v2\x18.gymapptainer.v1.WinSizeH\x00R\x06resize\x12\x18\n" +
+	"\x06signal\x18o \x01(\tH\x00R\x06signalB\x05\n" +
 	"\x03msg\"{\n" +
 	"\n" +
 	"ExecResult\x12\x1b\n" +
@@ -2025,7 +2155,7 @@ func file_sandbox_proto_rawDescGZIP() []byte {
 	return file_sandbox_proto_rawDescData
 }
 
-var file_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_sandbox_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),  // 0: gymapptainer.v1.ConfigureRequest
 	(*ConfigureResponse)(nil), // 1: gymapptainer.v1.ConfigureResponse
@@ -2034,78 +2164,80 @@ var file_sandbox_proto_goTypes = []any{
 	(*CreateRequest)(nil),     // 4: gymapptainer.v1.CreateRequest
 	(*StatusMsg)(nil),         // 5: gymapptainer.v1.StatusMsg
 	(*ExecRequest)(nil),       // 6: gymapptainer.v1.ExecRequest
-	(*ExecClientMsg)(nil),     // 7: gymapptainer.v1.ExecClientMsg
-	(*ExecResult)(nil),        // 8: gymapptainer.v1.ExecResult
-	(*ExecServerMsg)(nil),     // 9: gymapptainer.v1.ExecServerMsg
-	(*KillExecRequest)(nil),   // 10: gymapptainer.v1.KillExecRequest
-	(*KillExecResponse)(nil),  // 11: gymapptainer.v1.KillExecResponse
-	(*UploadRequest)(nil),     // 12: gymapptainer.v1.UploadRequest
-	(*UploadResponse)(nil),    // 13: gymapptainer.v1.UploadResponse
-	(*DownloadRequest)(nil),   // 14: gymapptainer.v1.DownloadRequest
-	(*DownloadResponse)(nil),  // 15: gymapptainer.v1.DownloadResponse
-	(*StatusRequest)(nil),     // 16: gymapptainer.v1.StatusRequest
-	(*StatusResponse)(nil),    // 17: gymapptainer.v1.StatusResponse
-	(*ListRequest)(nil),       // 18: gymapptainer.v1.ListRequest
-	(*ListResponse)(nil),      // 19: gymapptainer.v1.ListResponse
-	(*SkippedHandle)(nil),     // 20: gymapptainer.v1.SkippedHandle
-	(*CloseRequest)(nil),      // 21: gymapptainer.v1.CloseRequest
-	(*CloseResponse)(nil),     // 22: gymapptainer.v1.CloseResponse
-	(*CloseAllRequest)(nil),   // 23: gymapptainer.v1.CloseAllRequest
-	(*CloseAllResponse)(nil),  // 24: gymapptainer.v1.CloseAllResponse
-	(*PullRequest)(nil),       // 25: gymapptainer.v1.PullRequest
-	(*PullMsg)(nil),           // 26: gymapptainer.v1.PullMsg
-	(*DoctorRequest)(nil),     // 27: gymapptainer.v1.DoctorRequest
-	(*DoctorResponse)(nil),    // 28: gymapptainer.v1.DoctorResponse
-	(*Check)(nil),             // 29: gymapptainer.v1.Check
-	nil,                       // 30: gymapptainer.v1.ConfigureRequest.OverridesEntry
-	nil,                       // 31: gymapptainer.v1.Spec.EnvEntry
-	nil,                       // 32: gymapptainer.v1.Spec.FilesEntry
-	nil,                       // 33: gymapptainer.v1.Spec.MetadataEntry
-	nil,                       // 34: gymapptainer.v1.ExecRequest.EnvEntry
+	(*WinSize)(nil),           // 7: gymapptainer.v1.WinSize
+	(*ExecClientMsg)(nil),     // 8: gymapptainer.v1.ExecClientMsg
+	(*ExecResult)(nil),        // 9: gymapptainer.v1.ExecResult
+	(*ExecServerMsg)(nil),     // 10: gymapptainer.v1.ExecServerMsg
+	(*KillExecRequest)(nil),   // 11: gymapptainer.v1.KillExecRequest
+	(*KillExecResponse)(nil),  // 12: gymapptainer.v1.KillExecResponse
+	(*UploadRequest)(nil),     // 13: gymapptainer.v1.UploadRequest
+	(*UploadResponse)(nil),    // 14: gymapptainer.v1.UploadResponse
+	(*DownloadRequest)(nil),   // 15: gymapptainer.v1.DownloadRequest
+	(*DownloadResponse)(nil),  // 16: gymapptainer.v1.DownloadResponse
+	(*StatusRequest)(nil),     // 17: gymapptainer.v1.StatusRequest
+	(*StatusResponse)(nil),    // 18: gymapptainer.v1.StatusResponse
+	(*ListRequest)(nil),       // 19: gymapptainer.v1.ListRequest
+	(*ListResponse)(nil),      // 20: gymapptainer.v1.ListResponse
+	(*SkippedHandle)(nil),     // 21: gymapptainer.v1.SkippedHandle
+	(*CloseRequest)(nil),      // 22: gymapptainer.v1.CloseRequest
+	(*CloseResponse)(nil),     // 23: gymapptainer.v1.CloseResponse
+	(*CloseAllRequest)(nil),   // 24: gymapptainer.v1.CloseAllRequest
+	(*CloseAllResponse)(nil),  // 25: gymapptainer.v1.CloseAllResponse
+	(*PullRequest)(nil),       // 26: gymapptainer.v1.PullRequest
+	(*PullMsg)(nil),           // 27: gymapptainer.v1.PullMsg
+	(*DoctorRequest)(nil),     // 28: gymapptainer.v1.DoctorRequest
+	(*DoctorResponse)(nil),    // 29: gymapptainer.v1.DoctorResponse
+	(*Check)(nil),             // 30: gymapptainer.v1.Check
+	nil,                       // 31: gymapptainer.v1.ConfigureRequest.OverridesEntry
+	nil,                       // 32: gymapptainer.v1.Spec.EnvEntry
+	nil,                       // 33: gymapptainer.v1.Spec.FilesEntry
+	nil,                       // 34: gymapptainer.v1.Spec.MetadataEntry
+	nil,                       // 35: gymapptainer.v1.ExecRequest.EnvEntry
 }
 var file_sandbox_proto_depIdxs = []int32{
-	30, // 0: gymapptainer.v1.ConfigureRequest.overrides:type_name -> gymapptainer.v1.ConfigureRequest.OverridesEntry
-	31, // 1: gymapptainer.v1.Spec.env:type_name -> gymapptainer.v1.Spec.EnvEntry
-	32, // 2: gymapptainer.v1.Spec.files:type_name -> gymapptainer.v1.Spec.FilesEntry
+	31, // 0: gymapptainer.v1.ConfigureRequest.overrides:type_name -> gymapptainer.v1.ConfigureRequest.OverridesEntry
+	32, // 1: gymapptainer.v1.Spec.env:type_name -> gymapptainer.v1.Spec.EnvEntry
+	33, // 2: gymapptainer.v1.Spec.files:type_name -> gymapptainer.v1.Spec.FilesEntry
 	2,  // 3: gymapptainer.v1.Spec.resources:type_name -> gymapptainer.v1.Resources
-	33, // 4: gymapptainer.v1.Spec.metadata:type_name -> gymapptainer.v1.Spec.MetadataEntry
+	34, // 4: gymapptainer.v1.Spec.metadata:type_name -> gymapptainer.v1.Spec.MetadataEntry
 	3,  // 5: gymapptainer.v1.CreateRequest.spec:type_name -> gymapptainer.v1.Spec
-	34, // 6: gymapptainer.v1.ExecRequest.env:type_name -> gymapptainer.v1.ExecRequest.EnvEntry
+	35, // 6: gymapptainer.v1.ExecRequest.env:type_name -> gymapptainer.v1.ExecRequest.EnvEntry
 	6,  // 7: gymapptainer.v1.ExecClientMsg.start:type_name -> gymapptainer.v1.ExecRequest
-	8,  // 8: gymapptainer.v1.ExecServerMsg.result:type_name -> gymapptainer.v1.ExecResult
-	5,  // 9: gymapptainer.v1.StatusResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
-	5,  // 10: gymapptainer.v1.ListResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
-	20, // 11: gymapptainer.v1.ListResponse.skipped:type_name -> gymapptainer.v1.SkippedHandle
-	29, // 12: gymapptainer.v1.DoctorResponse.checks:type_name -> gymapptainer.v1.Check
-	0,  // 13: gymapptainer.v1.SandboxProvider.Configure:input_type -> gymapptainer.v1.ConfigureRequest
-	4,  // 14: gymapptainer.v1.SandboxProvider.Create:input_type -> gymapptainer.v1.CreateRequest
-	7,  // 15: gymapptainer.v1.SandboxProvider.Exec:input_type -> gymapptainer.v1.ExecClientMsg
-	10, // 16: gymapptainer.v1.SandboxProvider.KillExec:input_type -> gymapptainer.v1.KillExecRequest
-	12, // 17: gymapptainer.v1.SandboxProvider.Upload:input_type -> gymapptainer.v1.UploadRequest
-	14, // 18: gymapptainer.v1.SandboxProvider.Download:input_type -> gymapptainer.v1.DownloadRequest
-	16, // 19: gymapptainer.v1.SandboxProvider.Status:input_type -> gymapptainer.v1.StatusRequest
-	18, // 20: gymapptainer.v1.SandboxProvider.List:input_type -> gymapptainer.v1.ListRequest
-	21, // 21: gymapptainer.v1.SandboxProvider.Close:input_type -> gymapptainer.v1.CloseRequest
-	23, // 22: gymapptainer.v1.SandboxProvider.CloseAll:input_type -> gymapptainer.v1.CloseAllRequest
-	25, // 23: gymapptainer.v1.SandboxProvider.Pull:input_type -> gymapptainer.v1.PullRequest
-	27, // 24: gymapptainer.v1.SandboxProvider.Doctor:input_type -> gymapptainer.v1.DoctorRequest
-	1,  // 25: gymapptainer.v1.SandboxProvider.Configure:output_type -> gymapptainer.v1.ConfigureResponse
-	5,  // 26: gymapptainer.v1.SandboxProvider.Create:output_type -> gymapptainer.v1.StatusMsg
-	9,  // 27: gymapptainer.v1.SandboxProvider.Exec:output_type -> gymapptainer.v1.ExecServerMsg
-	11, // 28: gymapptainer.v1.SandboxProvider.KillExec:output_type -> gymapptainer.v1.KillExecResponse
-	13, // 29: gymapptainer.v1.SandboxProvider.Upload:output_type -> gymapptainer.v1.UploadResponse
-	15, // 30: gymapptainer.v1.SandboxProvider.Download:output_type -> gymapptainer.v1.DownloadResponse
-	17, // 31: gymapptainer.v1.SandboxProvider.Status:output_type -> gymapptainer.v1.StatusResponse
-	19, // 32: gymapptainer.v1.SandboxProvider.List:output_type -> gymapptainer.v1.ListResponse
-	22, // 33: gymapptainer.v1.SandboxProvider.Close:output_type -> gymapptainer.v1.CloseResponse
-	24, // 34: gymapptainer.v1.SandboxProvider.CloseAll:output_type -> gymapptainer.v1.CloseAllResponse
-	26, // 35: gymapptainer.v1.SandboxProvider.Pull:output_type -> gymapptainer.v1.PullMsg
-	28, // 36: gymapptainer.v1.SandboxProvider.Doctor:output_type -> gymapptainer.v1.DoctorResponse
-	25, // [25:37] is the sub-list for method output_type
-	13, // [13:25] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	7,  // 8: gymapptainer.v1.ExecClientMsg.resize:type_name -> gymapptainer.v1.WinSize
+	9,  // 9: gymapptainer.v1.ExecServerMsg.result:type_name -> gymapptainer.v1.ExecResult
+	5,  // 10: gymapptainer.v1.StatusResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
+	5,  // 11: gymapptainer.v1.ListResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
+	21, // 12: gymapptainer.v1.ListResponse.skipped:type_name -> gymapptainer.v1.SkippedHandle
+	30, // 13: gymapptainer.v1.DoctorResponse.checks:type_name -> gymapptainer.v1.Check
+	0,  // 14: gymapptainer.v1.SandboxProvider.Configure:input_type -> gymapptainer.v1.ConfigureRequest
+	4,  // 15: gymapptainer.v1.SandboxProvider.Create:input_type -> gymapptainer.v1.CreateRequest
+	8,  // 16: gymapptainer.v1.SandboxProvider.Exec:input_type -> gymapptainer.v1.ExecClientMsg
+	11, // 17: gymapptainer.v1.SandboxProvider.KillExec:input_type -> gymapptainer.v1.KillExecRequest
+	13, // 18: gymapptainer.v1.SandboxProvider.Upload:input_type -> gymapptainer.v1.UploadRequest
+	15, // 19: gymapptainer.v1.SandboxProvider.Download:input_type -> gymapptainer.v1.DownloadRequest
+	17, // 20: gymapptainer.v1.SandboxProvider.Status:input_type -> gymapptainer.v1.StatusRequest
+	19, // 21: gymapptainer.v1.SandboxProvider.List:input_type -> gymapptainer.v1.ListRequest
+	22, // 22: gymapptainer.v1.SandboxProvider.Close:input_type -> gymapptainer.v1.CloseRequest
+	24, // 23: gymapptainer.v1.SandboxProvider.CloseAll:input_type -> gymapptainer.v1.CloseAllRequest
+	26, // 24: gymapptainer.v1.SandboxProvider.Pull:input_type -> gymapptainer.v1.PullRequest
+	28, // 25: gymapptainer.v1.SandboxProvider.Doctor:input_type -> gymapptainer.v1.DoctorRequest
+	1,  // 26: gymapptainer.v1.SandboxProvider.Configure:output_type -> gymapptainer.v1.ConfigureResponse
+	5,  // 27: gymapptainer.v1.SandboxProvider.Create:output_type -> gymapptainer.v1.StatusMsg
+	10, // 28: gymapptainer.v1.SandboxProvider.Exec:output_type -> gymapptainer.v1.ExecServerMsg
+	12, // 29: gymapptainer.v1.SandboxProvider.KillExec:output_type -> gymapptainer.v1.KillExecResponse
+	14, // 30: gymapptainer.v1.SandboxProvider.Upload:output_type -> gymapptainer.v1.UploadResponse
+	16, // 31: gymapptainer.v1.SandboxProvider.Download:output_type -> gymapptainer.v1.DownloadResponse
+	18, // 32: gymapptainer.v1.SandboxProvider.Status:output_type -> gymapptainer.v1.StatusResponse
+	20, // 33: gymapptainer.v1.SandboxProvider.List:output_type -> gymapptainer.v1.ListResponse
+	23, // 34: gymapptainer.v1.SandboxProvider.Close:output_type -> gymapptainer.v1.CloseResponse
+	25, // 35: gymapptainer.v1.SandboxProvider.CloseAll:output_type -> gymapptainer.v1.CloseAllResponse
+	27, // 36: gymapptainer.v1.SandboxProvider.Pull:output_type -> gymapptainer.v1.PullMsg
+	29, // 37: gymapptainer.v1.SandboxProvider.Doctor:output_type -> gymapptainer.v1.DoctorResponse
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_sandbox_proto_init() }
@@ -2113,17 +2245,19 @@ func file_sandbox_proto_init() {
 	if File_sandbox_proto != nil {
 		return
 	}
-	file_sandbox_proto_msgTypes[7].OneofWrappers = []any{
+	file_sandbox_proto_msgTypes[8].OneofWrappers = []any{
 		(*ExecClientMsg_Start)(nil),
 		(*ExecClientMsg_Stdin)(nil),
 		(*ExecClientMsg_StdinEof)(nil),
+		(*ExecClientMsg_Resize)(nil),
+		(*ExecClientMsg_Signal)(nil),
 	}
-	file_sandbox_proto_msgTypes[9].OneofWrappers = []any{
+	file_sandbox_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExecServerMsg_Stdout)(nil),
 		(*ExecServerMsg_Stderr)(nil),
 		(*ExecServerMsg_Result)(nil),
 	}
-	file_sandbox_proto_msgTypes[26].OneofWrappers = []any{
+	file_sandbox_proto_msgTypes[27].OneofWrappers = []any{
 		(*PullMsg_Progress)(nil),
 		(*PullMsg_Path)(nil),
 	}
@@ -2133,7 +2267,7 @@ func file_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_proto_rawDesc), len(file_sandbox_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

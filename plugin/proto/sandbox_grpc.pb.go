@@ -76,7 +76,10 @@ type SandboxProviderClient interface {
 	//
 	//	client -> server: the first message is `start` (the ExecRequest); when
 	//	  start.has_stdin is set, `stdin` chunks follow and then one `stdin_eof`.
-	//	  A client without stdin sends only `start` and half-closes.
+	//	  A client without stdin sends only `start` and half-closes. With
+	//	  start.has_control, `resize` and `signal` messages may come at any
+	//	  time (also after stdin_eof), and the client half-closes only when
+	//	  it has nothing more to send (interactive execs, start.tty).
 	//	server -> client: `stdout` and `stderr` chunks as the command produces
 	//	  them, then exactly one `result`, then the stream ends.
 	//
@@ -263,7 +266,10 @@ type SandboxProviderServer interface {
 	//
 	//	client -> server: the first message is `start` (the ExecRequest); when
 	//	  start.has_stdin is set, `stdin` chunks follow and then one `stdin_eof`.
-	//	  A client without stdin sends only `start` and half-closes.
+	//	  A client without stdin sends only `start` and half-closes. With
+	//	  start.has_control, `resize` and `signal` messages may come at any
+	//	  time (also after stdin_eof), and the client half-closes only when
+	//	  it has nothing more to send (interactive execs, start.tty).
 	//	server -> client: `stdout` and `stderr` chunks as the command produces
 	//	  them, then exactly one `result`, then the stream ends.
 	//
