@@ -388,3 +388,51 @@ func TestFilesAndUserChecksThroughExecutor(t *testing.T) {
 	assert.Equal(t, copyInScript, fe.requests()[0].Argv[4])
 	assert.Equal(t, []string{suWrapperScript, suWrapperScript, suWrapperScript}, cmds[3:])
 }
+
+func TestDoctorExecutorCheck(t *testing.T) {
+	check := func(t *testing.T, path string, mutate func(p *Provider)) provider.CheckResult {
+		f := newLifecycle(t, func(c *config.Config) { c.Gym.Executor.Path = path })
+		f.p.newExecutorClient = nil // no trial start: the fake client cannot judge a real binary
+		if mutate != nil {
+			mutate(f.p)
+		}
+		d := &doctorRun{p: f.p, r: f.rec}
+		return d.checkExecutor(context.Background())
+	}
+	t.Run("missing", func(t *testing.T) {
+		r := check(t, "/nonexistent/gym-executor", nil)
+		assert.Equal(t, provider.CheckFail, r.Level)
+		assert.Contains(t, r.Fix, "setup.sh")
+	})
+	t.Run("dynamic", func(t *testing.T) {
+		dyn, err := filepath.EvalSymlinks("/bin/sh")
+		require.NoError(t, err)
+		r := check(t, dyn, nil)
+		assert.Equal(t, provider.CheckFail, r.Level, r.Detail)
+		assert.Contains(t, r.Detail, "dynamically linked")
+		assert.Contains(t, r.Fix, "CGO_ENABLED=0")
+	})
+	static := "/bin/busybox" // statically linked on the test hosts
+	if _, err := os.Stat(static); err != nil {
+		t.Skip("no static busybox here")
+	}
+	t.Run("static", func(t *testing.T) {
+		r := check(t, static, nil)
+		assert.Equal(t, provider.CheckOK, r.Level, r.Detail)
+	})
+	t.Run("fallbacks named", func(t *testing.T) {
+		r := check(t, static, func(p *Provider) {
+			h := &handles.Handle{ID: "gym-0b4e7e3e-8d5c-4d36-9a43-0f1f8c9b3a11", DefaultUID: -1,
+				Extra: map[string]string{extraExecutor: "fallback: lost the executor during a command: EOF"}}
+			require.NoError(t, p.saveHandle(h))
+		})
+		assert.Equal(t, provider.CheckWarn, r.Level)
+		assert.Contains(t, r.Detail, "gym-0b4e7e3e-8d5c-4d36-9a43-0f1f8c9b3a11: lost the executor during a command: EOF")
+	})
+	t.Run("off", func(t *testing.T) {
+		f := newLifecycle(t, func(c *config.Config) { c.Gym.Executor.Enabled = false })
+		r := (&doctorRun{p: f.p, r: f.rec}).checkExecutor(context.Background())
+		assert.Equal(t, provider.CheckOK, r.Level)
+		assert.Contains(t, r.Detail, "off")
+	})
+}
