@@ -65,6 +65,7 @@ func statusToPB(s provider.Status) *pb.StatusMsg {
 		TtlMs:         durationToMS(s.TTL),
 		Owner:         s.Owner,
 		Foreign:       s.Foreign,
+		Executor:      s.Executor,
 	}
 }
 
@@ -83,6 +84,7 @@ func statusFromPB(s *pb.StatusMsg) provider.Status {
 		TTL:       msToDuration(s.GetTtlMs()),
 		Owner:     s.GetOwner(),
 		Foreign:   s.GetForeign(),
+		Executor:  s.GetExecutor(),
 	}
 }
 

@@ -66,6 +66,7 @@ func TestStatusRoundTrip(t *testing.T) {
 		ID: "sb1", State: provider.StateError, Reason: "probe failed", Image: "/c/a.sif",
 		Instance: "gym-sb1", PID: 99, Created: time.UnixMilli(1_750_000_000_000),
 		Placement: "slurm", Node: "node7", JobID: "1234", TTL: 90 * time.Minute,
+		Executor: "fallback: executor unreachable",
 	}
 	got := statusFromPB(statusToPB(st))
 	assert.True(t, st.Created.Equal(got.Created))

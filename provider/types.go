@@ -147,6 +147,11 @@ type Status struct {
 	// made it): reported, never leaked, closed only with CloseAllOptions
 	// AllOwners or by its full instance name.
 	Foreign bool
+	// Executor is how the sandbox's commands run: "ok" (through the
+	// executor inside it), "fallback: <reason>" (through apptainer exec,
+	// because the executor could not start or died), "off" (through
+	// apptainer exec by configuration or placement), "" when unknown.
+	Executor string
 }
 
 // CloseAllOptions widens CloseAll.

@@ -19,9 +19,10 @@ import (
 func sampleStatuses() []provider.Status {
 	return []provider.Status{
 		{ID: "gym-aaaa", State: provider.StateRunning, Image: "/img/python.sif", Created: testNow.Add(-5 * time.Minute),
-			Placement: "local", Node: "node1", Instance: "gym-aaaa", PID: 123},
+			Placement: "local", Node: "node1", Instance: "gym-aaaa", PID: 123, Executor: "ok"},
 		{ID: "gym-bb", State: provider.StateStopped, Reason: "instance is gone", Image: "docker://ubuntu:24.04",
-			Created: testNow.Add(-50 * time.Hour), Placement: "slurm", Node: "gpu07", JobID: "4242"},
+			Created: testNow.Add(-50 * time.Hour), Placement: "slurm", Node: "gpu07", JobID: "4242",
+			Executor: "fallback: executor unreachable: connection refused"},
 		{ID: "gym-cc", State: provider.StateRunning, Reason: "leaked: no handle (close it with gym-host close ID)"},
 	}
 }
@@ -31,15 +32,15 @@ func TestListPrintsAnAlignedTable(t *testing.T) {
 	h.fake.listFn = func(context.Context) ([]provider.Status, error) { return sampleStatuses(), nil }
 	require.Equal(t, exitOK, h.run("list"))
 	want := "" +
-		"ID        STATE    IMAGE                  CREATED  PLACEMENT  NODE   REASON\n" +
-		"gym-aaaa  running  /img/python.sif        5m ago   local      node1  -\n" +
-		"gym-bb    stopped  docker://ubuntu:24.04  2d ago   slurm      gpu07  instance is gone\n" +
-		"gym-cc    running  -                      -        -          -      leaked: no handle (close it with gym-host close ID)\n"
+		"ID        STATE    IMAGE                  CREATED  PLACEMENT  NODE   EXECUTOR  REASON\n" +
+		"gym-aaaa  running  /img/python.sif        5m ago   local      node1  ok        -\n" +
+		"gym-bb    stopped  docker://ubuntu:24.04  2d ago   slurm      gpu07  fallback  instance is gone; executor: fallback (executor unreachable: connection refused)\n" +
+		"gym-cc    running  -                      -        -          -      -         leaked: no handle (close it with gym-host close ID)\n"
 	assert.Equal(t, want, h.stdout.String())
 }
 
 func TestListAndStatusJSONShape(t *testing.T) {
-	wantKeys := []string{"created", "foreign", "id", "image", "instance", "job_id", "node", "owner", "pid", "placement", "reason", "state"}
+	wantKeys := []string{"created", "executor", "foreign", "id", "image", "instance", "job_id", "node", "owner", "pid", "placement", "reason", "state"}
 	for _, args := range [][]string{{"list", "--json"}, {"status", "--json", "gym-aaaa", "gym-bb", "gym-cc"}} {
 		h := newHarness(t)
 		h.fake.listFn = func(context.Context) ([]provider.Status, error) { return sampleStatuses(), nil }

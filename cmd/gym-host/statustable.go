@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,13 +26,16 @@ type statusJSON struct {
 	// legacy name); Foreign marks another gym-host's sandbox.
 	Owner   string `json:"owner"`
 	Foreign bool   `json:"foreign"`
+	// Executor is how its commands run: "ok", "fallback: <reason>", "off"
+	// ("" when unknown).
+	Executor string `json:"executor"`
 }
 
 func toStatusJSON(s provider.Status) statusJSON {
 	j := statusJSON{
 		ID: s.ID, State: string(s.State), Reason: s.Reason, Image: s.Image,
 		Instance: s.Instance, PID: s.PID, Placement: s.Placement, Node: s.Node, JobID: s.JobID,
-		Owner: s.Owner, Foreign: s.Foreign,
+		Owner: s.Owner, Foreign: s.Foreign, Executor: s.Executor,
 	}
 	if !s.Created.IsZero() {
 		j.Created = s.Created.UTC().Format(time.RFC3339)
@@ -48,13 +52,31 @@ func writeStatuses(w io.Writer, asJSON bool, now time.Time, sts []provider.Statu
 		return writeJSON(w, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tIMAGE\tCREATED\tPLACEMENT\tNODE\tREASON")
+	fmt.Fprintln(tw, "ID\tSTATE\tIMAGE\tCREATED\tPLACEMENT\tNODE\tEXECUTOR\tREASON")
 	for _, s := range sts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		exe, why := executorColumns(s.Executor)
+		reason := s.Reason
+		if why != "" {
+			if reason != "" {
+				reason += "; "
+			}
+			reason += why
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			dash(s.ID), dash(string(s.State)), dash(s.Image), age(now, s.Created),
-			dash(s.Placement), dash(s.Node), dash(s.Reason))
+			dash(s.Placement), dash(s.Node), dash(exe), dash(reason))
 	}
 	return tw.Flush()
+}
+
+// executorColumns splits a status's executor state into the EXECUTOR column
+// ("ok", "off", "fallback") and, for a fall-back, the words for REASON:
+// "executor: fallback (<reason>)".
+func executorColumns(state string) (column, reason string) {
+	if why, ok := strings.CutPrefix(state, "fallback: "); ok {
+		return "fallback", "executor: fallback (" + why + ")"
+	}
+	return state, ""
 }
 
 func dash(s string) string {

@@ -401,7 +401,10 @@ type StatusMsg struct {
 	Owner string `protobuf:"bytes,50,opt,name=owner,proto3" json:"owner,omitempty"`
 	// Another gym-host's sandbox (other owner tag, or a legacy name with no
 	// handle here): listed, never leaked, closed only on request of all owners.
-	Foreign       bool `protobuf:"varint,51,opt,name=foreign,proto3" json:"foreign,omitempty"`
+	Foreign bool `protobuf:"varint,51,opt,name=foreign,proto3" json:"foreign,omitempty"`
+	// How the sandbox's commands run: "ok" (its executor), "fallback: <reason>"
+	// (apptainer exec, the executor having failed), "off", or "" (unknown).
+	Executor      string `protobuf:"bytes,100,opt,name=executor,proto3" json:"executor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +528,13 @@ func (x *StatusMsg) GetForeign() bool {
 		return x.Foreign
 	}
 	return false
+}
+
+func (x *StatusMsg) GetExecutor() string {
+	if x != nil {
+		return x.Executor
+	}
+	return ""
 }
 
 // ExecRequest is provider.ExecRequest without its streams, plus the sandbox id.
@@ -2024,7 +2034,7 @@ const file_sandbox_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
 	"\rCreateRequest\x12)\n" +
-	"\x04spec\x18\x01 \x01(\v2\x15.gymapptainer.v1.SpecR\x04spec\"\xc5\x02\n" +
+	"\x04spec\x18\x01 \x01(\v2\x15.gymapptainer.v1.SpecR\x04spec\"\xe1\x02\n" +
 	"\tStatusMsg\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -2039,7 +2049,8 @@ const file_sandbox_proto_rawDesc = "" +
 	" \x01(\tR\x05jobId\x12\x15\n" +
 	"\x06ttl_ms\x18\v \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05owner\x182 \x01(\tR\x05owner\x12\x18\n" +
-	"\aforeign\x183 \x01(\bR\aforeign\"\x8c\x03\n" +
+	"\aforeign\x183 \x01(\bR\aforeign\x12\x1a\n" +
+	"\bexecutor\x18d \x01(\tR\bexecutor\"\x8c\x03\n" +
 	"\vExecRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x127\n" +

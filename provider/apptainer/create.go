@@ -106,7 +106,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 	}
 	// Timing only; env values never reach a log line.
 	log.Debug("sandbox created", "image", spec.Image, "image_path", imagePath,
-		"image_time", tImage, "start_time", c.tStart, "probe_time", c.tProbe,
+		"image_time", tImage, "start_time", c.tStart, "executor_time", c.tExecutor, "probe_time", c.tProbe,
 		"files_time", c.tFiles, "files", len(spec.Files), "total", time.Since(t0))
 	return provider.Status{
 		ID:        id,
@@ -118,6 +118,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		Node:      h.Node,
 		JobID:     h.JobID,
 		TTL:       h.TTL,
+		Executor:  executorState(h),
 	}, nil
 }
 
@@ -130,7 +131,40 @@ type creation struct {
 
 	madeStaging, madeOverlay, startTried bool
 
-	tStart, tProbe, tFiles time.Duration
+	tStart, tExecutor, tProbe, tFiles time.Duration
+}
+
+// executor starts the sandbox's executor when one is wanted (prepared says
+// its binary was being copied in; prepErr is how that went) and records
+// its state in the handle. Only a cancelled create fails here: a sandbox
+// whose executor cannot start works through apptainer exec.
+func (c *creation) executor(ctx context.Context, prepared bool, prepErr error) error {
+	p, h := c.p, c.h
+	if !prepared {
+		return nil // no key: off
+	}
+	err := prepErr
+	if err == nil {
+		err = p.startExecutor(ctx, h)
+	}
+	if err == nil {
+		h.Extra[extraExecutor] = executorOK
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("start the executor: %w", err)
+	}
+	h.Extra[extraExecutor] = executorFallback + oneLine(err.Error())
+	if _, binErr := p.executorBinary(); binErr != nil {
+		// The same reason for every sandbox: said once.
+		p.execMissingOnce.Do(func() {
+			p.log.Warn("no executor: sandboxes run their commands through apptainer exec", "reason", binErr)
+		})
+	} else {
+		p.execFellBack.first(h.ID)
+		p.log.Warn("the executor did not start; this sandbox's commands go through apptainer exec", "sandbox", h.ID, "reason", err)
+	}
+	return nil
 }
 
 func (c *creation) run(ctx context.Context) error {
@@ -154,9 +188,21 @@ func (c *creation) run(ctx context.Context) error {
 		}
 	}
 
+	// The executor's binary is copied in while the instance starts.
+	var prep chan error
+	if p.wantExecutor() {
+		prep = make(chan error, 1)
+		go func() { prep <- p.prepareExecutor(h) }()
+	}
+
 	t := time.Now()
 	c.startTried = true
-	if err := p.startInstance(ctx, h, c.plan); err != nil {
+	err := p.startInstance(ctx, h, c.plan)
+	var prepErr error
+	if prep != nil {
+		prepErr = <-prep // before any undo removes the staging dir
+	}
+	if err != nil {
 		return err
 	}
 	c.tStart = time.Since(t)
@@ -168,6 +214,12 @@ func (c *creation) run(ctx context.Context) error {
 			return err
 		}
 	}
+
+	t = time.Now()
+	if err := c.executor(ctx, prep != nil, prepErr); err != nil {
+		return err
+	}
+	c.tExecutor = time.Since(t)
 
 	t = time.Now()
 	if err := p.probe(ctx, h); err != nil {

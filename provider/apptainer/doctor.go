@@ -88,6 +88,10 @@ func (p *Provider) doctor(ctx context.Context, env doctorEnv) ([]provider.CheckR
 		checkWritable("cache-dir", "gym.cache_dir", p.cfg.Gym.CacheDir),
 		d.checkOverlayTools(),
 	)
+	if p.lifecycle() == nil {
+		// The executor is started in local sandboxes only.
+		out = append(out, d.checkExecutor(ctx))
+	}
 	if pd, ok := p.place.(placement.Doctor); ok {
 		out = append(out, pd.Doctor(ctx, d.placementEnv(ctx))...)
 	}

@@ -133,7 +133,7 @@ func TestDoctorOnTheMeasuredHost(t *testing.T) {
 			assert.NotEmpty(t, r.Fix, "%s: a problem needs a fix", r.Name)
 		}
 	}
-	assert.Equal(t, []string{"apptainer", "capabilities", "resource-limits", "fakeroot", "fuse", "state-dir", "cache-dir", "overlay-tools"}, names)
+	assert.Equal(t, []string{"apptainer", "capabilities", "resource-limits", "fakeroot", "fuse", "state-dir", "cache-dir", "overlay-tools", "executor"}, names)
 
 	a := findCheck(t, rs, "apptainer")
 	assert.Equal(t, provider.CheckOK, a.Level)
@@ -377,7 +377,7 @@ func TestDoctorReportsEveryCheck(t *testing.T) {
 	f, _ := doctorFixture(t, measuredHost(t), nil)
 	rs, err := f.p.Doctor(context.Background())
 	require.NoError(t, err)
-	require.Len(t, rs, 8)
+	require.Len(t, rs, 9)
 	for _, r := range rs {
 		assert.NotEmpty(t, r.Detail, r.Name)
 		assert.Contains(t, []provider.CheckLevel{provider.CheckOK, provider.CheckWarn, provider.CheckFail}, r.Level)

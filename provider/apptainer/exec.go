@@ -106,9 +106,20 @@ type execOpts struct {
 	args []string // "$@" of the command: paths for file copies
 }
 
-// runCommand runs one `apptainer exec` for a validated request and turns how
-// it ended into a result.
+// runCommand runs a validated request through the sandbox's executor when
+// it has a live one (execfast.go), else as one `apptainer exec`, and turns
+// how it ended into a result.
 func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provider.ExecRequest, o execOpts) (provider.ExecResult, error) {
+	cl, err := p.executorFor(h)
+	switch {
+	case err != nil:
+		p.fallBack(h.ID, err.Error())
+	case cl != nil:
+		if res, err, done := p.runFast(ctx, h, cl, req, o); done {
+			return res, err
+		}
+	}
+
 	res := provider.ExecResult{ExecID: req.ExecID}
 	release, err := p.acquireExec(ctx)
 	if err != nil {
@@ -173,12 +184,7 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 	}
 	switch ended {
 	case endTimeout:
-		res.ExitCode, res.ErrorType = provider.RuntimeExitCode, provider.ErrorTypeTimeout
-		res.Message = fmt.Sprintf("command timed out after %s; every process it started was killed", timeout)
-		if reapErr != nil {
-			res.Message = fmt.Sprintf("command timed out after %s; killing the processes it started failed: %v", timeout, reapErr)
-		}
-		return res, nil
+		return timedOut(req.ExecID, timeout, reapErr), nil
 	case endCaller:
 		res.ExitCode = -1
 		if reapErr != nil {

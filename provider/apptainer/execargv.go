@@ -91,7 +91,18 @@ func execArgv(prefix []string, s execSpec) []string {
 		argv = append(argv, "--pwd", s.Cwd)
 	}
 	argv = append(argv, withDropCaps(s.Extra, dropCaps)...)
-	argv = append(argv, "instance://"+s.Instance, "/bin/sh", "-c")
+	argv = append(argv, "instance://"+s.Instance)
+	return append(argv, commandArgv(s)...)
+}
+
+// commandArgv is the part of execArgv that runs inside the sandbox,
+//
+//	/bin/sh -c WRAPPER sh CMD [ARGS...]
+//
+// which the executor runs as it is, with the same wrapper and start marker.
+func commandArgv(s execSpec) []string {
+	argv := make([]string, 0, 6+len(s.Args))
+	argv = append(argv, "/bin/sh", "-c")
 	switch {
 	case s.User != "" && s.CommandFile != "":
 		return append(argv, suFileWrapperScript, "sh", s.User, s.CommandFile)

@@ -89,6 +89,7 @@ func (p *Provider) saveHandle(h *handles.Handle) error {
 // handle already gone is not an error.
 func (p *Provider) deleteHandle(id string) error {
 	p.forgetUsers(id)
+	p.execFellBack.forget(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.handles, id)

@@ -51,6 +51,14 @@ type Provider struct {
 	handles map[string]cachedHandle // read cache of the store
 
 	users userState // what exec user checks learned (users.go)
+
+	// The executor (executor.go).
+	newExecutorClient func(socket string) executorClient
+	execBinOnce       sync.Once
+	execBin           string
+	execBinErr        error
+	execMissingOnce   sync.Once
+	execFellBack      execFallbacks
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -94,6 +102,8 @@ func New(cfg *config.Config, logger hclog.Logger, opts ...Option) (*Provider, er
 		handles:    map[string]cachedHandle{},
 		caches:     map[string]*imagecache.Cache{},
 		mountinfo:  readMountinfo,
+
+		newExecutorClient: newExecutorClient,
 	}
 	p.place = NewLocalPlacement(baseEnv(cfg), logger)
 	for _, o := range opts {

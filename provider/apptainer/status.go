@@ -266,6 +266,7 @@ func statusOfHandle(h *handles.Handle) provider.Status {
 		Node:      h.Node,
 		JobID:     h.JobID,
 		TTL:       h.TTL,
+		Executor:  executorState(h),
 	}
 }
 

@@ -95,6 +95,21 @@ type Gym struct {
 	ApptainerConf string
 	// Slurm configures placement slurm.
 	Slurm Slurm
+	// Executor configures the executor that runs commands inside each
+	// local sandbox.
+	Executor Executor
+}
+
+// Executor is gym.executor: a small static program started inside every
+// local sandbox at create, through which execs, file copies and the probe
+// run without a fresh `apptainer exec` each.
+type Executor struct {
+	// Enabled starts it at create. Default true; false runs every command
+	// through `apptainer exec`, as before.
+	Enabled bool
+	// Path is the gym-executor binary; "" means gym-executor beside the
+	// plugin binary.
+	Path string
 }
 
 // Slurm is gym.slurm: how sandboxes are placed on compute nodes.

@@ -81,6 +81,7 @@ func TestDefault(t *testing.T) {
 			Placement:          "local",
 			ControlConcurrency: 4,
 			Slurm:              Slurm{Mode: "auto", PollInterval: 5 * time.Second},
+			Executor:           Executor{Enabled: true},
 		},
 	}
 	assert.Equal(t, want, Default())

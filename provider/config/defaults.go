@@ -64,6 +64,7 @@ func Default() *Config {
 				Mode:         SlurmModeAuto,
 				PollInterval: 5 * time.Second,
 			},
+			Executor: Executor{Enabled: true},
 		},
 	}
 }

@@ -84,6 +84,11 @@ var rootSchema = &schema{fields: map[string]*schema{
 			"node_plugin":     directory(func(c *Config) *string { return &c.Gym.Slurm.NodePlugin }),
 			"poll_interval_s": seconds(func(c *Config) *time.Duration { return &c.Gym.Slurm.PollInterval }),
 		}},
+		"executor": {fields: map[string]*schema{
+			"enabled": boolean(func(c *Config) *bool { return &c.Gym.Executor.Enabled }),
+			// A path like the directories: relative to the config file.
+			"path": directory(func(c *Config) *string { return &c.Gym.Executor.Path }),
+		}},
 	}},
 }}
 

@@ -96,6 +96,9 @@ func (c *Config) validate() []*FieldError {
 		}
 	}
 	errs = append(errs, c.Gym.Slurm.validate()...)
+	if p := c.Gym.Executor.Path; p != "" && !filepath.IsAbs(p) {
+		bad("gym.executor.path", "must be an absolute path, got %q", p)
+	}
 	return errs
 }
 

@@ -66,6 +66,9 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	if c.Background {
+		return l.startBackground(c, log)
+	}
 
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
 	cmd.Env = MergeEnv(l.BaseEnv, c.Env)

@@ -32,6 +32,15 @@ type Cmd struct {
 	Detached bool
 	// OnStart, when set, is called with the child's pid once it has started.
 	OnStart func(pid int)
+	// Background starts a long-lived daemon that must outlive this process
+	// (the executor inside a sandbox): it gets a session of its own and no
+	// parent-death signal, stdin is /dev/null, and Stdout/Stderr must be nil
+	// (discarded) or *os.File (a log file): a pipe would tie the daemon's
+	// output to this process. Run returns as soon as it has started
+	// (Result.ExitCode 0); the context only guards the start. OnExit, when
+	// set, is called with how it ended, if it ends while this process lives.
+	Background bool
+	OnExit     func(Result)
 }
 
 // Result is how a command ended.

@@ -98,11 +98,13 @@ func findPrerequisites() []string {
 	return missing
 }
 
-// binaries returns a directory holding gym-host and gym-apptainer-plugin:
-// $GYM_BIN_DIR when both are there, else a temp dir they are built into.
+// binaries returns a directory holding gym-host, gym-apptainer-plugin and
+// gym-executor: $GYM_BIN_DIR when all are there, else a temp dir they are
+// built into.
 func binaries() (dir string, cleanup func(), err error) {
 	if d := os.Getenv("GYM_BIN_DIR"); d != "" &&
-		isExecutable(filepath.Join(d, "gym-host")) && isExecutable(filepath.Join(d, "gym-apptainer-plugin")) {
+		isExecutable(filepath.Join(d, "gym-host")) && isExecutable(filepath.Join(d, "gym-apptainer-plugin")) &&
+		isExecutable(filepath.Join(d, "gym-executor")) {
 		abs, err := filepath.Abs(d)
 		if err != nil {
 			return "", nil, err
@@ -124,6 +126,14 @@ func binaries() (dir string, cleanup func(), err error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		cleanup()
 		return "", nil, fmt.Errorf("building gym-host and gym-apptainer-plugin: %v\n%s", err, out)
+	}
+	// The executor, beside the plugin as scripts/setup.sh puts it: static,
+	// since it runs inside the images.
+	cmd = exec.Command(goBin, "build", "-o", tmp+"/", "github.com/gym-apptainer/gym-apptainer/cmd/gym-executor")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("building gym-executor: %v\n%s", err, out)
 	}
 	return tmp, cleanup, nil
 }

@@ -1,0 +1,438 @@
+package apptainer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/config"
+	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/runner"
+)
+
+// fakeExecutor stands in for the executor's client: it records every
+// request and answers from run (default: the command ran, exit 0, printing
+// the probe's expected output).
+type fakeExecutor struct {
+	mu      sync.Mutex
+	sockets []string
+	reqs    []fastRequest
+	stdins  [][]byte
+	pingErr error
+	run     func(ctx context.Context, r fastRequest) (fastResult, error)
+}
+
+func (f *fakeExecutor) client(socket string) executorClient {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sockets = append(f.sockets, socket)
+	return fakeExecClient{f}
+}
+
+func (f *fakeExecutor) requests() []fastRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reqs)
+}
+
+type fakeExecClient struct{ f *fakeExecutor }
+
+func (c fakeExecClient) Ping(context.Context) error { return c.f.pingErr }
+
+// Run answers from run. Stdin is read after it, unless it says the
+// executor was unreachable (a real client reads nothing then).
+func (c fakeExecClient) Run(ctx context.Context, r fastRequest) (fastResult, error) {
+	c.f.mu.Lock()
+	c.f.reqs = append(c.f.reqs, r)
+	run := c.f.run
+	c.f.mu.Unlock()
+	res, err := fastResult{}, error(nil)
+	if run != nil {
+		res, err = run(ctx, r)
+	} else {
+		ran(r, "apptainer-sandbox-ready", "")
+	}
+	var stdin []byte
+	if r.Stdin != nil && !errors.Is(err, errExecutorUnreachable) {
+		stdin, _ = io.ReadAll(r.Stdin)
+	}
+	c.f.mu.Lock()
+	c.f.stdins = append(c.f.stdins, stdin)
+	c.f.mu.Unlock()
+	return res, err
+}
+
+// ran plays a command that started: the wrapper's marker, then output.
+func ran(r fastRequest, stdout, stderr string) {
+	if r.Stderr != nil {
+		_, _ = io.WriteString(r.Stderr, startMarker+stderr)
+	}
+	if r.Stdout != nil && stdout != "" {
+		_, _ = io.WriteString(r.Stdout, stdout)
+	}
+}
+
+// makeSocket puts a socket file (nobody listening) where h's executor
+// listens.
+func makeSocket(t *testing.T, h *handles.Handle) {
+	t.Helper()
+	dir, socket := executorPaths(h)
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	require.NoError(t, syscall.Mknod(socket, syscall.S_IFSOCK|0o600, 0))
+}
+
+// newFastFixture is the exec fixture with a live (fake) executor.
+func newFastFixture(t *testing.T, rec *runner.Recorder) (*Provider, *handles.Handle, *execTestReaper, *fakeExecutor) {
+	t.Helper()
+	p, h, reaper := newExecFixture(t, rec)
+	fe := &fakeExecutor{}
+	p.newExecutorClient = fe.client
+	h.Extra = map[string]string{extraExecutor: executorOK}
+	require.NoError(t, p.saveHandle(h))
+	makeSocket(t, h)
+	return p, h, reaper, fe
+}
+
+func TestCreateStartsExecutorAndProbesThroughIt(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "gym-executor")
+	require.NoError(t, os.WriteFile(exe, []byte("\x7fELF fake executor"), 0o755))
+	var logs bytes.Buffer
+	f := newLifecycleWith(t, func(c *config.Config) {
+		c.Gym.Executor.Path = exe
+		c.Apptainer.Exec.ExtraExecArgs = []string{"--drop-caps", "CAP_SYS_RESOURCE"}
+	}, nil, hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: &logs}))
+	fe := &fakeExecutor{}
+	f.p.newExecutorClient = fe.client
+	f.fake.exec = func(_ int, c runner.Cmd) (runner.Result, string, string, error) {
+		if !c.Background {
+			return probePass(c)
+		}
+		// The executor comes up: its socket appears in the staging dir.
+		staging := filepath.Join(f.cfg.Gym.StateDir, "staging")
+		es, _ := os.ReadDir(staging)
+		for _, e := range es {
+			if err := syscall.Mknod(filepath.Join(staging, e.Name(), ".gym", "exec.sock"), syscall.S_IFSOCK|0o600, 0); err != nil {
+				return runner.Result{}, "", "", err
+			}
+		}
+		return runner.Result{}, "", "", nil
+	}
+
+	st, err := f.p.Create(context.Background(), provider.Spec{Image: testImage(t), Env: map[string]string{"API_TOKEN": secretValue}, Workdir: "/work"})
+	require.NoError(t, err)
+	assert.Equal(t, "ok", st.Executor)
+
+	// One apptainer exec: the executor's start. The probe ran through it.
+	require.Equal(t, []string{"instance start", "exec"}, f.subcommands())
+	start := f.callsOf("exec")[0]
+	assert.True(t, start.Background, "the executor must outlive this process")
+	assert.IsType(t, &os.File{}, start.Stdout, "its output goes to a log file")
+	n := len(start.Argv)
+	assert.Equal(t, []string{"exec", "--cleanenv", "--no-eval", "--drop-caps", "CAP_SYS_ADMIN,CAP_SYS_RESOURCE", "instance://" + st.Instance,
+		"/sandbox/.gym/gym-executor", "serve", "--socket", "/sandbox/.gym/exec.sock"}, start.Argv[n-10:])
+	assert.Equal(t, []string{"APPTAINERENV_API_TOKEN=" + secretValue}, start.Env, "create-time env as execs get it, and no exec marker")
+	assert.NotContains(t, strings.Join(start.Argv, " "), secretValue)
+
+	reqs := fe.requests()
+	require.Len(t, reqs, 1, "the probe")
+	assert.Equal(t, []string{"/bin/sh", "-c", wrapperScript, "sh", config.DefaultProbeCommand}, reqs[0].Argv)
+	assert.Equal(t, secretValue, reqs[0].Env["API_TOKEN"])
+	assert.Equal(t, "/work", reqs[0].Cwd)
+	assert.NotEmpty(t, reqs[0].ExecID)
+	assert.Equal(t, f.cfg.Apptainer.Probe.Timeout, reqs[0].Timeout)
+	assert.Equal(t, []string{filepath.Join(f.cfg.Gym.StateDir, "staging", st.ID, ".gym", "exec.sock")}, fe.sockets[:1])
+
+	// The binary is a private copy in a 0700 .gym.
+	dir := filepath.Join(f.cfg.Gym.StateDir, "staging", st.ID, ".gym")
+	fi, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	data, err := os.ReadFile(filepath.Join(dir, "gym-executor"))
+	require.NoError(t, err)
+	assert.Equal(t, "\x7fELF fake executor", string(data))
+	var a, b syscall.Stat_t
+	require.NoError(t, syscall.Stat(exe, &a))
+	require.NoError(t, syscall.Stat(filepath.Join(dir, "gym-executor"), &b))
+	assert.NotEqual(t, a.Ino, b.Ino, "a copy, never a hard link to the shared binary")
+
+	sts, err := f.p.Status(context.Background(), []string{st.ID})
+	require.NoError(t, err)
+	assert.Equal(t, "ok", sts[0].Executor)
+	assert.NotContains(t, logs.String(), secretValue)
+}
+
+func TestCreateWithoutExecutorBinaryFallsBack(t *testing.T) {
+	f := newLifecycle(t, func(c *config.Config) { c.Gym.Executor.Path = "/nonexistent/gym-executor" })
+	fe := &fakeExecutor{}
+	f.p.newExecutorClient = fe.client
+	st, err := f.p.Create(context.Background(), provider.Spec{Image: testImage(t)})
+	require.NoError(t, err, "create never fails because of the executor")
+	assert.True(t, strings.HasPrefix(st.Executor, "fallback: no executor binary"), st.Executor)
+	assert.Equal(t, []string{"instance start", "exec"}, f.subcommands(), "the probe ran through apptainer exec")
+	assert.Empty(t, fe.requests())
+}
+
+func TestCreateWhenExecutorStartFailsFallsBack(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "gym-executor")
+	require.NoError(t, os.WriteFile(exe, []byte("x"), 0o755))
+	f := newLifecycle(t, func(c *config.Config) { c.Gym.Executor.Path = exe })
+	f.p.newExecutorClient = (&fakeExecutor{}).client
+	f.fake.exec = func(_ int, c runner.Cmd) (runner.Result, string, string, error) {
+		if c.Background {
+			return runner.Result{ExitCode: -1}, "", "", errors.New("fork: resource temporarily unavailable")
+		}
+		return probePass(c)
+	}
+	st, err := f.p.Create(context.Background(), provider.Spec{Image: testImage(t)})
+	require.NoError(t, err)
+	assert.Contains(t, st.Executor, "fallback: start the executor: fork: resource temporarily unavailable")
+	assert.Equal(t, []string{"instance start", "exec", "exec"}, f.subcommands())
+}
+
+func TestCreateExecutorOff(t *testing.T) {
+	f := newLifecycle(t, func(c *config.Config) { c.Gym.Executor.Enabled = false })
+	fe := &fakeExecutor{}
+	f.p.newExecutorClient = fe.client
+	st, err := f.p.Create(context.Background(), provider.Spec{Image: testImage(t)})
+	require.NoError(t, err)
+	assert.Equal(t, "off", st.Executor)
+	assert.Equal(t, []string{"instance start", "exec"}, f.subcommands())
+	assert.NotContains(t, dirEntries(t, filepath.Join(f.cfg.Gym.StateDir, "staging", st.ID)), ".gym")
+}
+
+func TestExecThroughExecutor(t *testing.T) {
+	rec := &runner.Recorder{}
+	p, h, _, fe := newFastFixture(t, rec)
+	fe.run = func(_ context.Context, r fastRequest) (fastResult, error) {
+		ran(r, "out\n", "err\n")
+		return fastResult{ExitCode: 3}, nil
+	}
+	var stdout, stderr bytes.Buffer
+	res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{
+		Command: "cat; exit 3",
+		Env:     map[string]string{"SHARED": "from-call"},
+		Cwd:     "/tmp",
+		ExecID:  "exec-7",
+		Timeout: 5e9,
+		Stdin:   strings.NewReader("input"),
+		Stdout:  &stdout,
+		Stderr:  &stderr,
+	})
+	require.NoError(t, err)
+	assert.Equal(t, provider.ExecResult{ExitCode: 3, ExecID: "exec-7"}, res)
+	assert.Equal(t, "out\n", stdout.String())
+	assert.Equal(t, "err\n", stderr.String(), "the marker never reaches the caller")
+	assert.Empty(t, rec.Calls(), "no apptainer process")
+
+	reqs := fe.requests()
+	require.Len(t, reqs, 1)
+	r := reqs[0]
+	assert.Equal(t, []string{"/bin/sh", "-c", wrapperScript, "sh", "cat; exit 3"}, r.Argv)
+	assert.Equal(t, map[string]string{"API_TOKEN": "tok-s3cret-create", "CREATE_ONLY": "c", "SHARED": "from-call", "PWD": "/tmp"}, r.Env)
+	assert.Equal(t, "/tmp", r.Cwd)
+	assert.Equal(t, "exec-7", r.ExecID)
+	assert.Equal(t, "input", string(fe.stdins[0]))
+	assert.EqualValues(t, 5e9, r.Timeout)
+}
+
+func TestExecThroughExecutorOutcomes(t *testing.T) {
+	cases := []struct {
+		name      string
+		run       func(r fastRequest) fastResult
+		code      int
+		errorType string
+		message   string
+	}{
+		{"signal is the command's own", func(r fastRequest) fastResult { ran(r, "", ""); return fastResult{ExitCode: 137} }, 137, "", ""},
+		{"exit 255 is the command's own", func(r fastRequest) fastResult { ran(r, "", ""); return fastResult{ExitCode: 255} }, 255, "", ""},
+		{"timeout", func(r fastRequest) fastResult { ran(r, "", ""); return fastResult{ExitCode: 137, TimedOut: true} }, 125, provider.ErrorTypeTimeout, "timed out"},
+		{"never started", func(fastRequest) fastResult {
+			return fastResult{ExitCode: -1, StartErr: "chdir /nope: no such file or directory"}
+		}, 125, provider.ErrorTypeSandbox, "chdir /nope"},
+		{"wrapper failed before the marker", func(fastRequest) fastResult { return fastResult{ExitCode: 1} }, 125, provider.ErrorTypeSandbox, "did not start"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, h, _, fe := newFastFixture(t, &runner.Recorder{})
+			fe.run = func(_ context.Context, r fastRequest) (fastResult, error) { return tc.run(r), nil }
+			res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "x", ExecID: "e1"})
+			require.NoError(t, err)
+			assert.Equal(t, tc.code, res.ExitCode)
+			assert.Equal(t, tc.errorType, res.ErrorType)
+			assert.Contains(t, res.Message, tc.message)
+		})
+	}
+}
+
+func TestExecFallsBackWhenExecutorUnreachable(t *testing.T) {
+	var logs bytes.Buffer
+	rec := &runner.Recorder{Respond: func(runner.Cmd) (runner.Result, string, string, error) { return execRan(3, "via apptainer\n", "") }}
+	p, h, _, fe := newFastFixture(t, rec)
+	p.log = hclog.New(&hclog.LoggerOptions{Output: &logs})
+	fe.run = func(context.Context, fastRequest) (fastResult, error) {
+		return fastResult{}, fmt.Errorf("%w: dial unix exec.sock: connect: connection refused", errExecutorUnreachable)
+	}
+	for i := 0; i < 2; i++ {
+		var out bytes.Buffer
+		res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "x", Stdout: &out, Stdin: strings.NewReader("in")})
+		require.NoError(t, err)
+		assert.Equal(t, 3, res.ExitCode, "the right answer through apptainer exec")
+		assert.Equal(t, "via apptainer\n", out.String())
+	}
+	assert.Len(t, fe.requests(), 1, "after the first failure, calls go straight to apptainer exec")
+	calls := rec.Calls()
+	require.Len(t, calls, 2)
+	assert.Contains(t, calls[0].Argv, "instance://"+h.Instance)
+	b, _ := io.ReadAll(calls[0].Stdin)
+	assert.Equal(t, "in", string(b), "stdin reaches the fall-back untouched")
+
+	sts, err := p.Status(context.Background(), []string{h.ID})
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(sts[0].Executor, "fallback: executor unreachable"), sts[0].Executor)
+	assert.Contains(t, sts[0].Executor, "connection refused")
+	assert.Equal(t, 1, strings.Count(logs.String(), "executor unavailable"), "logged once: %s", logs.String())
+}
+
+func TestExecExecutorLostMidCommand(t *testing.T) {
+	rec := &runner.Recorder{}
+	p, h, reaper, fe := newFastFixture(t, rec)
+	fe.run = func(_ context.Context, r fastRequest) (fastResult, error) {
+		ran(r, "partial", "")
+		return fastResult{}, io.ErrUnexpectedEOF
+	}
+	res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "sleep 10", ExecID: "e-lost"})
+	require.NoError(t, err)
+	assert.Equal(t, provider.RuntimeExitCode, res.ExitCode, "never a made-up exit code")
+	assert.Equal(t, provider.ErrorTypeSandbox, res.ErrorType)
+	assert.Contains(t, res.Message, "executor went away")
+	assert.Equal(t, []execReapCall{{"e-lost", 0}}, reaper.Calls(), "its processes are killed by marker")
+	assert.Empty(t, rec.Calls())
+	cur, err := p.handle(h.ID)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(executorState(cur), "fallback: lost the executor"))
+}
+
+func TestExecThroughExecutorCallerGone(t *testing.T) {
+	p, h, reaper, fe := newFastFixture(t, &runner.Recorder{})
+	ctx, cancel := context.WithCancel(context.Background())
+	fe.run = func(ctx context.Context, r fastRequest) (fastResult, error) {
+		ran(r, "", "")
+		cancel()
+		<-ctx.Done()
+		return fastResult{}, ctx.Err()
+	}
+	res, err := p.Exec(ctx, h.ID, provider.ExecRequest{Command: "sleep 100", ExecID: "e-gone"})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, -1, res.ExitCode)
+	assert.Equal(t, []execReapCall{{"e-gone", 0}}, reaper.Calls())
+	cur, _ := p.handle(h.ID)
+	assert.Equal(t, executorOK, executorState(cur), "a caller leaving is no executor fault")
+}
+
+func TestExecSocketReplacedBySymlinkFallsBack(t *testing.T) {
+	rec := &runner.Recorder{Respond: func(runner.Cmd) (runner.Result, string, string, error) { return execRan(0, "", "") }}
+	p, h, _, fe := newFastFixture(t, rec)
+	_, socket := executorPaths(h)
+	require.NoError(t, os.Remove(socket))
+	require.NoError(t, os.Symlink("/run/other.sock", socket))
+	res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "true"})
+	require.NoError(t, err)
+	assert.Equal(t, 0, res.ExitCode)
+	assert.Empty(t, fe.requests(), "never dials through a symlink")
+	assert.Len(t, rec.Calls(), 1)
+	cur, _ := p.handle(h.ID)
+	assert.Contains(t, executorState(cur), "is not a socket")
+}
+
+// File copies and user checks ride the same fast path.
+func TestFilesAndUserChecksThroughExecutor(t *testing.T) {
+	rec := &runner.Recorder{}
+	p, h, _, fe := newFastFixture(t, rec)
+	fe.run = func(_ context.Context, r fastRequest) (fastResult, error) {
+		if slices.Contains(r.Argv, "id -u") {
+			ran(r, "0\n", "")
+		} else {
+			ran(r, "", "")
+		}
+		return fastResult{}, nil
+	}
+	src := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(src, []byte("data"), 0o644))
+	require.NoError(t, p.Upload(context.Background(), h.ID, src, "/etc/f"))
+	for i := 0; i < 3; i++ {
+		_, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "true", User: "nobody"})
+		require.NoError(t, err)
+	}
+	assert.Empty(t, rec.Calls())
+	var cmds []string
+	for _, r := range fe.requests() {
+		cmds = append(cmds, r.Argv[2])
+	}
+	// upload's cp, the uid check, the su check, then three execs and no
+	// further checks.
+	require.Len(t, cmds, 6)
+	assert.Equal(t, copyInScript, fe.requests()[0].Argv[4])
+	assert.Equal(t, []string{suWrapperScript, suWrapperScript, suWrapperScript}, cmds[3:])
+}
+
+func TestDoctorExecutorCheck(t *testing.T) {
+	check := func(t *testing.T, path string, mutate func(p *Provider)) provider.CheckResult {
+		f := newLifecycle(t, func(c *config.Config) { c.Gym.Executor.Path = path })
+		f.p.newExecutorClient = nil // no trial start: the fake client cannot judge a real binary
+		if mutate != nil {
+			mutate(f.p)
+		}
+		d := &doctorRun{p: f.p, r: f.rec}
+		return d.checkExecutor(context.Background())
+	}
+	t.Run("missing", func(t *testing.T) {
+		r := check(t, "/nonexistent/gym-executor", nil)
+		assert.Equal(t, provider.CheckFail, r.Level)
+		assert.Contains(t, r.Fix, "setup.sh")
+	})
+	t.Run("dynamic", func(t *testing.T) {
+		dyn, err := filepath.EvalSymlinks("/bin/sh")
+		require.NoError(t, err)
+		r := check(t, dyn, nil)
+		assert.Equal(t, provider.CheckFail, r.Level, r.Detail)
+		assert.Contains(t, r.Detail, "dynamically linked")
+		assert.Contains(t, r.Fix, "CGO_ENABLED=0")
+	})
+	static := "/bin/busybox" // statically linked on the test hosts
+	if _, err := os.Stat(static); err != nil {
+		t.Skip("no static busybox here")
+	}
+	t.Run("static", func(t *testing.T) {
+		r := check(t, static, nil)
+		assert.Equal(t, provider.CheckOK, r.Level, r.Detail)
+	})
+	t.Run("fallbacks named", func(t *testing.T) {
+		r := check(t, static, func(p *Provider) {
+			h := &handles.Handle{ID: "gym-0b4e7e3e-8d5c-4d36-9a43-0f1f8c9b3a11", DefaultUID: -1,
+				Extra: map[string]string{extraExecutor: "fallback: lost the executor during a command: EOF"}}
+			require.NoError(t, p.saveHandle(h))
+		})
+		assert.Equal(t, provider.CheckWarn, r.Level)
+		assert.Contains(t, r.Detail, "gym-0b4e7e3e-8d5c-4d36-9a43-0f1f8c9b3a11: lost the executor during a command: EOF")
+	})
+	t.Run("off", func(t *testing.T) {
+		f := newLifecycle(t, func(c *config.Config) { c.Gym.Executor.Enabled = false })
+		r := (&doctorRun{p: f.p, r: f.rec}).checkExecutor(context.Background())
+		assert.Equal(t, provider.CheckOK, r.Level)
+		assert.Contains(t, r.Detail, "off")
+	})
+}

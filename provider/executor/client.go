@@ -1,0 +1,426 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// killGrace bounds how long a cancelled Run waits for the server to report
+// the exec's processes killed before it drops the connection (which also
+// kills them, without a report).
+const killGrace = 30 * time.Second
+
+// Client reaches one executor. It holds no connection: each call dials.
+type Client struct {
+	path string
+}
+
+// NewClient returns a client for the executor listening on socketPath.
+func NewClient(socketPath string) *Client { return &Client{path: socketPath} }
+
+// maxSunPath is the longest path a sockaddr_un holds (108 bytes with the
+// terminating NUL).
+const maxSunPath = 107
+
+// dial connects to path; a path too long for a sockaddr_un is reached
+// through an O_PATH descriptor of its directory, /proc/self/fd/N/NAME.
+func dial(ctx context.Context, path string) (*net.UnixConn, error) {
+	var d net.Dialer
+	if len(path) <= maxSunPath {
+		c, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to the executor at %s: %w", path, err)
+		}
+		return c.(*net.UnixConn), nil
+	}
+	var c net.Conn
+	err := viaDirFD(path, func(short string) error {
+		var err error
+		c, err = d.DialContext(ctx, "unix", short)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the executor at %s: %w", path, err)
+	}
+	return c.(*net.UnixConn), nil
+}
+
+// viaDirFD calls f with a short name for path: /proc/self/fd/N/BASE, N an
+// O_PATH descriptor of path's directory, open while f runs.
+func viaDirFD(path string, f func(short string) error) error {
+	dir, base := filepath.Split(path)
+	if len(base) > maxSunPath-len("/proc/self/fd/0000000000/") {
+		return fmt.Errorf("socket name %q is too long even relative to its directory", base)
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the socket's directory %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	return f("/proc/self/fd/" + strconv.Itoa(fd) + "/" + base)
+}
+
+// Ping asks the executor who it is. An executor speaking another protocol
+// version answers with its Info and an error.
+func (c *Client) Ping(ctx context.Context) (Info, error) {
+	conn, err := dial(ctx, c.path)
+	if err != nil {
+		return Info{}, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(jsonFrame(frameRequest, wireRequest{Proto: ProtocolVersion, Op: opPing})); err != nil {
+		return Info{}, fmt.Errorf("pinging the executor at %s: %w", c.path, ctxErr(ctx, err))
+	}
+	h, err := readHello(conn)
+	if err != nil {
+		return Info{}, fmt.Errorf("pinging the executor at %s: %w", c.path, ctxErr(ctx, err))
+	}
+	return Info{Version: h.Version, PID: h.PID, Proto: h.Proto}, nil
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// readHello reads the server's first frame. An error frame (refused peer,
+// protocol mismatch) becomes the error.
+func readHello(conn net.Conn) (wireHello, error) {
+	var hdr [headerLen]byte
+	typ, p, err := readFrame(conn, &hdr, nil)
+	if err != nil {
+		return wireHello{}, fmt.Errorf("reading the executor's hello: %w", err)
+	}
+	if typ == frameError {
+		return wireHello{}, fmt.Errorf("the executor refused: %s", p)
+	}
+	if typ != frameHello {
+		return wireHello{}, fmt.Errorf("the executor's first frame is %q, not a hello: not an executor, or a corrupt stream", typ)
+	}
+	var h wireHello
+	if err := json.Unmarshal(p, &h); err != nil {
+		return wireHello{}, fmt.Errorf("decoding the executor's hello: %w", err)
+	}
+	if h.Proto != ProtocolVersion {
+		return h, fmt.Errorf("the executor speaks protocol version %d, this client %d: use matching builds", h.Proto, ProtocolVersion)
+	}
+	return h, nil
+}
+
+// Run runs req to its end. When ctx ends first, the executor kills every
+// process of the exec and Run returns ctx's error once they are dead.
+func (c *Client) Run(ctx context.Context, req Request) (Result, error) {
+	s, err := c.open(ctx, req, req.Stdin != nil)
+	if err != nil {
+		return Result{ExitCode: -1}, err
+	}
+	defer s.Close()
+	if req.Stdin != nil {
+		go s.feed(req.Stdin)
+	}
+	return s.Wait(context.Background())
+}
+
+// Open starts req and returns at once with a session to drive it: write
+// its stdin, resize its terminal, signal it. Output goes to req.Stdout and
+// req.Stderr as it comes. The command gets a stdin the session writes
+// (req.Stdin, when set, is copied into it). When ctx ends before the
+// command, the executor kills it, as with Run; Close kills it too.
+func (c *Client) Open(ctx context.Context, req Request) (*Session, error) {
+	s, err := c.open(ctx, req, true)
+	if err != nil {
+		return nil, err
+	}
+	if req.Stdin != nil {
+		go s.feed(req.Stdin)
+	}
+	return s, nil
+}
+
+func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	conn, err := dial(ctx, c.path)
+	if err != nil {
+		return nil, err
+	}
+	wr := wireRequest{Proto: ProtocolVersion, Op: opExec, Argv: req.Argv, Env: req.Env, Cwd: req.Cwd,
+		ExecID: req.ExecID, TimeoutNS: int64(req.Timeout), Stdin: stdin, TTY: req.TTY}
+	if _, err := conn.Write(jsonFrame(frameRequest, wr)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sending the request to the executor at %s: %w", c.path, err)
+	}
+	s := &Session{conn: conn, stdout: orDiscard(req.Stdout), stderr: orDiscard(req.Stderr),
+		done: make(chan struct{}), path: c.path}
+	s.cond = sync.NewCond(&s.mu)
+	go s.read()
+	go s.watch(ctx)
+	return s, nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// Session is one running exec.
+type Session struct {
+	conn           *net.UnixConn
+	path           string
+	stdout, stderr io.Writer
+
+	wmu sync.Mutex // one frame at a time on conn
+
+	mu        sync.Mutex
+	cond      *sync.Cond // credit arrived, or the session ended
+	credit    int
+	ended     bool
+	pid       int
+	res       Result
+	err       error
+	outErr    error // a failed write to Stdout or Stderr
+	cancelled error // the caller's context ended the exec
+	done      chan struct{}
+	closeMu   sync.Once
+}
+
+func (s *Session) send(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// read decodes the server's frames until the exit (or a broken connection).
+func (s *Session) read() {
+	defer s.finish()
+	h, err := readHello(s.conn)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	s.mu.Lock()
+	s.credit = h.Window
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	var hdr [headerLen]byte
+	buf := make([]byte, chunkSize)
+	for {
+		typ, p, err := readFrame(s.conn, &hdr, buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+				err = errors.New("the executor closed the connection before reporting the exit: it died or was killed")
+			}
+			s.fail(fmt.Errorf("exec through the executor at %s: %w", s.path, err))
+			return
+		}
+		if cap(p) > cap(buf) {
+			buf = p[:0]
+		}
+		switch typ {
+		case frameStdout, frameStderr:
+			w := s.stdout
+			if typ == frameStderr {
+				w = s.stderr
+			}
+			if _, err := w.Write(p); err != nil {
+				s.mu.Lock()
+				if s.outErr == nil {
+					s.outErr = fmt.Errorf("delivering the command's output: %w", err)
+				}
+				s.mu.Unlock()
+				// Keep reading (and dropping) so the command is not blocked
+				// by a consumer that is gone.
+				if typ == frameStderr {
+					s.stderr = io.Discard
+				} else {
+					s.stdout = io.Discard
+				}
+			}
+		case frameStarted:
+			var st wireStarted
+			if err := json.Unmarshal(p, &st); err == nil {
+				s.mu.Lock()
+				s.pid = st.PID
+				s.mu.Unlock()
+			}
+		case frameCredit:
+			n, err := decodeU32(p)
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			s.mu.Lock()
+			s.credit += int(n)
+			s.mu.Unlock()
+			s.cond.Broadcast()
+		case frameExit:
+			var x wireExit
+			if err := json.Unmarshal(p, &x); err != nil {
+				s.fail(fmt.Errorf("decoding the executor's exit frame: %w", err))
+				return
+			}
+			s.mu.Lock()
+			s.res = Result{ExitCode: x.ExitCode, TimedOut: x.TimedOut, StartErr: x.StartErr}
+			s.mu.Unlock()
+			return
+		case frameError:
+			s.fail(fmt.Errorf("the executor refused: %s", p))
+			return
+		default:
+			s.fail(fmt.Errorf("exec through the executor at %s: unknown frame type %q: corrupt stream", s.path, typ))
+			return
+		}
+	}
+}
+
+func (s *Session) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.res.ExitCode = -1
+	s.mu.Unlock()
+}
+
+func (s *Session) finish() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	close(s.done)
+	_ = s.conn.Close()
+}
+
+// watch turns the end of ctx into a kill; the exit then reports it.
+func (s *Session) watch(ctx context.Context) {
+	select {
+	case <-s.done:
+		return
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	s.cancelled = ctx.Err()
+	s.mu.Unlock()
+	if err := s.send(appendFrame(nil, frameKill, nil)); err != nil {
+		_ = s.conn.Close()
+		return
+	}
+	select {
+	case <-s.done:
+	case <-time.After(killGrace):
+		_ = s.conn.Close() // the server kills on disconnect
+	}
+}
+
+// Write sends p to the command's stdin, waiting for the executor to take
+// it (the command's pace sets ours).
+func (s *Session) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		s.mu.Lock()
+		for s.credit == 0 && !s.ended {
+			s.cond.Wait()
+		}
+		if s.ended {
+			s.mu.Unlock()
+			return n, errors.New("writing stdin: the exec has ended")
+		}
+		k := min(len(p), s.credit, chunkSize)
+		s.credit -= k
+		s.mu.Unlock()
+		if err := s.send(appendFrame(nil, frameStdin, p[:k])); err != nil {
+			return n, fmt.Errorf("writing stdin: %w", err)
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// feed copies r into the command's stdin, then closes it.
+func (s *Session) feed(r io.Reader) {
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			_ = s.CloseStdin()
+			return
+		}
+	}
+}
+
+// CloseStdin tells the command its stdin ended (ignored on a terminal:
+// type the terminal's EOF character, ^D, instead).
+func (s *Session) CloseStdin() error {
+	return s.send(appendFrame(nil, frameStdinEOF, nil))
+}
+
+// Resize sets the terminal's size; the command gets SIGWINCH.
+func (s *Session) Resize(ws WinSize) error { return s.send(resizeFrame(ws)) }
+
+// Signal sends sig to the exec's process group.
+func (s *Session) Signal(sig syscall.Signal) error {
+	return s.send(u32Frame(frameSignal, uint32(sig)))
+}
+
+// PID is the command's pid in the executor's pid namespace, 0 before the
+// executor reported the start.
+func (s *Session) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
+}
+
+// Wait waits for the command's end. An error means the exec's end is
+// unknown (the executor died, the connection broke) or that the caller's
+// context ended it; when ctx of Wait ends first, Wait returns ctx's error
+// and the command keeps running (Close kills it).
+func (s *Session) Wait(ctx context.Context) (Result, error) {
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return Result{ExitCode: -1}, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancelled != nil {
+		return s.res, s.cancelled
+	}
+	if s.err != nil {
+		return s.res, s.err
+	}
+	return s.res, s.outErr
+}
+
+// Close ends the session; a command still running is killed (with
+// everything it started).
+func (s *Session) Close() error {
+	s.closeMu.Do(func() { _ = s.conn.Close() })
+	return nil
+}
+
+var _ io.Writer = (*Session)(nil)

@@ -1,0 +1,162 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// requestTimeout bounds the wait for a new connection's request frame, so a
+// peer that connects and says nothing does not hold a goroutine forever.
+const requestTimeout = 30 * time.Second
+
+// Serve runs commands for the connections accepted on ln (a unix socket)
+// until ctx ends; then it kills every exec still running and returns nil.
+//
+// Serve owns the process's children: it makes the process a child
+// subreaper and reaps every child, so nothing else in the process may
+// start or wait for children (cmd/gym-executor runs nothing else).
+func Serve(ctx context.Context, ln net.Listener, opts ServerOptions) error {
+	if err := startReaper(); err != nil {
+		return err
+	}
+	if opts.WaitDelay <= 0 {
+		opts.WaitDelay = DefaultWaitDelay
+	}
+	s := &server{opts: opts, live: map[*session]struct{}{}}
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("executor listener closed: %w", err)
+			}
+			// Out of file descriptors and the like: wait, do not spin.
+			s.logf("accept: %v", err)
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handle(conn)
+		}()
+	}
+	s.mu.Lock()
+	for sess := range s.live {
+		sess.kill(reasonShutdown)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(killTimeout):
+		s.logf("shutdown: some connections did not finish within %s", killTimeout)
+	}
+	return nil
+}
+
+type server struct {
+	opts    ServerOptions
+	execSeq atomic.Uint64
+
+	mu   sync.Mutex
+	live map[*session]struct{}
+}
+
+func (s *server) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
+	}
+}
+
+func (s *server) handle(conn net.Conn) {
+	defer conn.Close()
+	if err := s.checkPeer(conn); err != nil {
+		s.logf("refused a connection: %v", err)
+		_, _ = conn.Write(appendFrame(nil, frameError, []byte(err.Error())))
+		return
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(requestTimeout))
+	var hdr [headerLen]byte
+	typ, p, err := readFrame(conn, &hdr, nil)
+	if err != nil {
+		s.logf("reading a request: %v", err)
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	hello := wireHello{Proto: ProtocolVersion, Version: s.opts.Version, PID: os.Getpid(), Window: stdinWindow}
+	var req wireRequest
+	if typ != frameRequest {
+		err = fmt.Errorf("the first frame is %q, not a request: the client does not speak this protocol", typ)
+	} else if err = json.Unmarshal(p, &req); err != nil {
+		err = fmt.Errorf("decoding the request: %w", err)
+	} else if req.Proto != ProtocolVersion {
+		err = fmt.Errorf("the client speaks protocol version %d, this executor %d: use matching builds", req.Proto, ProtocolVersion)
+	}
+	if err != nil {
+		s.logf("bad request: %v", err)
+		_, _ = conn.Write(appendFrame(jsonFrame(frameHello, hello), frameError, []byte(err.Error())))
+		return
+	}
+	switch req.Op {
+	case opPing:
+		_, _ = conn.Write(jsonFrame(frameHello, hello))
+	case opExec:
+		sess := newSession(s, conn, req)
+		s.mu.Lock()
+		s.live[sess] = struct{}{}
+		s.mu.Unlock()
+		sess.run(hello)
+		s.mu.Lock()
+		delete(s.live, sess)
+		s.mu.Unlock()
+	default:
+		_, _ = conn.Write(appendFrame(jsonFrame(frameHello, hello), frameError, []byte(fmt.Sprintf("unknown operation %q", req.Op))))
+	}
+}
+
+// checkPeer admits only our own uid. The socket's mode already keeps
+// others out; this holds even if the mode or its directory is widened.
+func (s *server) checkPeer(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("a %T is not a unix socket connection: the peer cannot be checked", conn)
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if credErr != nil {
+		return fmt.Errorf("reading the peer's credentials (SO_PEERCRED): %w", credErr)
+	}
+	want := os.Getuid()
+	if s.opts.peerUID != nil {
+		want = *s.opts.peerUID
+	}
+	if int(cred.Uid) != want {
+		return fmt.Errorf("peer uid %d (pid %d) is not the executor's owner (uid %d)", cred.Uid, cred.Pid, want)
+	}
+	return nil
+}
