@@ -219,6 +219,9 @@ func (c *creation) run(ctx context.Context) error {
 	if err := c.executor(ctx, prep != nil, prepErr); err != nil {
 		return err
 	}
+	if err := p.checkLink(ctx, h); err != nil {
+		return err
+	}
 	c.tExecutor = time.Since(t)
 
 	t = time.Now()
@@ -330,7 +333,8 @@ func (p *Provider) startInstance(ctx context.Context, h *handles.Handle, plan pl
 		// minutes, and execs into other sandboxes must not queue behind it.
 		sctx, cancel := withTimeout(ctx, cc.StartTimeout)
 		defer cancel()
-		spec := placement.StartSpec{Plan: plan, Instance: h.Instance, Apptainer: p.apptainer, StartArgs: startArgs(s)}
+		spec := placement.StartSpec{Plan: plan, Instance: h.Instance, Apptainer: p.apptainer, StartArgs: startArgs(s),
+			Executor: p.linkStart(h, plan)}
 		if err := lc.Start(sctx, h, spec); err != nil {
 			var he holderError
 			if errors.As(err, &he) {

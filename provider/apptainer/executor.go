@@ -104,8 +104,11 @@ func executorPaths(h *handles.Handle) (dir, socket string) {
 // could point the client at another socket of this host. (A sandbox that
 // does that only loses its fast path.)
 func (p *Provider) executorFor(h *handles.Handle) (executorClient, error) {
-	if executorState(h) != executorOK || p.lifecycle() != nil {
+	if executorState(h) != executorOK {
 		return nil, nil
+	}
+	if p.lifecycle() != nil {
+		return p.linkClientFor(h)
 	}
 	dir, socket := executorPaths(h)
 	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {

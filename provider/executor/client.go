@@ -23,11 +23,29 @@ const killGrace = 30 * time.Second
 
 // Client reaches one executor. It holds no connection: each call dials.
 type Client struct {
-	path string
+	path string // names the executor in errors
+	// dialFn, when set, replaces the unix socket (an executor on another
+	// node, through its holder).
+	dialFn func(ctx context.Context) (net.Conn, error)
 }
 
 // NewClient returns a client for the executor listening on socketPath.
 func NewClient(socketPath string) *Client { return &Client{path: socketPath} }
+
+// NewDialClient returns a client that reaches the executor through dial,
+// one connection per call, the protocol unchanged (the link to an executor
+// on a SLURM node); name says where it is, in errors.
+func NewDialClient(name string, dial func(ctx context.Context) (net.Conn, error)) *Client {
+	return &Client{path: name, dialFn: dial}
+}
+
+// connect dials the executor.
+func (c *Client) connect(ctx context.Context) (net.Conn, error) {
+	if c.dialFn != nil {
+		return c.dialFn(ctx)
+	}
+	return dial(ctx, c.path)
+}
 
 // maxSunPath is the longest path a sockaddr_un holds (108 bytes with the
 // terminating NUL).
@@ -74,7 +92,7 @@ func viaDirFD(path string, f func(short string) error) error {
 // Ping asks the executor who it is. An executor speaking another protocol
 // version answers with its Info and an error.
 func (c *Client) Ping(ctx context.Context) (Info, error) {
-	conn, err := dial(ctx, c.path)
+	conn, err := c.connect(ctx)
 	if err != nil {
 		return Info{}, err
 	}
@@ -156,7 +174,7 @@ func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	conn, err := dial(ctx, c.path)
+	conn, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +201,7 @@ func orDiscard(w io.Writer) io.Writer {
 
 // Session is one running exec.
 type Session struct {
-	conn           *net.UnixConn
+	conn           net.Conn
 	path           string
 	stdout, stderr io.Writer
 
