@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,16 +48,40 @@ type DaemonRecord struct {
 	// CertSHA256 fingerprints the daemon's certificate: hosts check it
 	// against KEY.pem before they use that file.
 	CertSHA256 string `json:"cert_sha256,omitempty"`
+	// APISocket is the local service API's unix socket (daemon_api.go).
+	APISocket string `json:"api_socket,omitempty"`
 	// Error is why the daemon could not start; ConfigError says it is the
 	// configuration's fault, and Error then names the file already.
 	Error       string `json:"error,omitempty"`
 	ConfigError bool   `json:"config_error,omitempty"`
 }
 
-// IdleTimeout is the record's idle timeout, 0 when unreadable.
+// IdleTimeout is the record's idle timeout: NeverIdle for "never", 0 when
+// unreadable.
 func (r DaemonRecord) IdleTimeout() time.Duration {
-	d, _ := time.ParseDuration(r.Idle)
+	d, _ := parseIdle(r.Idle)
 	return d
+}
+
+// NeverIdle is the idle timeout of a daemon that never idles out
+// (gym-host serve --idle 0): it runs until it is stopped.
+const NeverIdle = time.Duration(math.MaxInt64)
+
+// idleString is an idle timeout as the record and the daemon's flag
+// write it.
+func idleString(d time.Duration) string {
+	if d == NeverIdle {
+		return "never"
+	}
+	return d.String()
+}
+
+// parseIdle reads idleString's form.
+func parseIdle(s string) (time.Duration, error) {
+	if s == "never" {
+		return NeverIdle, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // DefaultDaemonStateDir is where daemon records live unless HostConfig

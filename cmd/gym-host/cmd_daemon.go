@@ -101,6 +101,7 @@ type daemonJSON struct {
 	Overrides map[string]string `json:"overrides,omitempty"`
 	Plugin    string            `json:"plugin"`
 	Version   string            `json:"version"`
+	APISocket string            `json:"api_socket,omitempty"`
 	Stopped   *bool             `json:"stopped,omitempty"` // stop only
 	Error     string            `json:"error,omitempty"`
 }
@@ -110,6 +111,7 @@ func (a *app) daemonJSON(st plugin.DaemonStatus) daemonJSON {
 		Key: st.Key, PID: st.PID, Running: st.Running, Started: st.Started,
 		AgeS: a.now().Sub(st.Started).Round(time.Second).Seconds(), Idle: st.Idle,
 		Config: st.Config, Overrides: st.Overrides, Plugin: st.Plugin, Version: st.Version,
+		APISocket: st.APISocket,
 	}
 }
 
