@@ -24,8 +24,9 @@ import (
 //	KEY.pem     its TLS material, written by the host that started it (0600)
 //	KEY.lock    flock'ed by whoever starts or removes a daemon of that key
 //	KEY.log     the daemon's stderr
-//	KEY.sock.*/ a daemon's own directory for its unix socket (0700), or in
-//	            the temp dir when a path here would be too long for a socket
+//	KEY.sock.*/ a daemon's own directory for its unix sockets (0700): in
+//	            $XDG_RUNTIME_DIR when set, else here, else in the temp dir
+//	            when a path here would be too long for a socket
 
 // DaemonEnv names the environment variable that turns daemon mode on for
 // gym-host: an idle timeout (a Go duration such as 5m), or 0/off.
@@ -128,23 +129,29 @@ const maxSocketPath = 107
 // digits), less the key.
 const socketDirOverhead = len("/.sock.") + 10 + len("/plugin") + 10
 
-// makeSocketDir makes a private directory for one daemon's socket: beside
-// the record if the socket's path fits, else in $XDG_RUNTIME_DIR or the
-// temp dir (MkdirTemp makes it 0700 under a fresh name, so a shared /tmp is
-// safe).
+// makeSocketDir makes a private directory for one daemon's sockets (its
+// gRPC socket and the service API's api.sock): in $XDG_RUNTIME_DIR, the
+// place for a user's sockets, else beside the record, else in the temp dir
+// when neither path fits a socket (MkdirTemp makes it 0700 under a fresh
+// name, so a shared /tmp is safe).
 func makeSocketDir(files daemonFiles) (string, error) {
-	base := files.dir
-	if len(base)+len(files.key)+socketDirOverhead > maxSocketPath {
-		base = os.TempDir()
-		if rt := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(rt) && len(rt)+len(files.key)+socketDirOverhead <= maxSocketPath {
-			base = rt
-		}
+	fits := func(dir string) bool { return len(dir)+len(files.key)+socketDirOverhead <= maxSocketPath }
+	base := os.TempDir()
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(rt) && fits(rt) && isDir(rt) {
+		base = rt
+	} else if fits(files.dir) {
+		base = files.dir
 	}
 	dir, err := os.MkdirTemp(base, files.key+".sock.")
 	if err != nil {
 		return "", fmt.Errorf("socket directory: %w", err)
 	}
 	return dir, nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // removeSocketDirOf removes the socket directory of a record's daemon, if

@@ -23,12 +23,18 @@ type daemonControl struct {
 	current func(cfg plugin.HostConfig) (*plugin.DaemonStatus, error)
 	// stop stops them all at once and returns their errors in order.
 	stop func(ctx context.Context, sts []plugin.DaemonStatus) []error
+	// ensure starts or finds cfg's daemon (gym-host serve).
+	ensure func(ctx context.Context, cfg plugin.HostConfig) (*plugin.DaemonStatus, error)
+	// wait returns once a daemon has exited, or with ctx's error.
+	wait func(ctx context.Context, st plugin.DaemonStatus) error
 }
 
 var realDaemons = daemonControl{
 	list:    func() ([]plugin.DaemonStatus, error) { return plugin.ListDaemons("") },
 	current: plugin.CurrentDaemon,
 	stop:    plugin.StopDaemons,
+	ensure:  plugin.EnsureDaemon,
+	wait:    plugin.WaitDaemon,
 }
 
 var daemonCmd = &command{
