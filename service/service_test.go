@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,6 +163,7 @@ func TestCreateRefusesWhatItCannotRead(t *testing.T) {
 		`{"image":"x"} {}`:                      "data after the JSON object",
 		`[1]`:                                   "want a JSON object",
 		`{"image":`:                             "request body",
+		`{"image":"x","files":{"/a":"` + strings.Repeat("x", 16<<20) + `","/b":"y"}}`: "seed files may hold 16777216 bytes",
 	} {
 		resp, got := s.do(t, "POST", "/v1/sandboxes", body)
 		assert.Equal(t, 400, resp.StatusCode, body)
