@@ -331,3 +331,33 @@ func TestServeSocketIsPrivate(t *testing.T) {
 	_, err := os.Stat(sock)
 	assert.ErrorIs(t, err, os.ErrNotExist, "the daemon took its socket with it")
 }
+
+// TestServeSlurm: the service creates and runs on the real SLURM cluster
+// like the CLI, and a sandbox's endpoint names the node its job runs on.
+func TestServeSlurm(t *testing.T) {
+	e := newSlurmEnv(t, "job")
+	ctx := e.ctx(3 * time.Minute)
+	s := e.serve(t, ctx, serveEnv(t))
+	a := newAPI(s.Socket)
+	st := a.ok(t, ctx, "POST", "/v1/sandboxes", map[string]any{"image": sifImage, "resources": map[string]any{"cpu": 1, "memory_mib": 128}})
+	id := st["id"].(string)
+	e.track(nil, id)
+	e.saw(id)
+	assert.Equal(t, "slurm", st["placement"])
+	node, _ := st["node"].(string)
+	require.NotEmpty(t, node, "%v", st)
+	assert.NotEmpty(t, st["job_id"])
+	assert.Equal(t, e.handleOf(t, id).Node, node)
+
+	r := a.ok(t, ctx, "POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": "hostname; exit 2"})
+	assert.Equal(t, 2.0, r["exit_code"])
+	assert.Nil(t, r["error_type"])
+	ep := a.ok(t, ctx, "GET", "/v1/sandboxes/"+id+"/endpoint?port=9000", nil)
+	assert.Equal(t, "http://"+node+":9000", ep["endpoint"])
+
+	assert.Equal(t, map[string]any{"id": id}, a.ok(t, ctx, "DELETE", "/v1/sandboxes/"+id, nil))
+	assert.Equal(t, "stopped", a.ok(t, ctx, "GET", "/v1/sandboxes/"+id, nil)["state"])
+	code, m := a.call(t, ctx, "GET", "/v1/sandboxes/"+id+"/endpoint?port=9000", nil)
+	assert.Equal(t, 502, code)
+	assert.Equal(t, "sandbox", m["error_type"])
+}
