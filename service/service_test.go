@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,6 +269,7 @@ func TestEndpoint(t *testing.T) {
 
 func TestGCSelectsAsTheCLIAndReportsFailures(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex // gc closes in parallel
 	var closed []string
 	s := serve(t, &fake{
 		list: func(context.Context) ([]provider.Status, error) {
@@ -283,6 +285,8 @@ func TestGCSelectsAsTheCLIAndReportsFailures(t *testing.T) {
 			if id == "gym-cut" {
 				return fmt.Errorf("squeue: %w", provider.ErrUnavailable)
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			closed = append(closed, id)
 			return nil
 		},
@@ -291,7 +295,9 @@ func TestGCSelectsAsTheCLIAndReportsFailures(t *testing.T) {
 	resp, body := s.do(t, "POST", "/v1/gc", `{"dry_run":true}`)
 	require.Equal(t, 200, resp.StatusCode, body)
 	assert.Equal(t, []any{"gym-dead", "gym-old", "gym-cut"}, decode(t, body)["closed"])
+	mu.Lock()
 	assert.Empty(t, closed, "a dry run closes nothing")
+	mu.Unlock()
 
 	resp, body = s.do(t, "POST", "/v1/gc", "")
 	require.Equal(t, 200, resp.StatusCode, body)
