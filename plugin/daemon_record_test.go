@@ -180,6 +180,12 @@ func TestParseDaemonFlags(t *testing.T) {
 	assert.True(t, filepath.IsAbs(o.record), "made absolute before the daemon leaves its cwd")
 	assert.Nil(t, o.overrides)
 
+	o, err = parseDaemonFlags([]string{"--record", "/s/k.json", "--idle", "never"})
+	require.NoError(t, err)
+	assert.Equal(t, NeverIdle, o.idle, "gym-host serve --idle 0")
+	cmd := daemonCmd("/bin/plugin", daemonFiles{dir: "/state", key: "abc"}, "", nil, NeverIdle)
+	assert.Equal(t, []string{"/bin/plugin", "daemon", "--record", "/state/abc.json", "--idle", "never"}, cmd.Args)
+
 	for name, args := range map[string][]string{
 		"no record":     {"--idle", "1m"},
 		"not a record":  {"--record", "/s/k", "--idle", "1m"},
@@ -187,6 +193,8 @@ func TestParseDaemonFlags(t *testing.T) {
 		"bad override":  {"--record", "/s/k.json", "--idle", "1m", "--override", "novalue"},
 		"extra args":    {"--record", "/s/k.json", "--idle", "1m", "x"},
 		"negative idle": {"--record", "/s/k.json", "--idle", "-1s"},
+		"zero idle":     {"--record", "/s/k.json", "--idle", "0s"},
+		"bad idle":      {"--record", "/s/k.json", "--idle", "forever"},
 	} {
 		_, err := parseDaemonFlags(args)
 		assert.Error(t, err, name)
@@ -276,10 +284,11 @@ func TestDaemonWatch(t *testing.T) {
 }
 
 func TestMakeSocketDir(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "")
 	short := daemonFiles{dir: t.TempDir(), key: "0123456789abcdef"}
 	dir, err := makeSocketDir(short)
 	require.NoError(t, err)
-	assert.Equal(t, short.dir, filepath.Dir(dir), "beside the record when it fits")
+	assert.Equal(t, short.dir, filepath.Dir(dir), "beside the record when it fits and there is no XDG_RUNTIME_DIR")
 	assert.True(t, strings.HasPrefix(filepath.Base(dir), short.key+".sock."))
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)
@@ -300,9 +309,15 @@ func TestMakeSocketDir(t *testing.T) {
 
 	rt := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", rt)
-	dir, err = makeSocketDir(daemonFiles{dir: deep, key: short.key})
+	for _, f := range []daemonFiles{short, {dir: deep, key: short.key}} {
+		dir, err = makeSocketDir(f)
+		require.NoError(t, err)
+		assert.Equal(t, rt, filepath.Dir(dir), "XDG_RUNTIME_DIR first, the place for a user's sockets")
+	}
+	t.Setenv("XDG_RUNTIME_DIR", filepath.Join(rt, "missing"))
+	dir, err = makeSocketDir(short)
 	require.NoError(t, err)
-	assert.Equal(t, rt, filepath.Dir(dir), "XDG_RUNTIME_DIR first")
+	assert.Equal(t, short.dir, filepath.Dir(dir), "an XDG_RUNTIME_DIR that does not exist is passed over")
 }
 
 func TestRemoveSocketDirOf(t *testing.T) {
