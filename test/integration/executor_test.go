@@ -33,7 +33,9 @@ func (e *env) executorOf(t *testing.T, id string) proc {
 	t.Helper()
 	staging := filepath.Join(e.stateDir, "staging", id)
 	var found []proc
-	for _, p := range findProcs(func(p proc) bool { return len(p.cmdline) > 1 && p.cmdline[0] == executorArgv0 && p.cmdline[1] == "serve" }) {
+	for _, p := range findProcs(func(p proc) bool {
+		return len(p.cmdline) > 1 && p.cmdline[0] == executorArgv0 && p.cmdline[1] == "serve"
+	}) {
 		mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", p.pid))
 		if err == nil && bytes.Contains(mi, []byte(staging+" ")) {
 			found = append(found, p)
