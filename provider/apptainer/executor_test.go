@@ -436,3 +436,18 @@ func TestDoctorExecutorCheck(t *testing.T) {
 		assert.Contains(t, r.Detail, "off")
 	})
 }
+
+// The real client's failures to connect are "unreachable" (the call may go
+// through apptainer exec); nothing else is.
+func TestRealClientUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	missing := newExecutorClient(filepath.Join(dir, "missing.sock"))
+	_, err := missing.Run(context.Background(), fastRequest{Argv: []string{"/bin/true"}})
+	assert.ErrorIs(t, err, errExecutorUnreachable)
+
+	dead := filepath.Join(dir, "dead.sock")
+	require.NoError(t, syscall.Mknod(dead, syscall.S_IFSOCK|0o600, 0)) // a socket file nobody listens on
+	_, err = newExecutorClient(dead).Run(context.Background(), fastRequest{Argv: []string{"/bin/true"}})
+	assert.ErrorIs(t, err, errExecutorUnreachable)
+	assert.False(t, neverConnected(io.ErrUnexpectedEOF))
+}

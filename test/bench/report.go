@@ -71,6 +71,8 @@ type report struct {
 	// (version + reattach + first exec + shutdown).
 	DaemonBreakdown []row   `json:"cli_daemon_breakdown"`
 	DaemonEstimate  float64 `json:"cli_daemon_estimate_ms"`
+	// Executor holds the executor's single-sided figures.
+	Executor *executorReport `json:"executor,omitempty"`
 	// Slurm is the SLURM section (--slurm, --only slurm).
 	Slurm *slurmReport `json:"slurm,omitempty"`
 }
@@ -107,6 +109,7 @@ func (r *report) writeLocalTable(w io.Writer) {
 		r.Started.Format(time.RFC3339), r.Apptainer, r.PluginVersion, r.Go, r.CPUs, r.Image)
 
 	writeComparisons(w, r.Comparisons)
+	writeExecutorTable(w, r.Executor)
 
 	x := r.ExecSameArgv
 	fmt.Fprintf(w, "\nexec, the plugin's own cost: ours median %.1f ms vs the same argv+env run by hand %.1f ms (p90 %.1f): ratio %.3f, diff %+.1f ms, pair diff %+.1f ms\n",

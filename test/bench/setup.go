@@ -100,6 +100,9 @@ func setup(ctx context.Context, o options, cl *realenv.Cleanups) (*benchEnv, err
 		if err := realenv.GoBuild(ctx, mod, binDir, "./cmd/gym-host", "./cmd/gym-apptainer-plugin"); err != nil {
 			return nil, err
 		}
+		if err := buildExecutor(ctx, mod, binDir); err != nil {
+			return nil, err
+		}
 	}
 	e.gymHost = filepath.Join(binDir, "gym-host")
 	e.plugin = filepath.Join(binDir, plugin.PluginBinary)

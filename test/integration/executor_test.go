@@ -33,7 +33,9 @@ func (e *env) executorOf(t *testing.T, id string) proc {
 	t.Helper()
 	staging := filepath.Join(e.stateDir, "staging", id)
 	var found []proc
-	for _, p := range findProcs(func(p proc) bool { return len(p.cmdline) > 1 && p.cmdline[0] == executorArgv0 && p.cmdline[1] == "serve" }) {
+	for _, p := range findProcs(func(p proc) bool {
+		return len(p.cmdline) > 1 && p.cmdline[0] == executorArgv0 && p.cmdline[1] == "serve"
+	}) {
 		mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", p.pid))
 		if err == nil && bytes.Contains(mi, []byte(staging+" ")) {
 			found = append(found, p)
@@ -90,6 +92,7 @@ func TestExecutorIsTheDefaultPath(t *testing.T) {
 
 	// Still the same executor: nothing restarted it.
 	assert.Equal(t, ex.pid, e.executorOf(t, id).pid)
+	e.close(t, ctx, h, id)
 }
 
 // TestExecutorKilledFallsBack: the executor dies; the next exec still gives
@@ -130,6 +133,7 @@ func TestExecutorKilledFallsBack(t *testing.T) {
 		}
 	}
 	assert.True(t, found, "doctor has an executor check")
+	e.close(t, ctx, h, id)
 }
 
 // TestExecutorConcurrentExecs: 100 execs at once in one sandbox, each with
@@ -159,6 +163,7 @@ func TestExecutorConcurrentExecs(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("err-%d\n", i), r.Stderr, "exec %d", i)
 	}
 	assert.Equal(t, "ok", statusOf(t, ctx, h, id).Executor)
+	e.close(t, ctx, h, id)
 }
 
 // TestExecutorBinaryStdinRoundTrip: 10 MB of random bytes in through stdin
@@ -189,6 +194,7 @@ func TestExecutorBinaryStdinRoundTrip(t *testing.T) {
 	assert.True(t, bytes.Equal(data, back), "downloaded file differs")
 	assert.Equal(t, strconv.Itoa(len(data))+"\n", e.requireOK(t, ctx, h, id, "wc -c < /tmp/random.bin | tr -d ' '"))
 	assert.Equal(t, "ok", statusOf(t, ctx, h, id).Executor)
+	e.close(t, ctx, h, id)
 }
 
 // TestExecutorTimeoutKillsEscapes: on timeout the executor kills children
@@ -216,6 +222,7 @@ func TestExecutorTimeoutKillsEscapes(t *testing.T) {
 	assert.Equal(t, provider.ErrorTypeTimeout, r.ErrorType)
 	assert.Empty(t, e.ours(isEscape), "escaped processes survived the timeout")
 	assert.Equal(t, "ok", statusOf(t, ctx, h, id).Executor, "a timeout is no executor fault")
+	e.close(t, ctx, h, id)
 }
 
 // TestExecutorOff: gym.executor.enabled false runs everything through
@@ -226,9 +233,12 @@ func TestExecutorOff(t *testing.T) {
 	h := e.host()
 	id := e.create(t, ctx, h, provider.Spec{Image: sifImage})
 	assert.Equal(t, "off", statusOf(t, ctx, h, id).Executor)
-	parent := e.requireOK(t, ctx, h, id, `tr '\0' ' ' < /proc/$PPID/cmdline`)
+	// (Through apptainer exec the parent is outside the sandbox's pid
+	// namespace: PPID 0, nothing to read.)
+	parent := e.requireOK(t, ctx, h, id, `tr '\0' ' ' < /proc/$PPID/cmdline 2>/dev/null; echo "ppid $PPID"`)
 	assert.NotContains(t, parent, "gym-executor")
 	entries, err := os.ReadDir(filepath.Join(e.stateDir, "staging", id))
 	require.NoError(t, err)
 	assert.False(t, slices.ContainsFunc(entries, func(d os.DirEntry) bool { return d.Name() == ".gym" }))
+	e.close(t, ctx, h, id)
 }
