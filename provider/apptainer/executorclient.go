@@ -44,6 +44,9 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 // listening): the request was never sent, so nothing ran and stdin was not
 // read.
 func neverConnected(err error) bool {
+	if errors.Is(err, errExecutorUnreachable) {
+		return true // a link that could not connect (executorlink.go)
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
