@@ -80,7 +80,10 @@ func TestExecutorDialerReachesTheHolder(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := execlink.ServerConfig(srv, clientPEM)
 	require.NoError(t, err)
-	g, err := execlink.Listen("127.0.0.1:0", sock, cfg)
+	g, err := execlink.Listen("127.0.0.1:0", func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}, cfg)
 	require.NoError(t, err)
 	go func() { _ = g.Serve() }()
 	defer g.Close()

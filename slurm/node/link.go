@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/execlink"
+	"github.com/gym-apptainer/gym-apptainer/provider/executor"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -116,7 +117,9 @@ func (h *holder) startLink(spec LinkSpec) (*link, error) {
 		l.stop()
 		return nil, err
 	}
-	g, err := execlink.Listen(":0", spec.Socket, cfg)
+	g, err := execlink.Listen(":0", func(ctx context.Context) (net.Conn, error) {
+		return executor.DialSocket(ctx, spec.Socket)
+	}, cfg)
 	if err != nil {
 		l.stop()
 		return nil, err
@@ -139,7 +142,7 @@ func (h *holder) startLink(spec LinkSpec) (*link, error) {
 func waitSocket(ctx context.Context, path string, exited <-chan error) error {
 	deadline := time.Now().Add(executorWait)
 	for {
-		c, err := net.Dial("unix", path)
+		c, err := executor.DialSocket(ctx, path)
 		if err == nil {
 			_ = c.Close()
 			return nil
