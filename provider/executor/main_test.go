@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ func startServerAt(t testing.TB, path string, env ...string) *testServer {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := s.c.Ping(ctx)
 		cancel()
-		if err == nil {
+		if err == nil || strings.Contains(err.Error(), "refused:") {
 			return s
 		}
 		if time.Now().After(deadline) {
