@@ -21,6 +21,11 @@ import (
 // kills them, without a report).
 const killGrace = 30 * time.Second
 
+// ErrRefused: the executor turned the request down (a peer of another
+// uid, another protocol version, a malformed request); the message says
+// which.
+var ErrRefused = errors.New("the executor refused the request")
+
 // Client reaches one executor. It holds no connection: each call dials.
 type Client struct {
 	path string
@@ -82,7 +87,7 @@ func (c *Client) Ping(ctx context.Context) (Info, error) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := conn.Write(jsonFrame(frameRequest, wireRequest{Proto: ProtocolVersion, Op: opPing})); err != nil {
-		return Info{}, fmt.Errorf("pinging the executor at %s: %w", c.path, ctxErr(ctx, err))
+		return Info{}, fmt.Errorf("pinging the executor at %s: %w", c.path, ctxErr(ctx, whyWriteFailed(conn, err)))
 	}
 	h, err := readHello(conn)
 	if err != nil {
@@ -98,6 +103,17 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// whyWriteFailed: a server that refuses a peer says why and closes at
+// once, so the request's write can fail before the reason is read. The
+// reason, when there is one, beats the broken pipe.
+func whyWriteFailed(conn net.Conn, werr error) error {
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := readHello(conn); errors.Is(err, ErrRefused) {
+		return err
+	}
+	return werr
+}
+
 // readHello reads the server's first frame. An error frame (refused peer,
 // protocol mismatch) becomes the error.
 func readHello(conn net.Conn) (wireHello, error) {
@@ -107,7 +123,7 @@ func readHello(conn net.Conn) (wireHello, error) {
 		return wireHello{}, fmt.Errorf("reading the executor's hello: %w", err)
 	}
 	if typ == frameError {
-		return wireHello{}, fmt.Errorf("the executor refused: %s", p)
+		return wireHello{}, fmt.Errorf("%w: %s", ErrRefused, p)
 	}
 	if typ != frameHello {
 		return wireHello{}, fmt.Errorf("the executor's first frame is %q, not a hello: not an executor, or a corrupt stream", typ)
@@ -163,6 +179,7 @@ func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, e
 	wr := wireRequest{Proto: ProtocolVersion, Op: opExec, Argv: req.Argv, Env: req.Env, Cwd: req.Cwd,
 		ExecID: req.ExecID, TimeoutNS: int64(req.Timeout), Stdin: stdin, TTY: req.TTY}
 	if _, err := conn.Write(jsonFrame(frameRequest, wr)); err != nil {
+		err = whyWriteFailed(conn, err)
 		conn.Close()
 		return nil, fmt.Errorf("sending the request to the executor at %s: %w", c.path, err)
 	}
@@ -283,7 +300,7 @@ func (s *Session) read() {
 			s.mu.Unlock()
 			return
 		case frameError:
-			s.fail(fmt.Errorf("the executor refused: %s", p))
+			s.fail(fmt.Errorf("%w: %s", ErrRefused, p))
 			return
 		default:
 			s.fail(fmt.Errorf("exec through the executor at %s: unknown frame type %q: corrupt stream", s.path, typ))

@@ -2,12 +2,12 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -85,7 +85,7 @@ func startServerAt(t testing.TB, path string, env ...string) *testServer {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := s.c.Ping(ctx)
 		cancel()
-		if err == nil || strings.Contains(err.Error(), "refused:") {
+		if err == nil || errors.Is(err, ErrRefused) {
 			return s
 		}
 		if time.Now().After(deadline) {

@@ -26,6 +26,7 @@ func TestPeerOfAnotherUIDIsRefused(t *testing.T) {
 	// The server expects another uid than ours: we are the stranger.
 	s := startServer(t, "GYM_EXECUTOR_TEST_PEER_UID="+strconv.Itoa(os.Getuid()+1))
 	_, err = s.c.Ping(context.Background())
+	assert.ErrorIs(t, err, ErrRefused)
 	assert.ErrorContains(t, err, "is not the executor's owner")
 	res, err := s.c.Run(context.Background(), Request{Argv: sh("echo should not run > " + filepath.Join(t.TempDir(), "ran"))})
 	assert.ErrorContains(t, err, "is not the executor's owner")

@@ -141,10 +141,35 @@ func (s *session) kill(reason int32) {
 	})
 }
 
+// chunkPool recycles the per-exec read buffers: an executor serving
+// thousands of execs would otherwise churn its heap (and its RSS).
+var chunkPool = sync.Pool{New: func() any {
+	b := make([]byte, headerLen+chunkSize)
+	return &b
+}}
+
+// copyChunk copies a stdin payload, into a pooled buffer when it fits.
+func copyChunk(p []byte) []byte {
+	if len(p) > headerLen+chunkSize {
+		return append([]byte(nil), p...)
+	}
+	bp := chunkPool.Get().(*[]byte)
+	return append((*bp)[:0], p...)
+}
+
+func putChunk(b []byte) {
+	if cap(b) == headerLen+chunkSize {
+		b = b[:cap(b)]
+		chunkPool.Put(&b)
+	}
+}
+
 // pump streams one output to the client. A slow client blocks the write,
 // the pipe fills and the command blocks: nothing accumulates here.
 func (s *session) pump(f *os.File, typ byte) {
-	buf := make([]byte, headerLen+chunkSize)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	for {
 		n, err := f.Read(buf[headerLen:])
 		if n > 0 {
@@ -169,7 +194,9 @@ func (s *session) pump(f *os.File, typ byte) {
 // nothing.
 func (s *session) readConn() {
 	var hdr [headerLen]byte
-	buf := make([]byte, chunkSize)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	for {
 		typ, p, err := readFrame(s.conn, &hdr, buf)
 		if err != nil {
@@ -179,15 +206,12 @@ func (s *session) readConn() {
 			}
 			return
 		}
-		if cap(p) > cap(buf) {
-			buf = p[:0]
-		}
 		switch typ {
 		case frameStdin:
 			if s.stdinW == nil {
 				continue
 			}
-			if !s.q.push(append([]byte(nil), p...)) {
+			if !s.q.push(copyChunk(p)) {
 				s.violation(fmt.Errorf("stdin beyond the granted %d byte window", stdinWindow))
 				return
 			}
@@ -258,6 +282,7 @@ func (s *session) writeStdin() {
 			}
 		}
 		s.q.release(len(b))
+		putChunk(b)
 		if err := s.write(u32Frame(frameCredit, uint32(len(b)))); err != nil {
 			return
 		}
