@@ -87,8 +87,37 @@ func TestStaticBinaryServes(t *testing.T) {
 	t.Logf("gym-executor RSS after serving: %d KiB; binary %d bytes", rss, fileSize(t, bin))
 	assert.Less(t, rss, 32<<10, "the executor runs in every sandbox: it must stay small")
 
+	// SIGTERM with an exec running: the exec, and what escaped its
+	// process group, is killed, and its caller told so.
+	lineCh := &lines{ch: make(chan string, 16)}
+	sess, err := c.Open(context.Background(), executor.Request{
+		Argv:   []string{"/bin/sh", "-c", `setsid sleep 300 & echo "$!"; ( setsid sleep 301 & echo "$!" ); echo ready; sleep 302`},
+		Stdout: lineCh})
+	require.NoError(t, err)
+	var pids []int
+	for l := range lineCh.ch {
+		if l == "ready" {
+			break
+		}
+		n, err := strconv.Atoi(l)
+		require.NoError(t, err)
+		pids = append(pids, n)
+	}
+	require.Len(t, pids, 2)
+	t.Cleanup(func() {
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+	})
+
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	res, err = sess.Wait(context.Background())
+	assert.ErrorIs(t, err, executor.ErrStopped)
+	assert.Equal(t, -1, res.ExitCode, "a kill's exit code is not the command's")
 	require.NoError(t, <-exited, "SIGTERM is a clean stop")
+	for _, p := range pids {
+		assert.True(t, dead(p), "pid %d outlived the executor's stop", p)
+	}
 	_, err = os.Stat(sock)
 	assert.True(t, os.IsNotExist(err), "the socket is removed on exit")
 	logged, err := os.ReadFile(logPath)
@@ -114,4 +143,33 @@ func fileSize(t *testing.T, path string) int64 {
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	return fi.Size()
+}
+
+// lines sends each complete line written to it.
+type lines struct {
+	buf []byte
+	ch  chan string
+}
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.ch <- string(l.buf[:i])
+		l.buf = l.buf[i+1:]
+	}
+}
+
+// dead: no such process, or a zombie (killed, not yet reaped).
+func dead(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || len(s) < i+3 || s[i+2] == 'Z' || s[i+2] == 'X'
 }

@@ -58,3 +58,33 @@ func BenchmarkPing(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPTYEcho is a keystroke's round trip on a terminal: one byte
+// written to a PTY session running cat, until its echo (the terminal's and
+// cat's) comes back.
+func BenchmarkPTYEcho(b *testing.B) {
+	s := startServer(b)
+	echoes := make(chan struct{}, 16)
+	sess, err := s.c.Open(context.Background(), Request{Argv: []string{"/bin/cat"}, TTY: &WinSize{Rows: 24, Cols: 80},
+		Stdout: writerFunc(func(p []byte) {
+			for _, c := range p {
+				if c == 'x' {
+					echoes <- struct{}{}
+				}
+			}
+		})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sess.Close()
+	for b.Loop() {
+		if _, err := sess.Write([]byte{'x'}); err != nil {
+			b.Fatal(err)
+		}
+		<-echoes // the terminal's echo; cat's own copy comes with the newline, never sent
+	}
+}
+
+type writerFunc func(p []byte)
+
+func (f writerFunc) Write(p []byte) (int, error) { f(p); return len(p), nil }

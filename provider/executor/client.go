@@ -26,6 +26,10 @@ const killGrace = 30 * time.Second
 // which.
 var ErrRefused = errors.New("the executor refused the request")
 
+// ErrStopped: the executor was stopped (SIGTERM) while the command ran,
+// and killed it; the command's own exit is unknown.
+var ErrStopped = errors.New("the executor stopped and killed the command")
+
 // Client reaches one executor. It holds no connection: each call dials.
 type Client struct {
 	path string
@@ -297,6 +301,11 @@ func (s *Session) read() {
 			}
 			s.mu.Lock()
 			s.res = Result{ExitCode: x.ExitCode, TimedOut: x.TimedOut, StartErr: x.StartErr}
+			if x.Killed == "shutdown" {
+				// The exit code is the kill's, not the command's.
+				s.err = fmt.Errorf("exec through the executor at %s: %w", s.path, ErrStopped)
+				s.res.ExitCode = -1
+			}
 			s.mu.Unlock()
 			return
 		case frameError:

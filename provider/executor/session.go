@@ -122,8 +122,12 @@ func (s *session) run(hello wireHello) {
 	switch s.reason.Load() {
 	case reasonTimeout:
 		exit.TimedOut = true
-	case reasonClient, reasonGone, reasonShutdown:
-		exit.Killed = true
+	case reasonClient:
+		exit.Killed = "client"
+	case reasonGone:
+		exit.Killed = "gone"
+	case reasonShutdown:
+		exit.Killed = "shutdown"
 	}
 	_ = s.write(jsonFrame(frameExit, exit))
 }
