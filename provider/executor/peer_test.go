@@ -4,9 +4,11 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -64,4 +66,39 @@ func TestListenReplacesAStaleSocketButNotALiveOne(t *testing.T) {
 	ln.Close()
 	_, err = os.Stat(path)
 	assert.True(t, os.IsNotExist(err), "closing removes the socket")
+}
+
+// TestPeerCredentialsOfARealStranger: a process of another uid that gets
+// through the file mode (widened here on purpose) is still refused, by the
+// uid the kernel reports for it.
+func TestPeerCredentialsOfARealStranger(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	const nobody = 65534
+	dir, err := os.MkdirTemp("", "executor-peer-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	bin := filepath.Join(dir, "client")
+	self, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(bin, self, 0o755))
+
+	path := filepath.Join(dir, "exec.sock")
+	startServerAt(t, path)
+	require.NoError(t, os.Chmod(path, 0o666))
+
+	ping := func(uid uint32) string {
+		cmd := exec.Command(bin)
+		cmd.Env = []string{pingEnv + "=" + path}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.Output()
+		require.NoError(t, err)
+		return strings.TrimSpace(string(out))
+	}
+	assert.Equal(t, "<nil>", ping(0), "the control: the owner's own client, the same way")
+	got := ping(nobody)
+	assert.Contains(t, got, "peer uid 65534")
+	assert.Contains(t, got, "is not the executor's owner")
 }
