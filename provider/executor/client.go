@@ -144,6 +144,16 @@ func readHello(conn net.Conn) (wireHello, error) {
 
 // Run runs req to its end. When ctx ends first, the executor kills every
 // process of the exec and Run returns ctx's error once they are dead.
+//
+// A nil error means Result is the command's end (or StartErr says why it
+// never started). Errors: a failure to connect, or ErrRefused, means
+// nothing ran and req.Stdin was not read; ErrStopped, or a connection that
+// broke before the exit (the executor died), means the command's end is
+// unknown; ctx's error means the caller ended it. Result.ExitCode is -1
+// with every error.
+//
+// A req.Stdin that blocks (a terminal) keeps a goroutine reading it after
+// Run returns, until its next read returns, as with os/exec.
 func (c *Client) Run(ctx context.Context, req Request) (Result, error) {
 	s, err := c.open(ctx, req, req.Stdin != nil)
 	if err != nil {

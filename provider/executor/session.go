@@ -215,7 +215,11 @@ func (s *session) readConn() {
 			if s.stdinW == nil {
 				continue
 			}
-			if !s.q.push(copyChunk(p)) {
+			switch s.q.push(copyChunk(p)) {
+			case pushAfterEOF:
+				// Written after CloseStdin: dropped, its credit returned.
+				_ = s.write(u32Frame(frameCredit, uint32(len(p))))
+			case pushOverWindow:
 				s.violation(fmt.Errorf("stdin beyond the granted %d byte window", stdinWindow))
 				return
 			}
@@ -303,17 +307,28 @@ type stdinQueue struct {
 	wake    chan struct{}
 }
 
-func (q *stdinQueue) push(b []byte) bool {
+const (
+	pushed = iota
+	pushAfterEOF
+	pushOverWindow
+)
+
+func (q *stdinQueue) push(b []byte) int {
 	q.mu.Lock()
-	if q.eof || q.pending+len(b) > stdinWindow {
+	switch {
+	case q.eof:
 		q.mu.Unlock()
-		return false
+		putChunk(b)
+		return pushAfterEOF
+	case q.pending+len(b) > stdinWindow:
+		q.mu.Unlock()
+		return pushOverWindow
 	}
 	q.bufs = append(q.bufs, b)
 	q.pending += len(b)
 	q.mu.Unlock()
 	q.signal()
-	return true
+	return pushed
 }
 
 func (q *stdinQueue) closeInput() {
