@@ -2,7 +2,9 @@ package executor
 
 import (
 	"context"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -48,4 +50,30 @@ func TestPTYExitCodeAndOutput(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, res.ExitCode)
 	assert.Equal(t, "a\r\nb\r\n", out.String(), "the terminal's output, with its newline translation")
+}
+
+// TestPTYSignalReachesTheForegroundJob: an interactive shell runs each
+// command as a job in a process group of its own; a signal sent through
+// the session reaches that job, as a typed ^C would, not the shell.
+func TestPTYSignalReachesTheForegroundJob(t *testing.T) {
+	s := startServer(t)
+	out := newLineWaiter()
+	sess, err := s.c.Open(context.Background(), Request{Argv: []string{"/bin/sh", "-i"}, TTY: &WinSize{Rows: 24, Cols: 80}, Stdout: out,
+		Env: map[string]string{"PS1": "$ ", "ENV": ""}})
+	require.NoError(t, err)
+	defer sess.Close()
+	// The job prints once it is the terminal's foreground group.
+	_, err = sess.Write([]byte("sh -c 'echo job started; exec sleep 300'\n"))
+	require.NoError(t, err)
+	out.waitFor(t, "job started\r\n")
+	require.NoError(t, sess.Signal(syscall.SIGINT))
+	_, err = sess.Write([]byte("exit 7\n"))
+	require.NoError(t, err)
+	// Bounded only so a job that missed the signal fails the test rather
+	// than hanging it for the sleep's 300 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := sess.Wait(ctx)
+	require.NoError(t, err, "the shell never got to its next line: the job did not get the signal")
+	assert.Equal(t, 7, res.ExitCode, "the shell survived the job's interrupt and read the next line")
 }

@@ -242,7 +242,7 @@ func (s *session) readConn() {
 				s.violation(fmt.Errorf("bad signal frame (%d, %v)", n, err))
 				return
 			}
-			if err := syscall.Kill(-s.pid, syscall.Signal(n)); err != nil && !errors.Is(err, syscall.ESRCH) {
+			if err := syscall.Kill(-s.signalGroup(), syscall.Signal(n)); err != nil && !errors.Is(err, syscall.ESRCH) {
 				s.srv.logf("exec %s: signal %d: %v", s.execID, n, err)
 			}
 		case frameKill:
@@ -252,6 +252,18 @@ func (s *session) readConn() {
 			return
 		}
 	}
+}
+
+// signalGroup is the process group a signal frame goes to: on a terminal
+// its foreground group (the job an interactive shell runs, as a typed ^C
+// would reach), else the command's own group.
+func (s *session) signalGroup() int {
+	if s.master != nil {
+		if pgrp, err := foregroundGroup(s.master); err == nil && pgrp > 0 {
+			return pgrp
+		}
+	}
+	return s.pid
 }
 
 func (s *session) violation(err error) {
