@@ -201,6 +201,9 @@ class AsyncPool:
                         body.seek(0)
                     continue
                 raise ServiceConnectionError(f"the gym-apptainer service closed the connection: {e}") from e
+            except OSError as e:
+                conn.close()
+                raise ServiceConnectionError(f"talking to the gym-apptainer service: {e}") from e
             except BaseException:
                 conn.close()
                 raise
