@@ -90,6 +90,10 @@ func runDaemon(factory Factory, o daemonOpts, logger hclog.Logger) int {
 	if err != nil {
 		return d.failStart(err)
 	}
+	api, err := d.startAPI(impl)
+	if err != nil {
+		return d.failStart(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reattach := make(chan *goplugin.ReattachConfig, 1)
@@ -112,17 +116,20 @@ func runDaemon(factory Factory, o daemonOpts, logger hclog.Logger) int {
 	select {
 	case rc = <-reattach:
 	case <-closed:
+		api.stop()
 		return d.failStart(errors.New("go-plugin could not serve (see the log above)"))
 	case <-time.After(daemonServeTimeout):
+		api.stop()
 		return d.failStart(fmt.Errorf("go-plugin did not start serving within %s", daemonServeTimeout))
 	}
-	recFile, err := d.publish(rc, t)
+	recFile, err := d.publish(rc, t, api.path)
 	if err != nil {
 		cancel()
 		<-closed
+		api.stop()
 		return d.failStart(err)
 	}
-	logger.Info("plugin daemon serving", "addr", rc.Addr.String(), "idle", o.idle, "config", o.config)
+	logger.Info("plugin daemon serving", "addr", rc.Addr.String(), "api", api.path, "idle", idleString(o.idle), "config", o.config)
 
 	reason, forced := d.wait(sigs, closed, recFile)
 	logger.Info("plugin daemon stopping", "reason", reason)
@@ -132,6 +139,7 @@ func runDaemon(factory Factory, o daemonOpts, logger hclog.Logger) int {
 	if !forced {
 		d.drain(sigs)
 	}
+	api.stop()
 	cancel()
 	select {
 	case <-closed:
@@ -215,7 +223,7 @@ func (d *daemon) record() DaemonRecord {
 		Plugin:    exe,
 		Config:    d.opts.config,
 		Overrides: d.opts.overrides,
-		Idle:      d.opts.idle.String(),
+		Idle:      idleString(d.opts.idle),
 		Started:   time.Now().UTC(),
 		Version:   Version,
 		Protocol:  ProtocolVersion,
@@ -224,9 +232,10 @@ func (d *daemon) record() DaemonRecord {
 
 // publish writes the record that lets hosts find the daemon, and returns
 // what it wrote, to notice when it is removed or replaced.
-func (d *daemon) publish(rc *goplugin.ReattachConfig, t *daemonTLS) (os.FileInfo, error) {
+func (d *daemon) publish(rc *goplugin.ReattachConfig, t *daemonTLS, apiSocket string) (os.FileInfo, error) {
 	rec := d.record()
 	rec.Network, rec.Addr, rec.Protocol = rc.Addr.Network(), rc.Addr.String(), rc.ProtocolVersion
+	rec.APISocket = apiSocket
 	rec.CertSHA256 = certFingerprint(t.server)
 	if err := writeRecord(d.opts.record, rec); err != nil {
 		return nil, fmt.Errorf("writing the daemon record: %w", err)

@@ -85,6 +85,19 @@ func (a *activity) end(method string) {
 	}
 }
 
+// admitRequest admits a service API request as a call: the daemon does
+// not idle out while it runs, and the idle time counts from its end.
+func (a *activity) admitRequest() (done func(), err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return nil, errDaemonStopping
+	}
+	a.calls++
+	a.last = a.now()
+	return func() { a.change(func() { a.calls-- }) }, nil
+}
+
 // idleFor reports whether nothing happened for d, with no host connected
 // and no call running; if so the daemon is closing from then on, atomically
 // with the decision, so no call can slip in between.

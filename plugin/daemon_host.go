@@ -359,7 +359,7 @@ func (h *Host) startDaemon(ctx context.Context, path, cfgPath string, files daem
 // unlike a per-call plugin, without Pdeathsig: it outlives the host. Its
 // environment is set by the caller (daemonEnviron).
 func daemonCmd(path string, files daemonFiles, cfgPath string, overrides map[string]string, idle time.Duration) *exec.Cmd {
-	args := []string{DaemonSubcommand, "--record", files.record(), "--idle", idle.String()}
+	args := []string{DaemonSubcommand, "--record", files.record(), "--idle", idleString(idle)}
 	if cfgPath != "" {
 		args = append(args, "--config", cfgPath)
 	}

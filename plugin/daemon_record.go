@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,8 +24,9 @@ import (
 //	KEY.pem     its TLS material, written by the host that started it (0600)
 //	KEY.lock    flock'ed by whoever starts or removes a daemon of that key
 //	KEY.log     the daemon's stderr
-//	KEY.sock.*/ a daemon's own directory for its unix socket (0700), or in
-//	            the temp dir when a path here would be too long for a socket
+//	KEY.sock.*/ a daemon's own directory for its unix sockets (0700): in
+//	            $XDG_RUNTIME_DIR when set, else here, else in the temp dir
+//	            when a path here would be too long for a socket
 
 // DaemonEnv names the environment variable that turns daemon mode on for
 // gym-host: an idle timeout (a Go duration such as 5m), or 0/off.
@@ -47,16 +49,40 @@ type DaemonRecord struct {
 	// CertSHA256 fingerprints the daemon's certificate: hosts check it
 	// against KEY.pem before they use that file.
 	CertSHA256 string `json:"cert_sha256,omitempty"`
+	// APISocket is the local service API's unix socket (daemon_api.go).
+	APISocket string `json:"api_socket,omitempty"`
 	// Error is why the daemon could not start; ConfigError says it is the
 	// configuration's fault, and Error then names the file already.
 	Error       string `json:"error,omitempty"`
 	ConfigError bool   `json:"config_error,omitempty"`
 }
 
-// IdleTimeout is the record's idle timeout, 0 when unreadable.
+// IdleTimeout is the record's idle timeout: NeverIdle for "never", 0 when
+// unreadable.
 func (r DaemonRecord) IdleTimeout() time.Duration {
-	d, _ := time.ParseDuration(r.Idle)
+	d, _ := parseIdle(r.Idle)
 	return d
+}
+
+// NeverIdle is the idle timeout of a daemon that never idles out
+// (gym-host serve --idle 0): it runs until it is stopped.
+const NeverIdle = time.Duration(math.MaxInt64)
+
+// idleString is an idle timeout as the record and the daemon's flag
+// write it.
+func idleString(d time.Duration) string {
+	if d == NeverIdle {
+		return "never"
+	}
+	return d.String()
+}
+
+// parseIdle reads idleString's form.
+func parseIdle(s string) (time.Duration, error) {
+	if s == "never" {
+		return NeverIdle, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // DefaultDaemonStateDir is where daemon records live unless HostConfig
@@ -103,23 +129,29 @@ const maxSocketPath = 107
 // digits), less the key.
 const socketDirOverhead = len("/.sock.") + 10 + len("/plugin") + 10
 
-// makeSocketDir makes a private directory for one daemon's socket: beside
-// the record if the socket's path fits, else in $XDG_RUNTIME_DIR or the
-// temp dir (MkdirTemp makes it 0700 under a fresh name, so a shared /tmp is
-// safe).
+// makeSocketDir makes a private directory for one daemon's sockets (its
+// gRPC socket and the service API's api.sock): in $XDG_RUNTIME_DIR, the
+// place for a user's sockets, else beside the record, else in the temp dir
+// when neither path fits a socket (MkdirTemp makes it 0700 under a fresh
+// name, so a shared /tmp is safe).
 func makeSocketDir(files daemonFiles) (string, error) {
-	base := files.dir
-	if len(base)+len(files.key)+socketDirOverhead > maxSocketPath {
-		base = os.TempDir()
-		if rt := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(rt) && len(rt)+len(files.key)+socketDirOverhead <= maxSocketPath {
-			base = rt
-		}
+	fits := func(dir string) bool { return len(dir)+len(files.key)+socketDirOverhead <= maxSocketPath }
+	base := os.TempDir()
+	if rt := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(rt) && fits(rt) && isDir(rt) {
+		base = rt
+	} else if fits(files.dir) {
+		base = files.dir
 	}
 	dir, err := os.MkdirTemp(base, files.key+".sock.")
 	if err != nil {
 		return "", fmt.Errorf("socket directory: %w", err)
 	}
 	return dir, nil
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // removeSocketDirOf removes the socket directory of a record's daemon, if

@@ -276,10 +276,11 @@ func TestDaemonWatch(t *testing.T) {
 }
 
 func TestMakeSocketDir(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "")
 	short := daemonFiles{dir: t.TempDir(), key: "0123456789abcdef"}
 	dir, err := makeSocketDir(short)
 	require.NoError(t, err)
-	assert.Equal(t, short.dir, filepath.Dir(dir), "beside the record when it fits")
+	assert.Equal(t, short.dir, filepath.Dir(dir), "beside the record when it fits and there is no XDG_RUNTIME_DIR")
 	assert.True(t, strings.HasPrefix(filepath.Base(dir), short.key+".sock."))
 	fi, err := os.Stat(dir)
 	require.NoError(t, err)
@@ -300,9 +301,15 @@ func TestMakeSocketDir(t *testing.T) {
 
 	rt := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", rt)
-	dir, err = makeSocketDir(daemonFiles{dir: deep, key: short.key})
+	for _, f := range []daemonFiles{short, {dir: deep, key: short.key}} {
+		dir, err = makeSocketDir(f)
+		require.NoError(t, err)
+		assert.Equal(t, rt, filepath.Dir(dir), "XDG_RUNTIME_DIR first, the place for a user's sockets")
+	}
+	t.Setenv("XDG_RUNTIME_DIR", filepath.Join(rt, "missing"))
+	dir, err = makeSocketDir(short)
 	require.NoError(t, err)
-	assert.Equal(t, rt, filepath.Dir(dir), "XDG_RUNTIME_DIR first")
+	assert.Equal(t, short.dir, filepath.Dir(dir), "an XDG_RUNTIME_DIR that does not exist is passed over")
 }
 
 func TestRemoveSocketDirOf(t *testing.T) {

@@ -105,7 +105,11 @@ func parseDaemonFlags(args []string) (daemonOpts, error) {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.record, "record", "", "the daemon's record `FILE` (KEY.json in the state directory)")
-	fs.DurationVar(&o.idle, "idle", 0, "exit after this long without a connected host")
+	fs.Func("idle", "exit after this long without a connected host or a request; never = not at all", func(s string) error {
+		d, err := parseIdle(s)
+		o.idle = d
+		return err
+	})
 	fs.StringVar(&o.config, "config", "", "config `FILE` (absolute; none = defaults)")
 	fs.Func("override", "config override `KEY=VALUE`; repeatable", func(s string) error {
 		k, v, ok := strings.Cut(s, "=")
@@ -124,7 +128,7 @@ func parseDaemonFlags(args []string) (daemonOpts, error) {
 	case o.record == "" || !strings.HasSuffix(o.record, ".json"):
 		return o, errors.New("--record KEY.json is required")
 	case o.idle <= 0:
-		return o, errors.New("--idle must be a positive duration")
+		return o, errors.New("--idle must be a positive duration or never")
 	}
 	if len(o.overrides) == 0 {
 		o.overrides = nil

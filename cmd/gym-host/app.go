@@ -150,6 +150,9 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
+// ErrorType makes a usage error "invalid" in provider.ErrorTypeOf.
+func (e *usageError) ErrorType() string { return provider.ErrorTypeInvalid }
+
 func usageErrorf(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
@@ -219,7 +222,7 @@ func (a *app) report(ctx context.Context, cmd *command, asJSON bool, err error) 
 // reportJSON prints the --json error object and returns code.
 func (a *app) reportJSON(asJSON bool, msg string, err error, code int) int {
 	if asJSON {
-		a.writeErrorJSON(errorJSON{ErrorType: errorTypeOf(err), Message: msg, ExitCode: code})
+		a.writeErrorJSON(errorJSON{ErrorType: provider.ErrorTypeOf(err), Message: msg, ExitCode: code})
 	}
 	return code
 }

@@ -101,7 +101,7 @@ func (a *app) closeIDs(ctx context.Context, p provider.Provider, opts *globalOpt
 			if err != nil {
 				errs = append(errs, err)
 				results[i].Error = err.Error()
-				results[i].ErrorType = errorTypeOf(err)
+				results[i].ErrorType = provider.ErrorTypeOf(err)
 				fmt.Fprintf(a.stderr, "gym-host: close %s: %v\n", id, err)
 			} else if !opts.json {
 				// Printed as each finishes, so a long --all shows progress.

@@ -23,12 +23,18 @@ type daemonControl struct {
 	current func(cfg plugin.HostConfig) (*plugin.DaemonStatus, error)
 	// stop stops them all at once and returns their errors in order.
 	stop func(ctx context.Context, sts []plugin.DaemonStatus) []error
+	// ensure starts or finds cfg's daemon (gym-host serve).
+	ensure func(ctx context.Context, cfg plugin.HostConfig) (*plugin.DaemonStatus, error)
+	// wait returns once a daemon has exited, or with ctx's error.
+	wait func(ctx context.Context, st plugin.DaemonStatus) error
 }
 
 var realDaemons = daemonControl{
 	list:    func() ([]plugin.DaemonStatus, error) { return plugin.ListDaemons("") },
 	current: plugin.CurrentDaemon,
 	stop:    plugin.StopDaemons,
+	ensure:  plugin.EnsureDaemon,
+	wait:    plugin.WaitDaemon,
 }
 
 var daemonCmd = &command{
@@ -101,6 +107,7 @@ type daemonJSON struct {
 	Overrides map[string]string `json:"overrides,omitempty"`
 	Plugin    string            `json:"plugin"`
 	Version   string            `json:"version"`
+	APISocket string            `json:"api_socket,omitempty"`
 	Stopped   *bool             `json:"stopped,omitempty"` // stop only
 	Error     string            `json:"error,omitempty"`
 }
@@ -110,6 +117,7 @@ func (a *app) daemonJSON(st plugin.DaemonStatus) daemonJSON {
 		Key: st.Key, PID: st.PID, Running: st.Running, Started: st.Started,
 		AgeS: a.now().Sub(st.Started).Round(time.Second).Seconds(), Idle: st.Idle,
 		Config: st.Config, Overrides: st.Overrides, Plugin: st.Plugin, Version: st.Version,
+		APISocket: st.APISocket,
 	}
 }
 

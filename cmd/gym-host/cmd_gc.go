@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/collect"
 )
 
 var gcCmd = &command{
@@ -63,31 +62,6 @@ type gcJSON struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// gcReason says why gc closes st, or "" when it leaves st alone. Another
-// owner's sandbox is left alone unless allOwners. A leak is named first (a
-// leaked sandbox may be running), then a dead sandbox, then an expired ttl,
-// which ends even a running one.
-func gcReason(st provider.Status, now time.Time, allOwners bool) string {
-	switch {
-	case st.Foreign:
-		if allOwners {
-			return st.Reason
-		}
-		return ""
-	case strings.HasPrefix(st.Reason, "leaked"):
-		return st.Reason
-	case st.State == provider.StateStopped || st.State == provider.StateError:
-		if st.Reason == "" {
-			return string(st.State)
-		}
-		return string(st.State) + ": " + st.Reason
-	case st.TTL > 0 && !st.Created.IsZero() && !now.Before(st.Created.Add(st.TTL)):
-		over := now.Sub(st.Created.Add(st.TTL)).Round(time.Second)
-		return fmt.Sprintf("ttl %s expired %s ago", st.TTL, over)
-	}
-	return ""
-}
-
 func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dryRun, allOwners bool) error {
 	sts, listErr := p.List(ctx)
 	skipped, listErr := splitSkipped(listErr)
@@ -102,15 +76,8 @@ func (a *app) gc(ctx context.Context, p provider.Provider, opts *globalOpts, dry
 	}
 	now := a.now()
 	var victims []gcJSON
-	seen := map[string]bool{}
-	for _, st := range sts {
-		if seen[st.ID] {
-			continue
-		}
-		if why := gcReason(st, now, allOwners); why != "" {
-			seen[st.ID] = true
-			victims = append(victims, gcJSON{ID: st.ID, State: string(st.State), Why: why})
-		}
+	for _, v := range collect.Select(sts, now, allOwners) {
+		victims = append(victims, gcJSON{ID: v.Status.ID, State: string(v.Status.State), Why: v.Why})
 	}
 
 	out := &lockedWriter{w: a.stdout}

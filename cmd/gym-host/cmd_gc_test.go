@@ -43,24 +43,6 @@ var gcWant = map[string]string{
 	"gym-unknown-old": "ttl 1m0s expired 59m0s ago",
 }
 
-func TestGCReason(t *testing.T) {
-	for _, st := range gcWorld() {
-		t.Run(st.ID, func(t *testing.T) {
-			assert.Equal(t, gcWant[st.ID], gcReason(st, testNow, false))
-		})
-	}
-	// The ttl ends exactly at Created+TTL.
-	st := provider.Status{ID: "gym-edge", State: provider.StateRunning, Created: testNow.Add(-time.Hour), TTL: time.Hour}
-	assert.Equal(t, "ttl 1h0m0s expired 0s ago", gcReason(st, testNow, false))
-	assert.Empty(t, gcReason(st, testNow.Add(-time.Nanosecond), false))
-	// A ttl without a creation time cannot expire.
-	assert.Empty(t, gcReason(provider.Status{State: provider.StateRunning, TTL: time.Second}, testNow, false))
-	// Another owner's sandbox, stopped or not, only when all owners are asked for.
-	foreign := provider.Status{ID: "gym-y", State: provider.StateStopped, Reason: "foreign: owned by 0123456789ab", Foreign: true}
-	assert.Empty(t, gcReason(foreign, testNow, false))
-	assert.Equal(t, "foreign: owned by 0123456789ab", gcReason(foreign, testNow, true))
-}
-
 func TestGCClosesDeadLeakedAndExpiredOnly(t *testing.T) {
 	h := newHarness(t)
 	h.fake.listFn = func(context.Context) ([]provider.Status, error) { return gcWorld(), nil }

@@ -95,6 +95,6 @@ func TestErrorTypeOfAgreesWithExitCode(t *testing.T) {
 			exitUsage: {"invalid"}, exitUnavailable: {"unavailable"}, exitRuntime: {"sandbox", "timeout"},
 			exitFailed: {"not_found", "internal", "timeout", "interrupted"},
 		}[exitCodeOf(err)]
-		assert.Contains(t, want, errorTypeOf(err), "%v", err)
+		assert.Contains(t, want, provider.ErrorTypeOf(err), "%v", err)
 	}
 }

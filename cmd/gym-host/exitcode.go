@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 
@@ -53,6 +52,15 @@ func (e *runtimeFailure) Error() string {
 	return fmt.Sprintf("sandbox error (%s): %s", e.res.ErrorType, e.res.Message)
 }
 
+// ErrorType is the result's own (sandbox or timeout), for
+// provider.ErrorTypeOf, the one mapping from failures to error types.
+func (e *runtimeFailure) ErrorType() string {
+	if e.res.ErrorType != "" {
+		return e.res.ErrorType
+	}
+	return provider.ErrorTypeSandbox
+}
+
 // exitCodeOf is the one mapping from a command's outcome to gym-host's exit
 // code. 125 is kept for what the sandbox did (a runtime failure or a
 // timeout in an exec result): a harness discards the sandbox on it, so a
@@ -84,35 +92,6 @@ func exitCodeOf(err error) int {
 		return exitUnavailable
 	}
 	return exitFailed
-}
-
-// errorTypeOf is the one mapping from a failure to its stable error type,
-// the word a program reads instead of matching the message (gym-host --json
-// prints it; the local service answers with it). It agrees with exitCodeOf:
-// invalid is exit 2, unavailable 75, sandbox and timeout 125, the others 1.
-func errorTypeOf(err error) string {
-	var ue *usageError
-	var rf *runtimeFailure
-	switch {
-	case err == nil:
-		return ""
-	case errors.As(err, &ue), errors.Is(err, provider.ErrInvalid):
-		return provider.ErrorTypeInvalid
-	case errors.As(err, &rf):
-		if rf.res.ErrorType != "" {
-			return rf.res.ErrorType
-		}
-		return provider.ErrorTypeSandbox
-	case errors.Is(err, provider.ErrUnavailable):
-		return provider.ErrorTypeUnavailable
-	case errors.Is(err, provider.ErrNotFound):
-		return provider.ErrorTypeNotFound
-	case errors.Is(err, context.DeadlineExceeded):
-		return provider.ErrorTypeTimeout
-	case errors.Is(err, context.Canceled):
-		return provider.ErrorTypeInterrupted
-	}
-	return provider.ErrorTypeInternal
 }
 
 // errorJSON is the object gym-host --json prints on stdout when a command
