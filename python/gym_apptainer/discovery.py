@@ -65,9 +65,10 @@ def parse_serve_output(argv: Sequence[str], rc: int, out: bytes, err: bytes) -> 
     that carries gym-host's own (its --json error object or stderr)."""
     text = out.decode("utf-8", "replace").strip()
     obj = None
-    for line in reversed(text.splitlines()):
+    # One JSON object (indented or not); else its last line that is one.
+    for cand in [text] + list(reversed(text.splitlines())):
         try:
-            obj = json.loads(line)
+            obj = json.loads(cand)
             break
         except ValueError:
             continue
