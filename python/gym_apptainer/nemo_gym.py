@@ -247,7 +247,11 @@ class GymApptainerProvider:
         except (errors.Timeout, errors.Unavailable) as e:
             return SandboxExecResult(stdout=None, stderr=str(e), return_code=SANDBOX_RUNTIME_RETURN_CODE,
                                      error_type=e.error_type)
-        return SandboxExecResult(stdout=r.stdout, stderr=r.stderr, return_code=r.exit_code, error_type=r.error_type)
+        stderr = r.stderr
+        if r.error_type and r.message:
+            # What failed is told in the message; NeMo Gym callers read stderr.
+            stderr = f"{stderr}{'' if not stderr or stderr.endswith(chr(10)) else chr(10)}{r.message}"
+        return SandboxExecResult(stdout=r.stdout, stderr=stderr, return_code=r.exit_code, error_type=r.error_type)
 
     async def upload_file(self, handle: SandboxHandle, source_path: Path, target_path: str) -> None:
         """Copy one local file into the sandbox (streamed; under the mount
