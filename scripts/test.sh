@@ -59,6 +59,9 @@ if [ "${CI:-}" = true ] && grep -qE '^\s*--- SKIP: ' "$log"; then
 fi
 rm -f "$log"
 
+echo "[test] python: gym_apptainer and the NeMo Gym provider (real gym-host serve)" >&2
+"$repo/scripts/test-python.sh"
+
 # A short soak on both placements: create→exec→upload→download→close
 # cycles, then every leak class (instances, processes, SLURM jobs, staging
 # dirs, handles, host fds and goroutines, plugin RSS). Any failure or leak

@@ -5,6 +5,7 @@ import base64
 import csv
 import hashlib
 import io
+import os
 import sys
 import tarfile
 import tempfile
@@ -12,7 +13,7 @@ import unittest
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(os.environ.get("GYM_PY_SRC") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(ROOT / "_build"))
 import gym_apptainer_build as backend  # noqa: E402
 

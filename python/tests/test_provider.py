@@ -16,6 +16,7 @@ from gym_apptainer import nemo_gym as ng
 from .fakeservice import FakeService
 
 HERE = Path(__file__).resolve().parent
+PKG_PARENT = str(Path(ng.__file__).resolve().parent.parent)
 
 
 class Construction(unittest.TestCase):
@@ -172,7 +173,7 @@ class WithNemoGymItself(unittest.TestCase):
     def test_upstream_facade(self):
         with FakeService() as svc:
             env = dict(os.environ, GYM_SERVICE_SOCKET=svc.socket,
-                       PYTHONPATH=os.pathsep.join([str(HERE / "nemo_gym_upstream"), str(HERE.parent)]))
+                       PYTHONPATH=os.pathsep.join([str(HERE / "nemo_gym_upstream"), PKG_PARENT]))
             p = subprocess.run([sys.executable, str(HERE / "upstream_case.py")], env=env,
                                capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
