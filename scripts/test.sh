@@ -59,7 +59,6 @@ if [ "${CI:-}" = true ] && grep -qE '^\s*--- SKIP: ' "$log"; then
 fi
 rm -f "$log"
 
-echo "[test] python: gym_apptainer and the NeMo Gym provider (real gym-host serve)" >&2
 "$repo/scripts/test-python.sh"
 
 # A short soak on both placements: create→exec→upload→download→close
