@@ -44,6 +44,10 @@ class RealEnv:
             _missing(f"{self.image} is missing (scripts/build-test-images.sh)")
         self.dir = tempfile.mkdtemp(prefix="gym-pytest-")
         self.state_dir = os.path.join(self.dir, "state")
+        # The generated configs and the daemons' records go under the test's
+        # own dir (the provider writes configs to $XDG_STATE_HOME/...), so a
+        # run leaves nothing behind and never meets another run's daemon.
+        os.environ["XDG_STATE_HOME"] = os.path.join(self.dir, "xdg-state")
 
     def provider_options(self) -> Dict[str, Any]:
         """NeMo Gym provider options for this machine (as examples/sandbox.yaml)."""

@@ -183,6 +183,7 @@ class Conformance(unittest.TestCase):
                 await p.close(h)
                 await p.aclose()
 
+        self.addCleanup(self.env.gym_host_run, p.config_path, "daemon", "stop")
         self.assertEqual(asyncio.run(go()), ["1000\nsandbox\n", "1000\nsandbox\n", "0\nroot\n", "0\nroot\n"])
 
     def test_never_made_reads_stopped(self):
