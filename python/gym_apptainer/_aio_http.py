@@ -24,8 +24,8 @@ class _Conn:
         self.reader, self.writer = reader, writer
 
     def alive(self) -> bool:
-        # Idle, the server sends nothing: buffered bytes or EOF mean it closed.
-        return not (self.writer.is_closing() or self.reader.at_eof() or len(self.reader._buffer) > 0)  # type: ignore[attr-defined]
+        # Idle, the server sends nothing: EOF (or an error) means it closed.
+        return not (self.writer.is_closing() or self.reader.at_eof() or self.reader.exception() is not None)
 
     def close(self) -> None:
         self.writer.close()

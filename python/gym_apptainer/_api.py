@@ -184,10 +184,15 @@ def kill_exec(sandbox_id: str, exec_id: str) -> Call:
     return _json_call("POST", f"/v1/sandboxes/{_sid(sandbox_id)}/kill_exec", {"exec_id": exec_id})
 
 
-def upload(sandbox_id: str, remote_path: str) -> Call:
+def upload(sandbox_id: str, remote_path: str, mode: Optional[int] = None) -> Call:
+    query = _remote(remote_path)
+    if mode is not None:
+        if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+            raise InvalidRequest(f"mode must be permission bits such as 0o644, got {mode!r}")
+        query += f"&mode={mode:04o}"
     return Call(
         "PUT",
-        f"/v1/sandboxes/{_sid(sandbox_id)}/files?{_remote(remote_path)}",
+        f"/v1/sandboxes/{_sid(sandbox_id)}/files?{query}",
         headers={"Content-Type": "application/octet-stream"},
     )
 

@@ -133,9 +133,9 @@ class AsyncClient:
     async def kill_exec(self, sandbox_id: str, exec_id: str) -> None:
         await self._json(_api.kill_exec(sandbox_id, exec_id))
 
-    async def upload(self, sandbox_id: str, local_path: PathLike, remote_path: str) -> int:
+    async def upload(self, sandbox_id: str, local_path: PathLike, remote_path: str, *, mode: Optional[int] = None) -> int:
         """Copy a local file into the sandbox, streamed; returns its bytes."""
-        call = _api.upload(sandbox_id, remote_path)
+        call = _api.upload(sandbox_id, remote_path, mode)
         with _files.open_source(local_path) as f:
             size = os.fstat(f.fileno()).st_size
             r = await self._pool.request(call, f, size)
@@ -277,8 +277,10 @@ class AsyncSandbox:
             self.id, command, cwd=cwd, env=env, timeout_s=timeout_s, user=user, stdin=stdin, exec_id=exec_id
         )
 
-    async def upload(self, local_path: PathLike, remote_path: str) -> int:
-        return await self.client.upload(self.id, local_path, remote_path)
+    async def upload(self, local_path: PathLike, remote_path: str, *, mode: Optional[int] = None) -> int:
+        """Copy a local file to ``remote_path``, streamed; ``mode`` is the
+        file's permission bits in the sandbox (default 0o644)."""
+        return await self.client.upload(self.id, local_path, remote_path, mode=mode)
 
     async def download(self, remote_path: str, local_path: PathLike) -> int:
         return await self.client.download(self.id, remote_path, local_path)

@@ -151,10 +151,10 @@ class Client:
 
     # -- files --
 
-    def upload(self, sandbox_id: str, local_path: PathLike, remote_path: str) -> int:
+    def upload(self, sandbox_id: str, local_path: PathLike, remote_path: str, *, mode: Optional[int] = None) -> int:
         """Copy a local file to ``remote_path`` in the sandbox, streamed;
         returns the bytes written."""
-        call = _api.upload(sandbox_id, remote_path)
+        call = _api.upload(sandbox_id, remote_path, mode)
         with _files.open_source(local_path) as f:
             obj = json_of(self._pool.request(call, f, file_length(f)))
         return int(obj.get("bytes") or 0)
@@ -292,8 +292,10 @@ class Sandbox:
             self.id, command, cwd=cwd, env=env, timeout_s=timeout_s, user=user, stdin=stdin, exec_id=exec_id
         )
 
-    def upload(self, local_path: PathLike, remote_path: str) -> int:
-        return self.client.upload(self.id, local_path, remote_path)
+    def upload(self, local_path: PathLike, remote_path: str, *, mode: Optional[int] = None) -> int:
+        """Copy a local file to ``remote_path``, streamed; ``mode`` is the
+        file's permission bits in the sandbox (default 0o644)."""
+        return self.client.upload(self.id, local_path, remote_path, mode=mode)
 
     def download(self, remote_path: str, local_path: PathLike) -> int:
         return self.client.download(self.id, remote_path, local_path)

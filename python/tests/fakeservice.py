@@ -88,6 +88,12 @@ class FakeService:
             daemon_threads = True
             request_queue_size = 256
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                import sys
+
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)  # a caller that left is no error
+
         self._server = Server(self.socket, Handler)
         os.chmod(self.socket, 0o600)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -48,6 +48,13 @@ class ExecBody(unittest.TestCase):
         with self.assertRaises(errors.InvalidRequest):
             _api.download("x", "rel/path")
 
+    def test_upload_mode(self):
+        self.assertTrue(_api.upload("x", "/a", 0o755).path.endswith("&mode=0755"))
+        self.assertNotIn("mode", _api.upload("x", "/a").path)
+        for bad in (-1, 0o10000, True, "755"):
+            with self.assertRaises(errors.InvalidRequest):
+                _api.upload("x", "/a", bad)
+
     def test_endpoint_port(self):
         for bad in (0, 65536, True, "80"):
             with self.assertRaises(errors.InvalidRequest):

@@ -49,6 +49,12 @@ class RealService(unittest.TestCase):
             big = "x" * 3_000_000
             r3 = sb.exec("cat | wc -c", stdin=big)
             self.assertEqual(r3.stdout.strip(), str(len(big)))
+            with tempfile.TemporaryDirectory() as tmp:
+                Path(tmp, "run.sh").write_text("#!/bin/sh\necho script ran\n")
+                sb.upload(Path(tmp, "run.sh"), "/sandbox/run.sh", mode=0o755)
+                sb.upload(Path(tmp, "run.sh"), "/tmp/plain.sh")
+            self.assertEqual(sb.exec("/sandbox/run.sh; stat -c %a /sandbox/run.sh /tmp/plain.sh").stdout,
+                             "script ran\n755\n644\n")
             ids = [s.id for s in c.list().sandboxes]
             self.assertIn(sb.id, ids)
             # The CLI sees the same sandbox (same config, same state dir).
