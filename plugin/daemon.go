@@ -146,6 +146,7 @@ func runDaemon(factory Factory, o daemonOpts, logger hclog.Logger) int {
 	case <-time.After(daemonStopTimeout):
 		logger.Warn("go-plugin did not stop serving in time; exiting anyway")
 	}
+	d.settle()
 	d.removeSocketDir()
 	logger.Info("plugin daemon stopped")
 	return 0
@@ -282,6 +283,23 @@ func (d *daemon) drain(sigs <-chan os.Signal) {
 			return
 		case <-deadline:
 			d.logger.Warn("calls still in flight after the drain timeout", "calls", n, "timeout", daemonDrainTimeout)
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// settle gives the calls that stopping the servers cancelled a moment to
+// end, for at most daemonStopTimeout: a cancelled exec kills its command
+// before it returns, and exiting first would leave the command running.
+func (d *daemon) settle() {
+	deadline := time.After(daemonStopTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for n := d.act.running(); n > 0; n = d.act.running() {
+		select {
+		case <-deadline:
+			d.logger.Warn("cancelled calls still running; exiting anyway", "calls", n)
 			return
 		case <-tick.C:
 		}

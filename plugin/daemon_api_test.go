@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,4 +129,36 @@ func TestDaemonNeverIdle(t *testing.T) {
 	assert.Equal(t, NeverIdle, st.IdleTimeout())
 	code, _ := apiDo(t, apiClient(st.APISocket), "GET", "/v1/info", "")
 	assert.Equal(t, 200, code)
+}
+
+// TestDaemonStopCancelsAPIExecsAndWaitsForThem: a daemon told to stop at
+// once (a second signal) cancels the execs its API still runs and lets
+// them finish killing their commands before it exits.
+func TestDaemonStopCancelsAPIExecsAndWaitsForThem(t *testing.T) {
+	stateDir, _ := daemonEnv(t)
+	cancelFile := filepath.Join(t.TempDir(), "cancels")
+	t.Setenv(cancelFileEnv, cancelFile)
+	t.Setenv(PluginEnvEnv, helperEnv+","+killFileEnv+",GORACE,"+cancelFileEnv)
+	st := ensureTestDaemon(t, stateDir, 5*time.Minute)
+
+	conn, err := net.Dial("unix", st.APISocket)
+	require.NoError(t, err)
+	defer conn.Close()
+	body := `{"command":"block","stream":true,"exec_id":"cut"}`
+	fmt.Fprintf(conn, "POST /v1/sandboxes/sb1/exec HTTP/1.1\r\nHost: gym\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	_, err = bufio.NewReader(resp.Body).ReadString('\n')
+	require.NoError(t, err, "the block command has started")
+
+	require.NoError(t, syscall.Kill(st.PID, syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		log, _ := os.ReadFile(filesOfRecord(st.path).log())
+		return strings.Contains(string(log), "plugin daemon stopping")
+	}, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, syscall.Kill(st.PID, syscall.SIGTERM)) // no drain
+	requireGone(t, st.PID)
+	got, err := os.ReadFile(cancelFile)
+	require.NoError(t, err)
+	assert.Equal(t, "cancelled cut\nreaped cut\n", string(got), "the exec was cancelled and finished before the daemon exited")
 }

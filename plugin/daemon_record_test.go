@@ -180,6 +180,12 @@ func TestParseDaemonFlags(t *testing.T) {
 	assert.True(t, filepath.IsAbs(o.record), "made absolute before the daemon leaves its cwd")
 	assert.Nil(t, o.overrides)
 
+	o, err = parseDaemonFlags([]string{"--record", "/s/k.json", "--idle", "never"})
+	require.NoError(t, err)
+	assert.Equal(t, NeverIdle, o.idle, "gym-host serve --idle 0")
+	cmd := daemonCmd("/bin/plugin", daemonFiles{dir: "/state", key: "abc"}, "", nil, NeverIdle)
+	assert.Equal(t, []string{"/bin/plugin", "daemon", "--record", "/state/abc.json", "--idle", "never"}, cmd.Args)
+
 	for name, args := range map[string][]string{
 		"no record":     {"--idle", "1m"},
 		"not a record":  {"--record", "/s/k", "--idle", "1m"},
@@ -187,6 +193,8 @@ func TestParseDaemonFlags(t *testing.T) {
 		"bad override":  {"--record", "/s/k.json", "--idle", "1m", "--override", "novalue"},
 		"extra args":    {"--record", "/s/k.json", "--idle", "1m", "x"},
 		"negative idle": {"--record", "/s/k.json", "--idle", "-1s"},
+		"zero idle":     {"--record", "/s/k.json", "--idle", "0s"},
+		"bad idle":      {"--record", "/s/k.json", "--idle", "forever"},
 	} {
 		_, err := parseDaemonFlags(args)
 		assert.Error(t, err, name)

@@ -11,6 +11,10 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
 
+// maxSeedBytes bounds create's seed files in all, as gym-host create
+// --file's: they travel in memory, through the provider in one piece.
+const maxSeedBytes = 16 << 20
+
 // createRequest is POST /v1/sandboxes's body: NeMo Gym's SandboxSpec.
 type createRequest struct {
 	Image     string              `json:"image"`
@@ -36,8 +40,13 @@ func (c createRequest) spec() (provider.Spec, error) {
 	}
 	if len(c.Files) > 0 {
 		spec.Files = make(map[string][]byte, len(c.Files))
+		total := 0
 		for path, text := range c.Files {
 			spec.Files[path] = []byte(text)
+			total += len(text)
+		}
+		if total > maxSeedBytes {
+			return spec, invalidf("files: seed files may hold %d bytes (16 MiB) in all, these hold %d; upload larger files after create (PUT .../files)", maxSeedBytes, total)
 		}
 	}
 	if len(c.Metadata) > 0 {

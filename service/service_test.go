@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,6 +164,7 @@ func TestCreateRefusesWhatItCannotRead(t *testing.T) {
 		`{"image":"x"} {}`:                      "data after the JSON object",
 		`[1]`:                                   "want a JSON object",
 		`{"image":`:                             "request body",
+		`{"image":"x","files":{"/a":"` + strings.Repeat("x", 16<<20) + `","/b":"y"}}`: "seed files may hold 16777216 bytes",
 	} {
 		resp, got := s.do(t, "POST", "/v1/sandboxes", body)
 		assert.Equal(t, 400, resp.StatusCode, body)
@@ -266,6 +269,7 @@ func TestEndpoint(t *testing.T) {
 
 func TestGCSelectsAsTheCLIAndReportsFailures(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	var mu sync.Mutex // gc closes in parallel
 	var closed []string
 	s := serve(t, &fake{
 		list: func(context.Context) ([]provider.Status, error) {
@@ -281,6 +285,8 @@ func TestGCSelectsAsTheCLIAndReportsFailures(t *testing.T) {
 			if id == "gym-cut" {
 				return fmt.Errorf("squeue: %w", provider.ErrUnavailable)
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			closed = append(closed, id)
 			return nil
 		},
@@ -289,7 +295,9 @@ func TestGCSelectsAsTheCLIAndReportsFailures(t *testing.T) {
 	resp, body := s.do(t, "POST", "/v1/gc", `{"dry_run":true}`)
 	require.Equal(t, 200, resp.StatusCode, body)
 	assert.Equal(t, []any{"gym-dead", "gym-old", "gym-cut"}, decode(t, body)["closed"])
+	mu.Lock()
 	assert.Empty(t, closed, "a dry run closes nothing")
+	mu.Unlock()
 
 	resp, body = s.do(t, "POST", "/v1/gc", "")
 	require.Equal(t, 200, resp.StatusCode, body)

@@ -331,3 +331,114 @@ func TestServeSocketIsPrivate(t *testing.T) {
 	_, err := os.Stat(sock)
 	assert.ErrorIs(t, err, os.ErrNotExist, "the daemon took its socket with it")
 }
+
+// TestServeSlurm: the service creates and runs on the real SLURM cluster
+// like the CLI, and a sandbox's endpoint names the node its job runs on.
+func TestServeSlurm(t *testing.T) {
+	e := newSlurmEnv(t, "job")
+	ctx := e.ctx(3 * time.Minute)
+	s := e.serve(t, ctx, serveEnv(t))
+	a := newAPI(s.Socket)
+	st := a.ok(t, ctx, "POST", "/v1/sandboxes", map[string]any{"image": sifImage, "resources": map[string]any{"cpu": 1, "memory_mib": 128}})
+	id := st["id"].(string)
+	e.track(nil, id)
+	e.saw(id)
+	assert.Equal(t, "slurm", st["placement"])
+	node, _ := st["node"].(string)
+	require.NotEmpty(t, node, "%v", st)
+	assert.NotEmpty(t, st["job_id"])
+	assert.Equal(t, e.handleOf(t, id).Node, node)
+
+	r := a.ok(t, ctx, "POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": "hostname; exit 2"})
+	assert.Equal(t, 2.0, r["exit_code"])
+	assert.Nil(t, r["error_type"])
+	ep := a.ok(t, ctx, "GET", "/v1/sandboxes/"+id+"/endpoint?port=9000", nil)
+	assert.Equal(t, "http://"+node+":9000", ep["endpoint"])
+
+	assert.Equal(t, map[string]any{"id": id}, a.ok(t, ctx, "DELETE", "/v1/sandboxes/"+id, nil))
+	assert.Equal(t, "stopped", a.ok(t, ctx, "GET", "/v1/sandboxes/"+id, nil)["state"])
+	code, m := a.call(t, ctx, "GET", "/v1/sandboxes/"+id+"/endpoint?port=9000", nil)
+	assert.Equal(t, 502, code)
+	assert.Equal(t, "sandbox", m["error_type"])
+}
+
+// patternReader yields n bytes of a repeating pattern without holding them.
+type patternReader struct{ n, off int64 }
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.off >= p.n {
+		return 0, io.EOF
+	}
+	k := int(min(int64(len(b)), p.n-p.off))
+	for i := range k {
+		b[i] = byte((p.off + int64(i)) % 251)
+	}
+	p.off += int64(k)
+	return k, nil
+}
+
+// TestServeMemoryBounded: a 200 MB upload and download, and an exec that
+// prints 100 MB, whole (capped) and streamed, keep the daemon under the
+// memory bound of the CLI and its plugin: files and output stream through.
+func TestServeMemoryBounded(t *testing.T) {
+	e := newEnv(t)
+	ctx := e.ctx(5 * time.Minute)
+	tmp := t.TempDir() // the daemon's TMPDIR, where transfers pass
+	s := e.serve(t, ctx, append(serveEnv(t), "TMPDIR="+tmp))
+	a := newAPI(s.Socket)
+	st := a.ok(t, ctx, "POST", "/v1/sandboxes", map[string]any{"image": sifImage})
+	id := st["id"].(string)
+	e.track(e.host(), id)
+
+	const size = 200_000_000
+	code, out := a.raw(t, ctx, "PUT", "/v1/sandboxes/"+id+"/files?path=/sandbox/big", &patternReader{n: size})
+	require.Equal(t, 200, code, "%s", out)
+	want := sha256.New()
+	_, err := io.Copy(want, &patternReader{n: size})
+	require.NoError(t, err)
+
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://gym/v1/sandboxes/"+id+"/files?path=/sandbox/big", nil)
+	require.NoError(t, err)
+	resp, err := a.c.Do(req)
+	require.NoError(t, err)
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, int64(size), n)
+	assert.Equal(t, want.Sum(nil), got.Sum(nil), "the download is the upload")
+
+	command := "yes 0123456789abcdef | head -c 100000000"
+	r := a.ok(t, ctx, "POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": command})
+	assert.Equal(t, 100_000_000.0, r["stdout_bytes"])
+	assert.Less(t, len(r["stdout"].(string)), 2<<20, "capped at 1 MiB and a marker")
+
+	req, err = http.NewRequestWithContext(ctx, "POST", "http://gym/v1/sandboxes/"+id+"/exec",
+		strings.NewReader(`{"command":"`+command+`","stream":true}`))
+	require.NoError(t, err)
+	resp, err = a.c.Do(req)
+	require.NoError(t, err)
+	var streamed int
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var ev struct {
+			Type string `json:"type"`
+			Data []byte `json:"data"` // base64, decoded by encoding/json
+		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &ev))
+		streamed += len(ev.Data)
+	}
+	resp.Body.Close()
+	require.NoError(t, sc.Err())
+	assert.Equal(t, 100_000_000, streamed)
+
+	peak := vmHWM(s.PID)
+	require.NotZero(t, peak, "the daemon's VmHWM")
+	t.Logf("daemon peak RSS %d MiB", peak>>20)
+	assert.Less(t, peak, int64(maxRSS), "the daemon held a file or an output whole")
+	a.ok(t, ctx, "DELETE", "/v1/sandboxes/"+id, nil)
+	left, err := filepath.Glob(filepath.Join(tmp, "gym-api-*"))
+	require.NoError(t, err)
+	assert.Empty(t, left, "transfer files left in the daemon's TMPDIR")
+}
