@@ -176,8 +176,8 @@ class GymApptainerProvider:
 
         ``spec.files`` are not seeded here: NeMo Gym's ``AsyncSandbox.start``
         uploads them after create (as with NeMo Gym's apptainer provider).
-        ``entrypoint`` and ``resources.disk_gib`` have no Apptainer meaning
-        and are ignored; ``ttl_s`` is kept (``gc`` closes a sandbox past it).
+        ``entrypoint`` has no meaning for an Apptainer instance and is
+        ignored; ``ttl_s`` is kept (``gc`` closes a sandbox past it).
         """
         if getattr(spec, "image", None) is None:
             raise GymApptainerCreateError("spec.image is required for the gym_apptainer provider", "invalid")
@@ -196,7 +196,7 @@ class GymApptainerProvider:
         res = getattr(spec, "resources", None)
         if isinstance(res, Mapping):
             res = SandboxResources.from_mapping(res)
-        resources = {k: getattr(res, k, None) for k in ("cpu", "memory_mib", "gpu", "gpu_type")} if res else None
+        resources = {k: getattr(res, k, None) for k in ("cpu", "memory_mib", "disk_gib", "gpu", "gpu_type")} if res else None
         if getattr(spec, "entrypoint", None):
             LOGGER.warning("gym_apptainer: spec.entrypoint is not supported by Apptainer instances; ignored")
         try:

@@ -96,7 +96,7 @@ class Provider(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(body["env"], {"A": "1"})
         self.assertEqual(body["workdir"], "/w")
         self.assertEqual(body["binds"], ["/data:/data:ro"])
-        self.assertEqual(body["resources"], {"cpu": 2.0, "memory_mib": 512})
+        self.assertEqual(body["resources"], {"cpu": 2.0, "memory_mib": 512, "disk_gib": 5})
         self.assertEqual((body["ttl_s"], body["metadata"]), (10, {"k": "v"}))
         self.assertNotIn("files", body)
 
