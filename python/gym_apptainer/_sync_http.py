@@ -201,4 +201,11 @@ def file_length(f: BinaryIO) -> int:
 
 
 def json_of(r: Response) -> Mapping[str, Any]:
-    return _api.load_json(r.read())
+    """The JSON body; interrupted (Ctrl-C) or failed, the connection is
+    closed (so the service stops the call) rather than left half read."""
+    try:
+        data = r.read()
+    except BaseException:
+        r.close()
+        raise
+    return _api.load_json(data)
