@@ -17,6 +17,8 @@ from .errors import Internal, ServiceConnectionError, error_from_body
 CHUNK = 256 * 1024
 STREAM_LIMIT = 1 << 20  # longest header line accepted
 CONNECT_TIMEOUT_S = 10.0
+# Idle connections kept for reuse; a burst wider than this dials anew.
+MAX_IDLE = 128
 
 
 class _Conn:
@@ -140,7 +142,10 @@ class AsyncPool:
         self._sem = asyncio.Semaphore(max_connections) if max_connections else None
 
     def put(self, conn: _Conn) -> None:
-        self._idle.append(conn)
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     async def _get(self) -> Tuple[_Conn, bool]:
         while self._idle:

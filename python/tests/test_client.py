@@ -127,6 +127,26 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(errors.InvalidRequest):
             self.client.create(image="")
 
+    def test_forked_child_dials_its_own_connection(self):
+        sb = self.client.create(image="busybox.sif")
+        sb.exec("true")
+        before = self.svc.connections
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its exec must not use the parent's connection
+            try:
+                ok = sb.exec("echo child").stdout == "child\n"
+                os.write(w, b"ok" if ok else b"bad")
+            finally:
+                os._exit(0)
+        os.close(w)
+        got = os.read(r, 10)
+        os.waitpid(pid, 0)
+        os.close(r)
+        self.assertEqual(got, b"ok")
+        self.assertEqual(self.svc.connections, before + 1)
+        self.assertEqual(sb.exec("echo parent").stdout, "parent\n")  # the parent's still works
+
     def test_threads_share_a_client(self):
         sb = self.client.create(image="busybox.sif")
         results = {}
