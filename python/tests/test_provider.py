@@ -54,6 +54,16 @@ class Construction(unittest.TestCase):
         with self.assertRaises(ValueError):
             ng.GymApptainerProvider(config_file="/etc/x.yaml", exec={"concurrency": 1}, service_socket="/x")
 
+    def test_nemo_gyms_own_checks(self):
+        for bad in ({"exec": {"concurrency": 0}}, {"exec": {"default_timeout_s": 0}},
+                    {"create": {"start_timeout_s": -1}}, {"create": {"mount_point": "sandbox"}},
+                    {"probe": {"timeout_s": 0}}, {"probe": {"stable_count": 0}}):
+            with self.assertRaises(ValueError, msg=bad):
+                ng.GymApptainerProvider(service_socket="/x", **bad)
+        # As NeMo Gym: without a probe command its timeout means nothing.
+        ng.GymApptainerProvider(service_socket="/x", probe={"command": None, "timeout_s": 0},
+                                exec={"default_timeout_s": None})
+
     def test_missing_gym_host_fails_at_construction(self):
         env = {k: v for k, v in os.environ.items() if k not in ("GYM_SERVICE_SOCKET", "GYM_HOST")}
         env["PATH"] = "/nonexistent"
