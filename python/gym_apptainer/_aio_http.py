@@ -235,18 +235,29 @@ class AsyncPool:
         head = [f"{call.method} {call.path} HTTP/1.1"]
         head += [f"{k}: {v}" for k, v in _api.request_headers(call, size).items()]
         w = conn.writer
-        w.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if call.body is not None and body is None:
-            w.write(call.body)
-        elif body is not None:
-            while True:
-                chunk = body.read(CHUNK)
-                if not chunk:
-                    break
-                w.write(chunk)
-                await w.drain()
-        await w.drain()
-        r = conn.reader
+        try:
+            w.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            if call.body is not None and body is None:
+                w.write(call.body)
+            elif body is not None:
+                while True:
+                    chunk = body.read(CHUNK)
+                    if not chunk:
+                        break
+                    w.write(chunk)
+                    await w.drain()
+            await w.drain()
+        except (BrokenPipeError, ConnectionResetError) as e:
+            # The service may have answered (an error) without reading the
+            # whole body, then closed: that answer is what to report.
+            try:
+                return await AsyncPool._read_head(conn.reader)
+            except Exception:
+                raise e from None
+        return await AsyncPool._read_head(conn.reader)
+
+    @staticmethod
+    async def _read_head(r: asyncio.StreamReader) -> Tuple[int, Dict[str, str]]:
         while True:
             line = await r.readline()
             if not line:

@@ -185,14 +185,22 @@ class Pool:
         for k, v in headers.items():
             conn.putheader(k, v)
         conn.endheaders()
-        if isinstance(payload, (bytes, bytearray)):
-            conn.send(payload)
-        elif payload is not None:
-            while True:
-                chunk = payload.read(CHUNK)
-                if not chunk:
-                    break
-                conn.send(chunk)
+        try:
+            if isinstance(payload, (bytes, bytearray)):
+                conn.send(payload)
+            elif payload is not None:
+                while True:
+                    chunk = payload.read(CHUNK)
+                    if not chunk:
+                        break
+                    conn.send(chunk)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            # The service may have answered (an error) without reading the
+            # whole body, then closed: that answer is what to report.
+            try:
+                return conn.getresponse()
+            except Exception:
+                raise e from None
         return conn.getresponse()
 
 

@@ -97,6 +97,14 @@ class ClientTest(unittest.TestCase):
         self.assertFalse(dst.exists())
         self.assertEqual(os.listdir(dst.parent) if dst.parent.exists() else [], [])
 
+    def test_error_answered_before_the_upload_was_read(self):
+        # The service answers 404 without reading an 8 MiB body and closes:
+        # the caller gets that answer, not a broken pipe.
+        src = Path(self.tmp, "big")
+        src.write_bytes(os.urandom(8 << 20))
+        with self.assertRaises(errors.NotFound):
+            self.client.upload("gym-unknown", src, "/x")
+
     def test_upload_refuses_a_fifo(self):
         sb = self.client.create(image="busybox.sif")
         fifo = os.path.join(self.tmp, "fifo")
