@@ -65,6 +65,11 @@ func (p *Provider) run(ctx context.Context, h *handles.Handle, req provider.Exec
 	if err := validateExecRequest(req); err != nil {
 		return provider.ExecResult{ExecID: req.ExecID}, err
 	}
+	if req.Timeout == provider.NoTime {
+		// NeMo Gym's timeout_s=0: no time at all. Starting the command
+		// with a timer already run out would let a fast one finish first.
+		return timedOut(req.ExecID, req.Timeout, nil), nil
+	}
 	// User checks run execs of their own, each taking a slot: they must
 	// happen before this exec takes its slot.
 	su, fail, err := p.userForm(ctx, h, req.User, req.ExecID)
