@@ -71,11 +71,21 @@ func SandboxError(err error) error {
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return sandboxError{err}
+	return kindError{err, ErrSandbox}
 }
 
-type sandboxError struct{ err error }
+// InvalidError marks err as an invalid request (errors.Is(_, ErrInvalid))
+// without changing its message: a configuration that does not load.
+func InvalidError(err error) error {
+	if err == nil || errors.Is(err, ErrInvalid) {
+		return err
+	}
+	return kindError{err, ErrInvalid}
+}
 
-func (e sandboxError) Error() string        { return e.err.Error() }
-func (e sandboxError) Unwrap() error        { return e.err }
-func (e sandboxError) Is(target error) bool { return target == ErrSandbox }
+// kindError is err, also matching kind.
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string        { return e.err.Error() }
+func (e kindError) Unwrap() error        { return e.err }
+func (e kindError) Is(target error) bool { return target == e.kind }
