@@ -124,6 +124,16 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 			return res, err
 		}
 	}
+	if req.TTY != nil {
+		// A terminal is the executor's: `apptainer exec` through the
+		// runner has none to give.
+		state := executorState(h)
+		if cur, err := p.handle(h.ID); err == nil {
+			state = executorState(cur) // a fall-back recorded just now
+		}
+		return sandboxFailure(req.ExecID, "an interactive terminal needs the sandbox's executor, and this sandbox has none ("+
+			state+"); run the command without a terminal, or create a new sandbox"), nil
+	}
 
 	res := provider.ExecResult{ExecID: req.ExecID}
 	release, err := p.acquireExec(ctx)

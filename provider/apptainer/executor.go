@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 )
 
@@ -74,6 +75,10 @@ type fastRequest struct {
 	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer
+	// TTY runs the command on a terminal of this size (output in Stdout);
+	// Control carries its resizes and signals.
+	TTY     *provider.WinSize
+	Control <-chan provider.Control
 }
 
 // fastResult is how it ended.
