@@ -212,26 +212,60 @@ func (e *benchEnv) benchCreateExecutor(ctx context.Context, rep *report) error {
 	cfg.Overrides = map[string]string{"gym.executor.enabled": "false"}
 	off := plugin.NewHost(cfg)
 	defer off.Shutdown()
+	var made []struct {
+		h  *plugin.Host
+		id string
+	}
 	createOn := func(h *plugin.Host) (time.Duration, error) {
 		t := time.Now()
 		st, err := h.Create(ctx, provider.Spec{Image: e.opts.image})
 		d := time.Since(t)
 		if st.ID != "" {
 			e.names.Add(st.Instance)
-			defer func() { _ = h.Close(ctx, st.ID) }()
+			e.instances.Store(st.ID, st.Instance)
+			made = append(made, struct {
+				h  *plugin.Host
+				id string
+			}{h, st.ID})
 		}
+		return d, err
+	}
+	// closeAll ends the pair's sandboxes and waits until their processes
+	// are gone: a teardown still running would slow the next create.
+	closeAll := func() error {
+		procs, err := scanProcs()
 		if err != nil {
-			return d, err
+			return err
 		}
-		return d, nil
+		var trees []proc
+		for _, m := range made {
+			trees = append(trees, instanceTree(procs, e.instanceOf(m.id))...)
+		}
+		defer waitProcsGone(ctx, trees, 5*time.Second)
+		for _, m := range made {
+			if err := m.h.Close(ctx, m.id); err != nil {
+				return fmt.Errorf("closing a created sandbox: %w", err)
+			}
+		}
+		made = nil
+		return nil
 	}
 	// Warm the second plugin up: its first create pays its start.
 	if _, err := createOn(off); err != nil {
 		return fmt.Errorf("create without executor: %w", err)
 	}
+	if err := closeAll(); err != nil {
+		return err
+	}
 	o, r, err := pairs(ctx, 1, e.opts.nCreate,
 		func(int) (time.Duration, error) { return createOn(e.host) },
-		func(int) (time.Duration, error) { return createOn(off) })
+		func(int) (time.Duration, error) {
+			d, err := createOn(off)
+			if err != nil {
+				return d, err
+			}
+			return d, closeAll()
+		})
 	if err != nil {
 		return err
 	}
