@@ -41,9 +41,11 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 }
 
 // neverConnected reports a failure to connect (no socket, nobody
-// listening): the request was never sent, so nothing ran and stdin was not
-// read.
+// listening) or a refused request: nothing ran and stdin was not read.
 func neverConnected(err error) bool {
+	if errors.Is(err, executor.ErrRefused) {
+		return true
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
