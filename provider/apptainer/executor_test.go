@@ -387,6 +387,12 @@ func TestFilesAndUserChecksThroughExecutor(t *testing.T) {
 	require.Len(t, cmds, 6)
 	assert.Equal(t, copyInScript, fe.requests()[0].Argv[4])
 	assert.Equal(t, []string{suWrapperScript, suWrapperScript, suWrapperScript}, cmds[3:])
+
+	// Another process (a gym-host per call) learns both from the handle.
+	p.users = userState{}
+	_, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "true", User: "nobody"})
+	require.NoError(t, err)
+	assert.Len(t, fe.requests(), 7, "one exec, no checks")
 }
 
 func TestDoctorExecutorCheck(t *testing.T) {

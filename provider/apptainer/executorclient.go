@@ -48,11 +48,10 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 }
 
 // neverConnected reports a failure to connect (no socket, nobody
-// listening): the request was never sent, so nothing ran and stdin was not
-// read.
+// listening) or a refused request: nothing ran and stdin was not read.
 func neverConnected(err error) bool {
-	if errors.Is(err, errExecutorUnreachable) {
-		return true // a link that could not connect (executorlink.go)
+	if errors.Is(err, errExecutorUnreachable) || errors.Is(err, executor.ErrRefused) {
+		return true // a link that could not connect (executorlink.go), or a refused request
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
@@ -70,7 +69,7 @@ func (r realExecutor) interactive(ctx context.Context, q fastRequest) (fastResul
 		TTY: &executor.WinSize{Rows: q.TTY.Rows, Cols: q.TTY.Cols},
 	})
 	if err != nil {
-		if neverConnected(err) || errors.Is(err, executor.ErrRefused) {
+		if neverConnected(err) {
 			err = fmt.Errorf("%w: %v", errExecutorUnreachable, err)
 		}
 		return fastResult{ExitCode: -1}, err
