@@ -59,6 +59,8 @@ if [ "${CI:-}" = true ] && grep -qE '^\s*--- SKIP: ' "$log"; then
 fi
 rm -f "$log"
 
+"$repo/scripts/test-python.sh"
+
 # A short soak on both placements: create→exec→upload→download→close
 # cycles, then every leak class (instances, processes, SLURM jobs, staging
 # dirs, handles, host fds and goroutines, plugin RSS). Any failure or leak

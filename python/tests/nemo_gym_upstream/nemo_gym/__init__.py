@@ -1,0 +1,1 @@
+"""Stand-in for NeMo Gym's package root (tests only)."""
