@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
 // The host side of daemon mode: find the daemon of this host's key and
@@ -344,7 +346,7 @@ func (h *Host) startDaemon(ctx context.Context, path, cfgPath string, files daem
 			}
 			_ = os.Remove(files.record())
 			if rec.ConfigError {
-				return nil, errors.New(rec.Error)
+				return nil, provider.InvalidError(errors.New(rec.Error))
 			}
 			return nil, fmt.Errorf("starting the plugin daemon: %s%s", rec.Error, logTail(files.log()))
 		}

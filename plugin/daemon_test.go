@@ -397,6 +397,7 @@ func TestDaemonConfigErrorNamesFile(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, "config "+cfgPath+": gym.placement: must be local or slurm", err.Error(), "as in process mode")
 	assert.NotErrorIs(t, err, ErrPluginGone)
+	assert.ErrorIs(t, err, provider.ErrInvalid, "a configuration that does not load is an invalid request (exit 2), not gym-host failing")
 	sts, err := ListDaemons(stateDir)
 	require.NoError(t, err)
 	assert.Empty(t, sts, "a failed daemon leaves no record")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,6 +38,10 @@ func toStatus(err error) error {
 		code = codes.Aborted
 	case errors.Is(err, ErrNotConfigured), errors.Is(err, errAlreadyConfigured):
 		code = codes.FailedPrecondition
+	case errors.Is(err, provider.ErrSandbox):
+		// The sandbox is not in a state to serve the call: a failed
+		// precondition that is neither of the configuration ones above.
+		code = codes.FailedPrecondition
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -67,10 +72,13 @@ func fromStatus(ctx context.Context, err error) error {
 	case codes.Aborted:
 		return &remoteError{msg: msg, kind: provider.ErrUnavailable}
 	case codes.FailedPrecondition:
-		if msg == ErrNotConfigured.Error() {
+		switch {
+		case msg == ErrNotConfigured.Error():
 			return &remoteError{msg: msg, kind: ErrNotConfigured}
+		case strings.HasPrefix(msg, errAlreadyConfigured.Error()):
+			return &remoteError{msg: msg}
 		}
-		return &remoteError{msg: msg}
+		return &remoteError{msg: msg, kind: provider.ErrSandbox}
 	case codes.DeadlineExceeded:
 		return &remoteError{msg: msg, kind: context.DeadlineExceeded}
 	case codes.Canceled:

@@ -26,6 +26,7 @@ func TestErrorKindsCrossTheBoundary(t *testing.T) {
 		{"unavailable", fmt.Errorf("squeue: %w", provider.ErrUnavailable), codes.Aborted, provider.ErrUnavailable},
 		{"not configured", ErrNotConfigured, codes.FailedPrecondition, ErrNotConfigured},
 		{"already configured", errAlreadyConfigured, codes.FailedPrecondition, nil},
+		{"sandbox failed", provider.SandboxError(errors.New("apptainer instance start failed: FATAL: no userns")), codes.FailedPrecondition, provider.ErrSandbox},
 		{"deadline", fmt.Errorf("instance start: %w", context.DeadlineExceeded), codes.DeadlineExceeded, context.DeadlineExceeded},
 		{"other", errors.New("apptainer exited 255: FATAL: bad"), codes.Internal, nil},
 	}
@@ -38,7 +39,7 @@ func TestErrorKindsCrossTheBoundary(t *testing.T) {
 			if tt.is != nil {
 				assert.ErrorIs(t, back, tt.is)
 			}
-			for _, other := range []error{provider.ErrNotFound, provider.ErrInvalid, provider.ErrUnavailable, ErrPluginGone} {
+			for _, other := range []error{provider.ErrNotFound, provider.ErrInvalid, provider.ErrUnavailable, provider.ErrSandbox, ErrPluginGone} {
 				if other != tt.is {
 					assert.NotErrorIs(t, back, other)
 				}

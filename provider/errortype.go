@@ -29,6 +29,8 @@ func ErrorTypeOf(err error) string {
 		return ErrorTypeUnavailable
 	case errors.Is(err, ErrNotFound):
 		return ErrorTypeNotFound
+	case errors.Is(err, ErrSandbox):
+		return ErrorTypeSandbox
 	case errors.Is(err, context.DeadlineExceeded):
 		return ErrorTypeTimeout
 	case errors.Is(err, context.Canceled):

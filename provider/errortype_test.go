@@ -26,6 +26,10 @@ func TestErrorTypeOf(t *testing.T) {
 		{fmt.Errorf("exec: %w", context.DeadlineExceeded), ErrorTypeTimeout},
 		{fmt.Errorf("exec: %w", context.Canceled), ErrorTypeInterrupted},
 		{errors.New("disk full"), ErrorTypeInternal},
+		{fmt.Errorf("create: %w", SandboxError(errors.New("instance start failed"))), ErrorTypeSandbox},
+		// Whose fault it is stays with the error that already says so.
+		{SandboxError(fmt.Errorf("start: %w", ErrUnavailable)), ErrorTypeUnavailable},
+		{SandboxError(fmt.Errorf("start: %w", context.DeadlineExceeded)), ErrorTypeTimeout},
 		// A typed error names its own type, even wrapped beside a sentinel.
 		{fmt.Errorf("run: %w", typed{ErrorTypeSandbox}), ErrorTypeSandbox},
 		{errors.Join(typed{ErrorTypeInvalid}, ErrNotFound), ErrorTypeInvalid},

@@ -57,3 +57,35 @@ var ErrInvalid = errors.New("invalid request")
 // controller (or another service the placement needs) cannot be reached.
 // The sandbox may be fine: retrying later is right, discarding it is not.
 var ErrUnavailable = errors.New("the cluster's controller cannot be reached; the sandbox may be fine, retry later")
+
+// ErrSandbox marks a call that failed because the sandbox or its runtime
+// did (an instance that would not start, a readiness probe that failed):
+// not the request, not the cluster. A harness throws such a sandbox away.
+var ErrSandbox = errors.New("the sandbox failed")
+
+// SandboxError marks err as the sandbox's failure (errors.Is(_, ErrSandbox))
+// without changing its message. Errors that already say whose fault they
+// are (invalid, unavailable, a context's end) are returned as they are.
+func SandboxError(err error) error {
+	if err == nil || errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return kindError{err, ErrSandbox}
+}
+
+// InvalidError marks err as an invalid request (errors.Is(_, ErrInvalid))
+// without changing its message: a configuration that does not load.
+func InvalidError(err error) error {
+	if err == nil || errors.Is(err, ErrInvalid) {
+		return err
+	}
+	return kindError{err, ErrInvalid}
+}
+
+// kindError is err, also matching kind.
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string        { return e.err.Error() }
+func (e kindError) Unwrap() error        { return e.err }
+func (e kindError) Is(target error) bool { return target == e.kind }

@@ -57,7 +57,7 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	if h.Extra == nil {
 		h.Extra = map[string]string{}
 	}
-	holder := HolderArgv(p.nodePlugin, node.ReadyPath(h.StagingDir), p.writeLink(h, spec.Executor), part.Enforce, spec)
+	holder := HolderArgv(p.nodePlugin, node.ReadyPath(h.StagingDir), p.writeLink(h, spec.Executor, spec.Plan.Resources.GPU), part.Enforce, spec)
 	h.Extra[ExtraMode] = p.mode
 
 	filled := spec.Plan.Resources

@@ -17,7 +17,7 @@ import (
 // sandbox's executor and returns its path, or "" when there is no executor
 // to start or no key to reach it with: the sandbox then works through
 // steps, which is never a reason to fail a create.
-func (p *Placement) writeLink(h *handles.Handle, x *placement.ExecutorStart) string {
+func (p *Placement) writeLink(h *handles.Handle, x *placement.ExecutorStart, gpu int) string {
 	if x == nil {
 		return ""
 	}
@@ -27,7 +27,7 @@ func (p *Placement) writeLink(h *handles.Handle, x *placement.ExecutorStart) str
 	}
 	_, certPEM, err := execlink.ClientCert(p.keyDir)
 	if err == nil {
-		err = node.WriteLinkSpec(h.StagingDir, node.LinkSpec{Argv: x.Argv, Socket: x.Socket, ClientCert: string(certPEM)})
+		err = node.WriteLinkSpec(h.StagingDir, node.LinkSpec{Argv: x.Argv, Socket: x.Socket, ClientCert: string(certPEM), GPU: gpu})
 	}
 	if err != nil {
 		h.Extra[ExtraExecError] = err.Error()

@@ -29,7 +29,7 @@ func TestWriteLinkHandsTheHolderOnlyThePublicCert(t *testing.T) {
 	state := t.TempDir()
 	p := &Placement{keyDir: state, log: hclog.NewNullLogger()}
 	h := linkHandle(t)
-	path := p.writeLink(h, &placement.ExecutorStart{Argv: []string{"apptainer", "exec", "instance://x", "/sandbox/.gym/gym-executor"}, Socket: "/st/exec.sock"})
+	path := p.writeLink(h, &placement.ExecutorStart{Argv: []string{"apptainer", "exec", "instance://x", "/sandbox/.gym/gym-executor"}, Socket: "/st/exec.sock"}, 2)
 	require.Equal(t, node.LinkSpecPath(h.StagingDir), path)
 
 	b, err := os.ReadFile(path)
@@ -37,14 +37,15 @@ func TestWriteLinkHandsTheHolderOnlyThePublicCert(t *testing.T) {
 	var spec node.LinkSpec
 	require.NoError(t, json.Unmarshal(b, &spec))
 	assert.Equal(t, "/st/exec.sock", spec.Socket)
+	assert.Equal(t, 2, spec.GPU)
 	assert.Contains(t, spec.ClientCert, "BEGIN CERTIFICATE")
 	assert.NotContains(t, string(b), "PRIVATE KEY", "the staging dir is visible inside the sandbox and on every node")
 	st, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 
-	assert.Empty(t, p.writeLink(h, nil), "no executor asked for: no --link")
-	assert.Empty(t, (&Placement{log: hclog.NewNullLogger()}).writeLink(h, &placement.ExecutorStart{Argv: []string{"x"}, Socket: "/s"}))
+	assert.Empty(t, p.writeLink(h, nil, 0), "no executor asked for: no --link")
+	assert.Empty(t, (&Placement{log: hclog.NewNullLogger()}).writeLink(h, &placement.ExecutorStart{Argv: []string{"x"}, Socket: "/s"}, 0))
 	assert.Contains(t, h.Extra[ExtraExecError], "no state dir")
 }
 
@@ -79,7 +80,10 @@ func TestExecutorDialerReachesTheHolder(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := execlink.ServerConfig(srv, clientPEM)
 	require.NoError(t, err)
-	g, err := execlink.Listen("127.0.0.1:0", sock, cfg)
+	g, err := execlink.Listen("127.0.0.1:0", func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}, cfg)
 	require.NoError(t, err)
 	go func() { _ = g.Serve() }()
 	defer g.Close()

@@ -17,11 +17,11 @@ import (
 func newProvider(cfgPath string, _ []byte, overrides map[string]string, logger hclog.Logger) (provider.Provider, error) {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
-		return nil, err
+		return nil, provider.InvalidError(err)
 	}
 	if len(overrides) > 0 {
 		if err := cfg.ApplyOverrides(overrides); err != nil {
-			return nil, err
+			return nil, provider.InvalidError(err)
 		}
 	}
 	var opts []apptainer.Option

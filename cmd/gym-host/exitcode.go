@@ -90,6 +90,8 @@ func exitCodeOf(err error) int {
 		return exitUsage
 	case errors.Is(err, provider.ErrUnavailable):
 		return exitUnavailable
+	case errors.Is(err, provider.ErrSandbox):
+		return exitRuntime
 	}
 	return exitFailed
 }

@@ -29,6 +29,7 @@ func TestExitCodeOf(t *testing.T) {
 		{"timeout", &runtimeFailure{res: provider.ExecResult{ExitCode: 125, ErrorType: provider.ErrorTypeTimeout}}, exitRuntime},
 		{"an error type this gym-host does not know is not the sandbox's", &runtimeFailure{res: provider.ExecResult{ExitCode: 125, ErrorType: "new"}}, exitFailed},
 		{"not found", fmt.Errorf("sandbox gym-9: %w", provider.ErrNotFound), exitFailed},
+		{"a sandbox that failed to start", fmt.Errorf("create: %w", provider.SandboxError(errors.New("instance start failed"))), exitRuntime},
 		{"plugin gone", plugin.ErrPluginGone, exitFailed},
 		{"anything else", errors.New("boom"), exitFailed},
 	}

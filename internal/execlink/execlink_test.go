@@ -40,7 +40,7 @@ func gateway(t *testing.T, clientPEM []byte) (*Gateway, []byte) {
 	require.NoError(t, err)
 	cfg, err := ServerConfig(srv, clientPEM)
 	require.NoError(t, err)
-	g, err := Listen("127.0.0.1:0", echoServer(t), cfg)
+	g, err := Listen("127.0.0.1:0", unixTarget(echoServer(t)), cfg)
 	require.NoError(t, err)
 	go func() { _ = g.Serve() }()
 	t.Cleanup(func() { g.Close() })
@@ -139,3 +139,29 @@ func TestCloseCutsOpenConnections(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func unixTarget(path string) func(context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+}
+
+func TestNoExecutorBehindTheHolderFailsTheDial(t *testing.T) {
+	client, clientPEM, err := ClientCert(t.TempDir())
+	require.NoError(t, err)
+	srv, srvPEM, err := ServerCert()
+	require.NoError(t, err)
+	scfg, err := ServerConfig(srv, clientPEM)
+	require.NoError(t, err)
+	g, err := Listen("127.0.0.1:0", unixTarget(filepath.Join(t.TempDir(), "gone.sock")), scfg)
+	require.NoError(t, err)
+	go func() { _ = g.Serve() }()
+	defer g.Close()
+	cfg, err := ClientConfig(client, srvPEM)
+	require.NoError(t, err)
+	// The dial itself fails: the caller knows nothing was sent, so it may
+	// run the command another way without losing its stdin.
+	_, err = Dialer(net.JoinHostPort("127.0.0.1", itoa(g.Port())), cfg)(context.Background())
+	assert.ErrorContains(t, err, "could not reach the executor")
+}

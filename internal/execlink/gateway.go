@@ -15,19 +15,27 @@ import (
 // handshake, so that a port scanner holds nothing for long.
 const handshakeTimeout = 10 * time.Second
 
+// linkReady is the gateway's first byte on an accepted link, sent once the
+// executor's socket has answered. A client that gets anything else (or the
+// connection closed) knows nothing ran: in TLS 1.3 the client's handshake
+// ends before the server has even checked its certificate, so without it
+// "no executor behind the holder" would look like "the executor died
+// mid-command".
+const linkReady = 0x01
+
 // Gateway is the holder's side: TLS in, the executor's unix socket out.
 type Gateway struct {
 	ln     net.Listener
-	target string
+	target func(ctx context.Context) (net.Conn, error)
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
 }
 
-// Listen opens the gateway on addr (host:port; port 0 picks one) towards the
-// executor's unix socket target.
-func Listen(addr, target string, cfg *tls.Config) (*Gateway, error) {
+// Listen opens the gateway on addr (host:port; port 0 picks one) towards
+// the executor, reached with target (its unix socket).
+func Listen(addr string, target func(ctx context.Context) (net.Conn, error), cfg *tls.Config) (*Gateway, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("executor link: listening on %s: %w", addr, err)
@@ -75,18 +83,24 @@ func (g *Gateway) splice(c *tls.Conn) {
 	if err != nil {
 		return
 	}
-	var d net.Dialer
-	u, err := d.Dial("unix", g.target)
+	dctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	u, err := g.target(dctx)
+	cancel()
 	if err != nil {
 		return
 	}
 	defer u.Close()
+	if _, err := c.Write([]byte{linkReady}); err != nil {
+		return
+	}
 	done := make(chan struct{}, 2)
 	go func() {
 		_, _ = io.Copy(u, c)
 		// The client's end of input: the executor reads EOF as the client
 		// gone (it keeps stdin EOF in its own frames).
-		_ = u.(*net.UnixConn).CloseWrite()
+		if cw, ok := u.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
 		done <- struct{}{}
 	}()
 	go func() {
@@ -135,13 +149,29 @@ func (g *Gateway) Close() error {
 }
 
 // Dialer returns the plugin's dial function towards one holder at addr,
-// for the executor client.
+// for the executor client. It returns once the holder has reached the
+// executor, so an error means nothing was sent to it.
 func Dialer(addr string, cfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
 		d := tls.Dialer{Config: cfg}
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("executor link to %s: %w", addr, err)
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetReadDeadline(dl)
+		} else {
+			_ = c.SetReadDeadline(time.Now().Add(handshakeTimeout))
+		}
+		var b [1]byte
+		_, err = io.ReadFull(c, b[:])
+		_ = c.SetReadDeadline(time.Time{})
+		if err != nil || b[0] != linkReady {
+			c.Close()
+			if err == nil {
+				err = fmt.Errorf("unexpected first byte %#x", b[0])
+			}
+			return nil, fmt.Errorf("executor link to %s: the holder could not reach the executor: %w", addr, err)
 		}
 		return c, nil
 	}

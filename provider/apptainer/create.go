@@ -203,7 +203,7 @@ func (c *creation) run(ctx context.Context) error {
 		prepErr = <-prep // before any undo removes the staging dir
 	}
 	if err != nil {
-		return err
+		return provider.SandboxError(err)
 	}
 	c.tStart = time.Since(t)
 
@@ -226,7 +226,7 @@ func (c *creation) run(ctx context.Context) error {
 
 	t = time.Now()
 	if err := p.probe(ctx, h); err != nil {
-		return err
+		return provider.SandboxError(err)
 	}
 	c.tProbe = time.Since(t)
 

@@ -65,6 +65,11 @@ func (p *Provider) run(ctx context.Context, h *handles.Handle, req provider.Exec
 	if err := validateExecRequest(req); err != nil {
 		return provider.ExecResult{ExecID: req.ExecID}, err
 	}
+	if req.Timeout == provider.NoTime {
+		// NeMo Gym's timeout_s=0: no time at all. Starting the command
+		// with a timer already run out would let a fast one finish first.
+		return timedOut(req.ExecID, req.Timeout, nil), nil
+	}
 	// User checks run execs of their own, each taking a slot: they must
 	// happen before this exec takes its slot.
 	su, fail, err := p.userForm(ctx, h, req.User, req.ExecID)
@@ -118,6 +123,16 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 		if res, err, done := p.runFast(ctx, h, cl, req, o); done {
 			return res, err
 		}
+	}
+	if req.TTY != nil {
+		// A terminal is the executor's: `apptainer exec` through the
+		// runner has none to give.
+		state := executorState(h)
+		if cur, err := p.handle(h.ID); err == nil {
+			state = executorState(cur) // a fall-back recorded just now
+		}
+		return sandboxFailure(req.ExecID, "an interactive terminal needs the sandbox's executor, and this sandbox has none ("+
+			state+"); run the command without a terminal, or create a new sandbox"), nil
 	}
 
 	res := provider.ExecResult{ExecID: req.ExecID}

@@ -365,3 +365,17 @@ func TestExecHoldsExecSlot(t *testing.T) {
 		<-done
 	}
 }
+
+// NeMo Gym's timeout_s=0 is no time at all: the command must not run, or a
+// fast one could finish before the timer (seen under load: exit 0).
+func TestExecNoTimeNeverRuns(t *testing.T) {
+	rec := &runner.Recorder{Respond: func(runner.Cmd) (runner.Result, string, string, error) { return execRan(0, "ran\n", "") }}
+	p, h, _ := newExecFixture(t, rec)
+	var out bytes.Buffer
+	res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "true", Timeout: provider.NoTime, ExecID: "e0", Stdout: &out})
+	require.NoError(t, err)
+	assert.Equal(t, provider.RuntimeExitCode, res.ExitCode)
+	assert.Equal(t, provider.ErrorTypeTimeout, res.ErrorType)
+	assert.Empty(t, rec.Calls(), "nothing may run")
+	assert.Empty(t, out.String())
+}

@@ -17,11 +17,14 @@ import (
 // (RS, US) keep it from colliding with real output.
 const startMarker = "\x1egym:started\x1f"
 
+// markerPrintf prints the start marker in every wrapper script.
+const markerPrintf = `printf '\036gym:started\037' >&2; `
+
 // wrapperScript runs the command given as $1 the way `sh -c CMD` would: $0 is
 // "sh" and the remaining arguments (none, except for internal commands that
 // pass paths) are "$@". The command travels as an argument, never
 // interpolated into the script, so no quoting can go wrong.
-const wrapperScript = `printf '\036gym:started\037' >&2; __gym_c=$1; shift; eval "unset __gym_c; $__gym_c"`
+const wrapperScript = markerPrintf + `__gym_c=$1; shift; eval "unset __gym_c; $__gym_c"`
 
 // suWrapperScript runs $2 as user $1 through su. A numeric user is first
 // turned into its name from /etc/passwd (pure sh, no getent: minimal images

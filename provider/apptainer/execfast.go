@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,12 @@ func (p *Provider) runFast(ctx context.Context, h *handles.Handle, cl executorCl
 		defer remove()
 		spec.Command, spec.CommandFile = "", file
 	}
+	argv := commandArgv(spec)
+	if req.TTY != nil {
+		// A terminal merges the streams: the start marker would be
+		// output. The executor says whether the command started.
+		argv = withoutMarker(argv)
+	}
 	stderr := newMarkerWriter(req.Stderr)
 	timeout := p.execTimeout(req.Timeout)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -53,7 +60,9 @@ func (p *Provider) runFast(ctx context.Context, h *handles.Handle, cl executorCl
 	}
 	defer cancel()
 	r, runErr := cl.Run(runCtx, fastRequest{
-		Argv:    commandArgv(spec),
+		TTY:     req.TTY,
+		Control: req.Control,
+		Argv:    argv,
 		Env:     env,
 		Cwd:     cwd,
 		ExecID:  req.ExecID,
@@ -102,7 +111,7 @@ func (p *Provider) runFast(ctx context.Context, h *handles.Handle, cl executorCl
 			return res, fmt.Errorf("exec in sandbox %s: the command's environment and arguments exceed the kernel's limit (ARG_MAX): %s: %w", h.ID, r.StartErr, provider.ErrInvalid), true
 		}
 		return sandboxFailure(req.ExecID, "the command could not start: "+r.StartErr), nil, true
-	case !stderr.Started():
+	case req.TTY == nil && !stderr.Started():
 		// The wrapper ended before the command began (a command file it
 		// could not read): the sandbox's failure, as on the apptainer path.
 		return sandboxFailure(req.ExecID, fmt.Sprintf("the command did not start (exit %d): %s", r.ExitCode, oneLine(stderr.Prefix()))), nil, true
@@ -119,4 +128,14 @@ func timedOut(execID string, timeout time.Duration, reapErr error) provider.Exec
 		res.Message = fmt.Sprintf("command timed out after %s; killing the processes it started failed: %v", timeout, reapErr)
 	}
 	return res
+}
+
+// withoutMarker is argv (commandArgv's) with the start marker's printf
+// taken out of its wrapper script.
+func withoutMarker(argv []string) []string {
+	out := slices.Clone(argv)
+	if len(out) > 2 {
+		out[2] = strings.Replace(out[2], markerPrintf, "", 1)
+	}
+	return out
 }

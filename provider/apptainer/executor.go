@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 )
 
@@ -74,6 +75,10 @@ type fastRequest struct {
 	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer
+	// TTY runs the command on a terminal of this size (output in Stdout);
+	// Control carries its resizes and signals.
+	TTY     *provider.WinSize
+	Control <-chan provider.Control
 }
 
 // fastResult is how it ended.
@@ -179,18 +184,16 @@ func (p *Provider) fallBack(id, reason string) {
 	if p.execFellBack.first(id) {
 		p.log.Warn("executor unavailable; this sandbox's commands go through apptainer exec from now on", "sandbox", id, "reason", reason)
 	}
-	cur, err := p.handle(id)
-	if err != nil {
-		return // closed meanwhile
-	}
-	if executorState(cur) != executorOK {
-		return
-	}
-	if cur.Extra == nil {
-		cur.Extra = map[string]string{}
-	}
-	cur.Extra[extraExecutor] = executorFallback + oneLine(reason)
-	if err := p.saveHandle(cur); err != nil {
+	if err := p.updateHandle(id, func(cur *handles.Handle) bool {
+		if executorState(cur) != executorOK {
+			return false
+		}
+		if cur.Extra == nil {
+			cur.Extra = map[string]string{}
+		}
+		cur.Extra[extraExecutor] = executorFallback + oneLine(reason)
+		return true
+	}); err != nil {
 		p.log.Warn("could not record the executor fall-back in the handle", "sandbox", id, "error", err)
 	}
 }

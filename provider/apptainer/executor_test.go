@@ -387,6 +387,12 @@ func TestFilesAndUserChecksThroughExecutor(t *testing.T) {
 	require.Len(t, cmds, 6)
 	assert.Equal(t, copyInScript, fe.requests()[0].Argv[4])
 	assert.Equal(t, []string{suWrapperScript, suWrapperScript, suWrapperScript}, cmds[3:])
+
+	// Another process (a gym-host per call) learns both from the handle.
+	p.users = userState{}
+	_, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "true", User: "nobody"})
+	require.NoError(t, err)
+	assert.Len(t, fe.requests(), 7, "one exec, no checks")
 }
 
 func TestDoctorExecutorCheck(t *testing.T) {
@@ -450,4 +456,43 @@ func TestRealClientUnreachable(t *testing.T) {
 	_, err = newExecutorClient(dead).Run(context.Background(), fastRequest{Argv: []string{"/bin/true"}})
 	assert.ErrorIs(t, err, errExecutorUnreachable)
 	assert.False(t, neverConnected(io.ErrUnexpectedEOF))
+}
+
+// An interactive exec goes to the executor with its terminal and controls,
+// its wrapper prints no start marker (a terminal would show it), and the
+// exit code is the command's even though nothing came on stderr.
+func TestExecOnATerminalThroughExecutor(t *testing.T) {
+	p, h, _, fe := newFastFixture(t, &runner.Recorder{})
+	fe.run = func(_ context.Context, r fastRequest) (fastResult, error) {
+		if r.TTY == nil || r.Control == nil {
+			return fastResult{ExitCode: 99}, nil
+		}
+		c := <-r.Control
+		_, _ = fmt.Fprintf(r.Stdout, "%dx%d then %dx%d\r\n", r.TTY.Rows, r.TTY.Cols, c.Resize.Rows, c.Resize.Cols)
+		return fastResult{ExitCode: 7}, nil
+	}
+	control := make(chan provider.Control, 1)
+	control <- provider.Control{Resize: &provider.WinSize{Rows: 40, Cols: 100}}
+	var out bytes.Buffer
+	res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "top", ExecID: "t1",
+		TTY: &provider.WinSize{Rows: 24, Cols: 80}, Control: control, Stdout: &out})
+	require.NoError(t, err)
+	assert.Equal(t, provider.ExecResult{ExitCode: 7, ExecID: "t1"}, res)
+	assert.Equal(t, "24x80 then 40x100\r\n", out.String())
+	argv := fe.requests()[0].Argv
+	assert.NotContains(t, argv[2], "gym:started")
+	assert.Equal(t, strings.Replace(wrapperScript, markerPrintf, "", 1), argv[2])
+}
+
+// Without an executor there is no terminal to give: the sandbox's failure
+// with the reason, and nothing run the old way.
+func TestExecOnATerminalWithoutExecutor(t *testing.T) {
+	rec := &runner.Recorder{}
+	p, h, _ := newExecFixture(t, rec)
+	res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "sh", TTY: &provider.WinSize{Rows: 24, Cols: 80}})
+	require.NoError(t, err)
+	assert.Equal(t, provider.RuntimeExitCode, res.ExitCode)
+	assert.Equal(t, provider.ErrorTypeSandbox, res.ErrorType)
+	assert.Contains(t, res.Message, "needs the sandbox's executor")
+	assert.Empty(t, rec.Calls())
 }

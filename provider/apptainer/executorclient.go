@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/executor"
 )
 
@@ -24,6 +28,9 @@ func (r realExecutor) Ping(ctx context.Context) error {
 }
 
 func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error) {
+	if q.TTY != nil {
+		return r.interactive(ctx, q)
+	}
 	res, err := r.c.Run(ctx, executor.Request{
 		Argv:    q.Argv,
 		Env:     q.Env,
@@ -41,12 +48,69 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 }
 
 // neverConnected reports a failure to connect (no socket, nobody
-// listening): the request was never sent, so nothing ran and stdin was not
-// read.
+// listening) or a refused request: nothing ran and stdin was not read.
 func neverConnected(err error) bool {
+	if errors.Is(err, errExecutorUnreachable) || errors.Is(err, executor.ErrRefused) {
+		return true // a link that could not connect (executorlink.go), or a refused request
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
 	}
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+}
+
+// interactive runs q on a terminal through a session, forwarding its
+// resizes and signals while it runs.
+func (r realExecutor) interactive(ctx context.Context, q fastRequest) (fastResult, error) {
+	s, err := r.c.Open(ctx, executor.Request{
+		Argv: q.Argv, Env: q.Env, Cwd: q.Cwd, ExecID: q.ExecID, Timeout: q.Timeout,
+		Stdin: q.Stdin, Stdout: q.Stdout,
+		TTY: &executor.WinSize{Rows: q.TTY.Rows, Cols: q.TTY.Cols},
+	})
+	if err != nil {
+		if neverConnected(err) {
+			err = fmt.Errorf("%w: %v", errExecutorUnreachable, err)
+		}
+		return fastResult{ExitCode: -1}, err
+	}
+	defer s.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go forwardControls(s, q.Control, stop)
+	res, err := s.Wait(context.Background())
+	return fastResult{ExitCode: res.ExitCode, TimedOut: res.TimedOut, StartErr: res.StartErr}, err
+}
+
+// forwardControls applies resizes and signals to s until the channel
+// closes or the session ends. A signal name the system does not know is
+// dropped: the command runs on.
+func forwardControls(s *executor.Session, ch <-chan provider.Control, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case c, ok := <-ch:
+			if !ok {
+				return
+			}
+			switch {
+			case c.Resize != nil:
+				_ = s.Resize(executor.WinSize{Rows: c.Resize.Rows, Cols: c.Resize.Cols})
+			case c.Signal != "":
+				if sig := signalNamed(c.Signal); sig != 0 {
+					_ = s.Signal(sig)
+				}
+			}
+		}
+	}
+}
+
+// signalNamed is the signal called name ("SIGINT" or "INT"), 0 if none.
+func signalNamed(name string) syscall.Signal {
+	name = strings.ToUpper(strings.TrimSpace(name))
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	return unix.SignalNum(name)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
+	"github.com/gym-apptainer/gym-apptainer/provider/executor"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 )
@@ -19,8 +20,18 @@ import (
 // linkPingWait bounds create's check that the link works.
 const linkPingWait = 10 * time.Second
 
-// newLinkClient makes the client of an executor reached through dial.
-var newLinkClient func(name string, dial func(context.Context) (net.Conn, error)) executorClient
+// newLinkClient makes the client of an executor reached through dial. A
+// connection that cannot be made (holder gone, handshake refused) is
+// "unreachable": nothing ran, and the call goes through a SLURM step.
+var newLinkClient = func(name string, dial func(context.Context) (net.Conn, error)) executorClient {
+	return realExecutor{executor.NewDialClient(name, func(ctx context.Context) (net.Conn, error) {
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errExecutorUnreachable, err)
+		}
+		return c, nil
+	})}
+}
 
 // linker is the placement's executor link, when it has one and the
 // executor is wanted.

@@ -97,9 +97,13 @@ func (p *Provider) awaitExecutor(ctx context.Context, h *handles.Handle, exited 
 	cl := p.newExecutorClient(socket)
 	deadline := time.NewTimer(executorStartWait)
 	defer deadline.Stop()
-	delay := time.Millisecond
+	// The socket appears about one `apptainer exec` (~60 ms) after the
+	// start: polled often, since the probe and create's caller wait on it,
+	// and a stat costs microseconds.
+	const poll = 2 * time.Millisecond
 	var last error
 	for {
+		// Pinged only once the socket exists: a dial costs more than a stat.
 		if _, err := os.Lstat(socket); err == nil {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			last = cl.Ping(pctx)
@@ -108,7 +112,7 @@ func (p *Provider) awaitExecutor(ctx context.Context, h *handles.Handle, exited 
 				return nil
 			}
 		}
-		t := time.NewTimer(delay)
+		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -124,6 +128,5 @@ func (p *Provider) awaitExecutor(ctx context.Context, h *handles.Handle, exited 
 			return fmt.Errorf("the executor did not answer within %s: %v; its log: %s", executorStartWait, last, oneLine(tail(logPath, 2048)))
 		case <-t.C:
 		}
-		delay = min(delay*2, 20*time.Millisecond)
 	}
 }

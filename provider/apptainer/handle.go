@@ -98,3 +98,20 @@ func (p *Provider) deleteHandle(id string) error {
 	}
 	return nil
 }
+
+// updateHandle changes sandbox id's current handle with change and saves it
+// when change says so. Updates in this process are serialised, so that
+// concurrent ones (a learned uid, a fall-back) do not undo each other. A
+// sandbox closed meanwhile is left alone (nil).
+func (p *Provider) updateHandle(id string, change func(*handles.Handle) bool) error {
+	p.updateMu.Lock()
+	defer p.updateMu.Unlock()
+	cur, err := p.handle(id)
+	if err != nil {
+		return nil
+	}
+	if !change(cur) {
+		return nil
+	}
+	return p.saveHandle(cur)
+}

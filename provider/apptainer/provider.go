@@ -47,8 +47,9 @@ type Provider struct {
 
 	listGroup singleflight.Group // concurrent status calls share one `instance list`
 
-	mu      sync.Mutex
-	handles map[string]cachedHandle // read cache of the store
+	mu       sync.Mutex
+	handles  map[string]cachedHandle // read cache of the store
+	updateMu sync.Mutex              // serialises read-change-save of handles (updateHandle)
 
 	users userState // what exec user checks learned (users.go)
 

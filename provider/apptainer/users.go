@@ -178,12 +178,10 @@ func (p *Provider) defaultUID(ctx context.Context, h *handles.Handle, execID str
 // to save only costs a later process the same check, so it is logged. A
 // sandbox closed meanwhile has no handle to update, and gets none back.
 func (p *Provider) recordDefaultUID(id string, uid int) {
-	cur, err := p.handle(id)
-	if err != nil {
-		return
-	}
-	cur.DefaultUID = uid
-	if err := p.saveHandle(cur); err != nil {
+	if err := p.updateHandle(id, func(cur *handles.Handle) bool {
+		cur.DefaultUID = uid
+		return true
+	}); err != nil {
 		p.log.Warn("could not save the learned default uid", "sandbox", id, "uid", uid, "error", err)
 	}
 }
@@ -193,11 +191,15 @@ func (p *Provider) recordDefaultUID(id string, uid int) {
 // the image has no such user, or when the sandbox's user namespace maps a
 // single uid so that su cannot become anyone else.
 func (p *Provider) suPreflight(ctx context.Context, h *handles.Handle, user, execID string) (*provider.ExecResult, error) {
-	if p.users.passed(h.ID, user) {
+	if p.users.passed(h.ID, user) || h.Extra[extraSuPassed+user] != "" {
 		return nil, nil
 	}
 	v, err, _ := p.users.flights.Do("su\x00"+suKey(h.ID, user), func() (any, error) {
 		if p.users.passed(h.ID, user) { // passed while we queued
+			return learned{}, nil
+		}
+		if cur, err := p.handle(h.ID); err == nil && cur.Extra[extraSuPassed+user] != "" {
+			p.users.pass(h.ID, user) // another process proved it
 			return learned{}, nil
 		}
 		out, errb := &syncbuf.Head{Max: maxPrefix}, &syncbuf.Head{Max: maxPrefix}
@@ -224,12 +226,32 @@ func (p *Provider) suPreflight(ctx context.Context, h *handles.Handle, user, exe
 			return learned{fail: &r}, nil
 		}
 		p.users.pass(h.ID, user)
+		p.recordSuPassed(h.ID, user)
 		return learned{}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(learned).failFor(execID), nil
+}
+
+// extraSuPassed + user is the handle Extra key saying su to user was proved
+// to work in the sandbox: later processes (a gym-host per call) skip the
+// check, so that a command as a user costs one exec, as any other.
+const extraSuPassed = "su_ok:"
+
+// recordSuPassed saves a passed su check into the current handle; a failure
+// to save only costs a later process the same check.
+func (p *Provider) recordSuPassed(id, user string) {
+	if err := p.updateHandle(id, func(cur *handles.Handle) bool {
+		if cur.Extra == nil {
+			cur.Extra = map[string]string{}
+		}
+		cur.Extra[extraSuPassed+user] = "1"
+		return true
+	}); err != nil {
+		p.log.Warn("could not save a passed user check", "sandbox", id, "user", user, "error", err)
+	}
 }
 
 // oneLine squeezes a command's stderr into a message fragment.

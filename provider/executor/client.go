@@ -21,6 +21,15 @@ import (
 // kills them, without a report).
 const killGrace = 30 * time.Second
 
+// ErrRefused: the executor turned the request down (a peer of another
+// uid, another protocol version, a malformed request); the message says
+// which.
+var ErrRefused = errors.New("the executor refused the request")
+
+// ErrStopped: the executor was stopped (SIGTERM) while the command ran,
+// and killed it; the command's own exit is unknown.
+var ErrStopped = errors.New("the executor stopped and killed the command")
+
 // Client reaches one executor. It holds no connection: each call dials.
 type Client struct {
 	path string // names the executor in errors
@@ -37,6 +46,12 @@ func NewClient(socketPath string) *Client { return &Client{path: socketPath} }
 // on a SLURM node); name says where it is, in errors.
 func NewDialClient(name string, dial func(ctx context.Context) (net.Conn, error)) *Client {
 	return &Client{path: name, dialFn: dial}
+}
+
+// DialSocket connects to the unix socket at path, however long the path
+// (a node agent splicing connections to an executor uses it).
+func DialSocket(ctx context.Context, path string) (net.Conn, error) {
+	return dial(ctx, path)
 }
 
 // connect dials the executor.
@@ -100,7 +115,7 @@ func (c *Client) Ping(ctx context.Context) (Info, error) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := conn.Write(jsonFrame(frameRequest, wireRequest{Proto: ProtocolVersion, Op: opPing})); err != nil {
-		return Info{}, fmt.Errorf("pinging the executor at %s: %w", c.path, ctxErr(ctx, err))
+		return Info{}, fmt.Errorf("pinging the executor at %s: %w", c.path, ctxErr(ctx, whyWriteFailed(conn, err)))
 	}
 	h, err := readHello(conn)
 	if err != nil {
@@ -116,6 +131,17 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// whyWriteFailed: a server that refuses a peer says why and closes at
+// once, so the request's write can fail before the reason is read. The
+// reason, when there is one, beats the broken pipe.
+func whyWriteFailed(conn net.Conn, werr error) error {
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := readHello(conn); errors.Is(err, ErrRefused) {
+		return err
+	}
+	return werr
+}
+
 // readHello reads the server's first frame. An error frame (refused peer,
 // protocol mismatch) becomes the error.
 func readHello(conn net.Conn) (wireHello, error) {
@@ -125,7 +151,7 @@ func readHello(conn net.Conn) (wireHello, error) {
 		return wireHello{}, fmt.Errorf("reading the executor's hello: %w", err)
 	}
 	if typ == frameError {
-		return wireHello{}, fmt.Errorf("the executor refused: %s", p)
+		return wireHello{}, fmt.Errorf("%w: %s", ErrRefused, p)
 	}
 	if typ != frameHello {
 		return wireHello{}, fmt.Errorf("the executor's first frame is %q, not a hello: not an executor, or a corrupt stream", typ)
@@ -142,6 +168,16 @@ func readHello(conn net.Conn) (wireHello, error) {
 
 // Run runs req to its end. When ctx ends first, the executor kills every
 // process of the exec and Run returns ctx's error once they are dead.
+//
+// A nil error means Result is the command's end (or StartErr says why it
+// never started). Errors: a failure to connect, or ErrRefused, means
+// nothing ran and req.Stdin was not read; ErrStopped, or a connection that
+// broke before the exit (the executor died), means the command's end is
+// unknown; ctx's error means the caller ended it. Result.ExitCode is -1
+// with every error.
+//
+// A req.Stdin that blocks (a terminal) keeps a goroutine reading it after
+// Run returns, until its next read returns, as with os/exec.
 func (c *Client) Run(ctx context.Context, req Request) (Result, error) {
 	s, err := c.open(ctx, req, req.Stdin != nil)
 	if err != nil {
@@ -181,6 +217,7 @@ func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, e
 	wr := wireRequest{Proto: ProtocolVersion, Op: opExec, Argv: req.Argv, Env: req.Env, Cwd: req.Cwd,
 		ExecID: req.ExecID, TimeoutNS: int64(req.Timeout), Stdin: stdin, TTY: req.TTY}
 	if _, err := conn.Write(jsonFrame(frameRequest, wr)); err != nil {
+		err = whyWriteFailed(conn, err)
 		conn.Close()
 		return nil, fmt.Errorf("sending the request to the executor at %s: %w", c.path, err)
 	}
@@ -298,10 +335,15 @@ func (s *Session) read() {
 			}
 			s.mu.Lock()
 			s.res = Result{ExitCode: x.ExitCode, TimedOut: x.TimedOut, StartErr: x.StartErr}
+			if x.Killed == "shutdown" {
+				// The exit code is the kill's, not the command's.
+				s.err = fmt.Errorf("exec through the executor at %s: %w", s.path, ErrStopped)
+				s.res.ExitCode = -1
+			}
 			s.mu.Unlock()
 			return
 		case frameError:
-			s.fail(fmt.Errorf("the executor refused: %s", p))
+			s.fail(fmt.Errorf("%w: %s", ErrRefused, p))
 			return
 		default:
 			s.fail(fmt.Errorf("exec through the executor at %s: unknown frame type %q: corrupt stream", s.path, typ))

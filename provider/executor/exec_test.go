@@ -180,3 +180,20 @@ func TestManyConcurrentExecs(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+func TestStdinAfterCloseIsDroppedNotFatal(t *testing.T) {
+	s := startServer(t)
+	out := newLineWaiter()
+	sess, err := s.c.Open(context.Background(), Request{Argv: sh(`cat; echo "cat done"; read x || echo eof`), Stdout: out})
+	require.NoError(t, err)
+	defer sess.Close()
+	_, err = sess.Write([]byte("one\n"))
+	require.NoError(t, err)
+	require.NoError(t, sess.CloseStdin())
+	out.waitFor(t, "cat done\n")
+	_, _ = sess.Write([]byte("late\n"))
+	res, err := sess.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 0, res.ExitCode)
+	assert.Equal(t, "one\ncat done\neof\n", out.String())
+}

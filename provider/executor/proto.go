@@ -71,9 +71,12 @@ type wireStarted struct {
 }
 
 type wireExit struct {
-	ExitCode int    `json:"exit_code"`
-	TimedOut bool   `json:"timed_out,omitempty"`
-	Killed   bool   `json:"killed,omitempty"` // killed at the client's request or disconnect
+	ExitCode int  `json:"exit_code"`
+	TimedOut bool `json:"timed_out,omitempty"`
+	// Killed says who killed the exec other than its timeout: "client" (a
+	// kill frame), "gone" (the connection broke), "shutdown" (the executor
+	// is stopping).
+	Killed   string `json:"killed,omitempty"`
 	StartErr string `json:"start_err,omitempty"`
 }
 

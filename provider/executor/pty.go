@@ -86,3 +86,20 @@ func setWinSize(master *os.File, ws WinSize) error {
 	}
 	return err
 }
+
+// foregroundGroup is the terminal's foreground process group.
+func foregroundGroup(master *os.File) (int, error) {
+	rc, err := master.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var pgrp int
+	var ioErr error
+	err = rc.Control(func(fd uintptr) {
+		pgrp, ioErr = unix.IoctlGetInt(int(fd), unix.TIOCGPGRP)
+	})
+	if err == nil {
+		err = ioErr
+	}
+	return pgrp, err
+}

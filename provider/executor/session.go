@@ -122,8 +122,12 @@ func (s *session) run(hello wireHello) {
 	switch s.reason.Load() {
 	case reasonTimeout:
 		exit.TimedOut = true
-	case reasonClient, reasonGone, reasonShutdown:
-		exit.Killed = true
+	case reasonClient:
+		exit.Killed = "client"
+	case reasonGone:
+		exit.Killed = "gone"
+	case reasonShutdown:
+		exit.Killed = "shutdown"
 	}
 	_ = s.write(jsonFrame(frameExit, exit))
 }
@@ -141,10 +145,35 @@ func (s *session) kill(reason int32) {
 	})
 }
 
+// chunkPool recycles the per-exec read buffers: an executor serving
+// thousands of execs would otherwise churn its heap (and its RSS).
+var chunkPool = sync.Pool{New: func() any {
+	b := make([]byte, headerLen+chunkSize)
+	return &b
+}}
+
+// copyChunk copies a stdin payload, into a pooled buffer when it fits.
+func copyChunk(p []byte) []byte {
+	if len(p) > headerLen+chunkSize {
+		return append([]byte(nil), p...)
+	}
+	bp := chunkPool.Get().(*[]byte)
+	return append((*bp)[:0], p...)
+}
+
+func putChunk(b []byte) {
+	if cap(b) == headerLen+chunkSize {
+		b = b[:cap(b)]
+		chunkPool.Put(&b)
+	}
+}
+
 // pump streams one output to the client. A slow client blocks the write,
 // the pipe fills and the command blocks: nothing accumulates here.
 func (s *session) pump(f *os.File, typ byte) {
-	buf := make([]byte, headerLen+chunkSize)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	for {
 		n, err := f.Read(buf[headerLen:])
 		if n > 0 {
@@ -169,7 +198,9 @@ func (s *session) pump(f *os.File, typ byte) {
 // nothing.
 func (s *session) readConn() {
 	var hdr [headerLen]byte
-	buf := make([]byte, chunkSize)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	for {
 		typ, p, err := readFrame(s.conn, &hdr, buf)
 		if err != nil {
@@ -179,15 +210,16 @@ func (s *session) readConn() {
 			}
 			return
 		}
-		if cap(p) > cap(buf) {
-			buf = p[:0]
-		}
 		switch typ {
 		case frameStdin:
 			if s.stdinW == nil {
 				continue
 			}
-			if !s.q.push(append([]byte(nil), p...)) {
+			switch s.q.push(copyChunk(p)) {
+			case pushAfterEOF:
+				// Written after CloseStdin: dropped, its credit returned.
+				_ = s.write(u32Frame(frameCredit, uint32(len(p))))
+			case pushOverWindow:
 				s.violation(fmt.Errorf("stdin beyond the granted %d byte window", stdinWindow))
 				return
 			}
@@ -210,7 +242,7 @@ func (s *session) readConn() {
 				s.violation(fmt.Errorf("bad signal frame (%d, %v)", n, err))
 				return
 			}
-			if err := syscall.Kill(-s.pid, syscall.Signal(n)); err != nil && !errors.Is(err, syscall.ESRCH) {
+			if err := syscall.Kill(-s.signalGroup(), syscall.Signal(n)); err != nil && !errors.Is(err, syscall.ESRCH) {
 				s.srv.logf("exec %s: signal %d: %v", s.execID, n, err)
 			}
 		case frameKill:
@@ -220,6 +252,18 @@ func (s *session) readConn() {
 			return
 		}
 	}
+}
+
+// signalGroup is the process group a signal frame goes to: on a terminal
+// its foreground group (the job an interactive shell runs, as a typed ^C
+// would reach), else the command's own group.
+func (s *session) signalGroup() int {
+	if s.master != nil {
+		if pgrp, err := foregroundGroup(s.master); err == nil && pgrp > 0 {
+			return pgrp
+		}
+	}
+	return s.pid
 }
 
 func (s *session) violation(err error) {
@@ -258,6 +302,7 @@ func (s *session) writeStdin() {
 			}
 		}
 		s.q.release(len(b))
+		putChunk(b)
 		if err := s.write(u32Frame(frameCredit, uint32(len(b)))); err != nil {
 			return
 		}
@@ -274,17 +319,28 @@ type stdinQueue struct {
 	wake    chan struct{}
 }
 
-func (q *stdinQueue) push(b []byte) bool {
+const (
+	pushed = iota
+	pushAfterEOF
+	pushOverWindow
+)
+
+func (q *stdinQueue) push(b []byte) int {
 	q.mu.Lock()
-	if q.eof || q.pending+len(b) > stdinWindow {
+	switch {
+	case q.eof:
 		q.mu.Unlock()
-		return false
+		putChunk(b)
+		return pushAfterEOF
+	case q.pending+len(b) > stdinWindow:
+		q.mu.Unlock()
+		return pushOverWindow
 	}
 	q.bufs = append(q.bufs, b)
 	q.pending += len(b)
 	q.mu.Unlock()
 	q.signal()
-	return true
+	return pushed
 }
 
 func (q *stdinQueue) closeInput() {

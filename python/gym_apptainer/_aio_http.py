@@ -17,6 +17,8 @@ from .errors import Internal, ServiceConnectionError, error_from_body
 CHUNK = 256 * 1024
 STREAM_LIMIT = 1 << 20  # longest header line accepted
 CONNECT_TIMEOUT_S = 10.0
+# Idle connections kept for reuse; a burst wider than this dials anew.
+MAX_IDLE = 128
 
 
 class _Conn:
@@ -140,7 +142,10 @@ class AsyncPool:
         self._sem = asyncio.Semaphore(max_connections) if max_connections else None
 
     def put(self, conn: _Conn) -> None:
-        self._idle.append(conn)
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     async def _get(self) -> Tuple[_Conn, bool]:
         while self._idle:
@@ -230,18 +235,29 @@ class AsyncPool:
         head = [f"{call.method} {call.path} HTTP/1.1"]
         head += [f"{k}: {v}" for k, v in _api.request_headers(call, size).items()]
         w = conn.writer
-        w.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if call.body is not None and body is None:
-            w.write(call.body)
-        elif body is not None:
-            while True:
-                chunk = body.read(CHUNK)
-                if not chunk:
-                    break
-                w.write(chunk)
-                await w.drain()
-        await w.drain()
-        r = conn.reader
+        try:
+            w.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+            if call.body is not None and body is None:
+                w.write(call.body)
+            elif body is not None:
+                while True:
+                    chunk = body.read(CHUNK)
+                    if not chunk:
+                        break
+                    w.write(chunk)
+                    await w.drain()
+            await w.drain()
+        except (BrokenPipeError, ConnectionResetError) as e:
+            # The service may have answered (an error) without reading the
+            # whole body, then closed: that answer is what to report.
+            try:
+                return await AsyncPool._read_head(conn.reader)
+            except Exception:
+                raise e from None
+        return await AsyncPool._read_head(conn.reader)
+
+    @staticmethod
+    async def _read_head(r: asyncio.StreamReader) -> Tuple[int, Dict[str, str]]:
         while True:
             line = await r.readline()
             if not line:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Union
 from urllib.parse import quote, urlencode
@@ -113,7 +114,7 @@ def create(
 ) -> Call:
     if not isinstance(image, str) or not image:
         raise InvalidRequest("image is required")
-    body: Dict[str, Any] = {"image": image}
+    body: Dict[str, Any] = {"image": local_image(image)}
     if env:
         body["env"] = {str(k): str(v) for k, v in env.items()}
     if workdir:
@@ -129,6 +130,17 @@ def create(
     if metadata:
         body["metadata"] = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     return _json_call("POST", "/v1/sandboxes", body)
+
+
+def local_image(image: str) -> str:
+    """A relative path to a local image made absolute against this process's
+    working directory (the service's is /), as NeMo Gym's provider reads it;
+    URIs and bare registry names are left as they are."""
+    if "://" in image or image.startswith("/") or ":" in image.split("/")[0] and not os.path.exists(image):
+        return image
+    if image.startswith(".") or image.endswith(".sif") or os.path.exists(image):
+        return os.path.abspath(image)
+    return image
 
 
 def list_sandboxes() -> Call:
@@ -234,7 +246,11 @@ def read_status(obj: Mapping[str, Any]) -> SandboxInfo:
 
 
 def read_gc(obj: Mapping[str, Any]) -> GcResult:
-    return GcResult([str(i) for i in obj.get("closed") or []], [dict(f) for f in obj.get("failed") or []])
+    return GcResult(
+        [str(i) for i in obj.get("closed") or []],
+        [dict(f) for f in obj.get("failed") or []],
+        [dict(f) for f in obj.get("skipped") or []],
+    )
 
 
 def read_endpoint(obj: Mapping[str, Any]) -> Endpoint:

@@ -19,6 +19,8 @@ from .errors import GymError, ServiceConnectionError, error_from_body
 
 CHUNK = 256 * 1024
 CONNECT_TIMEOUT_S = 10.0
+# Idle connections kept for reuse; a burst wider than this dials anew.
+MAX_IDLE = 64
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -92,8 +94,15 @@ class Pool:
         self._path_fn = path_fn
         self._idle: List[UnixHTTPConnection] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def get(self) -> "tuple[UnixHTTPConnection, bool]":
+        if os.getpid() != self._pid:
+            # A forked child must not talk on its parent's connections.
+            with self._lock:
+                stale, self._idle, self._pid = self._idle, [], os.getpid()
+            for c in stale:
+                c.close()
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
@@ -106,7 +115,10 @@ class Pool:
 
     def put(self, conn: UnixHTTPConnection) -> None:
         with self._lock:
-            self._idle.append(conn)
+            if len(self._idle) < MAX_IDLE and os.getpid() == self._pid:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -173,14 +185,22 @@ class Pool:
         for k, v in headers.items():
             conn.putheader(k, v)
         conn.endheaders()
-        if isinstance(payload, (bytes, bytearray)):
-            conn.send(payload)
-        elif payload is not None:
-            while True:
-                chunk = payload.read(CHUNK)
-                if not chunk:
-                    break
-                conn.send(chunk)
+        try:
+            if isinstance(payload, (bytes, bytearray)):
+                conn.send(payload)
+            elif payload is not None:
+                while True:
+                    chunk = payload.read(CHUNK)
+                    if not chunk:
+                        break
+                    conn.send(chunk)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            # The service may have answered (an error) without reading the
+            # whole body, then closed: that answer is what to report.
+            try:
+                return conn.getresponse()
+            except Exception:
+                raise e from None
         return conn.getresponse()
 
 
@@ -201,4 +221,11 @@ def file_length(f: BinaryIO) -> int:
 
 
 def json_of(r: Response) -> Mapping[str, Any]:
-    return _api.load_json(r.read())
+    """The JSON body; interrupted (Ctrl-C) or failed, the connection is
+    closed (so the service stops the call) rather than left half read."""
+    try:
+        data = r.read()
+    except BaseException:
+        r.close()
+        raise
+    return _api.load_json(data)

@@ -74,8 +74,7 @@ class AsyncClient:
         return await self._socket_path(False)
 
     async def _json(self, call: _api.Call) -> Any:
-        r = await self._pool.request(call)
-        return _api.load_json(await r.read_all())
+        return _api.load_json(await _read_all(await self._pool.request(call)))
 
     async def info(self) -> ServiceInfo:
         return _api.read_info(await self._json(_api.info()))
@@ -138,8 +137,7 @@ class AsyncClient:
         call = _api.upload(sandbox_id, remote_path, mode)
         with _files.open_source(local_path) as f:
             size = os.fstat(f.fileno()).st_size
-            r = await self._pool.request(call, f, size)
-            obj = _api.load_json(await r.read_all())
+            obj = _api.load_json(await _read_all(await self._pool.request(call, f, size)))
         return int(obj.get("bytes") or 0)
 
     async def download(self, sandbox_id: str, remote_path: str, local_path: PathLike) -> int:
@@ -166,6 +164,16 @@ class AsyncClient:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+
+async def _read_all(r: AsyncResponse) -> bytes:
+    """The whole body; cancelled or failed, the connection is closed (so
+    the service stops the call) rather than left half read."""
+    try:
+        return await r.read_all()
+    except BaseException:
+        r.close()
+        raise
 
 
 class AsyncExecStream:

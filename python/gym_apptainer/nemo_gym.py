@@ -105,6 +105,35 @@ def _section(name: str, value: Any) -> Any:
     raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
 
 
+def _check_nemo_rules(sections: Dict[str, Optional[Dict[str, Any]]]) -> None:
+    """NeMo Gym's own checks of its apptainer options (its config
+    dataclasses' __post_init__), so a bad value fails at construction as it
+    does there; gym-host checks everything again when it loads the file."""
+
+    def num(sec: str, key: str) -> Optional[float]:
+        v = (sections.get(sec) or {}).get(key)
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    rules = [
+        ("create", "start_timeout_s", lambda v: v > 0, "> 0"),
+        ("exec", "default_timeout_s", lambda v: v > 0, "> 0"),
+        ("exec", "concurrency", lambda v: v >= 1, ">= 1"),
+        ("probe", "deadline_s", lambda v: v > 0, "> 0"),
+        ("probe", "stable_count", lambda v: v >= 1, ">= 1"),
+        ("probe", "stable_delay_s", lambda v: v >= 0, ">= 0"),
+    ]
+    probe = sections.get("probe") or {}
+    if probe.get("command", "printf apptainer-sandbox-ready") is not None:
+        rules.append(("probe", "timeout_s", lambda v: v > 0, "> 0"))
+    for sec, key, ok, want in rules:
+        v = num(sec, key)
+        if v is not None and not ok(v):
+            raise ValueError(f"{sec}.{key} must be {want}")
+    mount = (sections.get("create") or {}).get("mount_point")
+    if isinstance(mount, str) and not mount.startswith("/"):
+        raise ValueError("create.mount_point must be an absolute path")
+
+
 class GymApptainerProvider:
     """NeMo Gym's ``SandboxProvider`` (plus endpoint and connect) on gym-apptainer.
 
@@ -134,6 +163,7 @@ class GymApptainerProvider:
         max_connections: Optional[int] = None,
     ) -> None:
         inline = dict(exec=_section("exec", exec), create=_section("create", create), probe=_section("probe", probe))
+        _check_nemo_rules(inline)
         if gym is not None and not isinstance(gym, Mapping):
             raise TypeError(f"gym must be a mapping, got {type(gym).__name__}")
         if config_file is not None:
@@ -176,8 +206,8 @@ class GymApptainerProvider:
 
         ``spec.files`` are not seeded here: NeMo Gym's ``AsyncSandbox.start``
         uploads them after create (as with NeMo Gym's apptainer provider).
-        ``entrypoint`` and ``resources.disk_gib`` have no Apptainer meaning
-        and are ignored; ``ttl_s`` is kept (``gc`` closes a sandbox past it).
+        ``entrypoint`` has no meaning for an Apptainer instance and is
+        ignored; ``ttl_s`` is kept (``gc`` closes a sandbox past it).
         """
         if getattr(spec, "image", None) is None:
             raise GymApptainerCreateError("spec.image is required for the gym_apptainer provider", "invalid")
@@ -196,7 +226,7 @@ class GymApptainerProvider:
         res = getattr(spec, "resources", None)
         if isinstance(res, Mapping):
             res = SandboxResources.from_mapping(res)
-        resources = {k: getattr(res, k, None) for k in ("cpu", "memory_mib", "gpu", "gpu_type")} if res else None
+        resources = {k: getattr(res, k, None) for k in ("cpu", "memory_mib", "disk_gib", "gpu", "gpu_type")} if res else None
         if getattr(spec, "entrypoint", None):
             LOGGER.warning("gym_apptainer: spec.entrypoint is not supported by Apptainer instances; ignored")
         try:

@@ -155,10 +155,12 @@ class SandboxList:
 
 @dataclass(frozen=True)
 class GcResult:
-    """``gc``/``close_all``: ids closed (or, dry run, to close) and failures."""
+    """``gc``/``close_all``: ids closed (or, dry run, to close), failures,
+    and handle files that could not be read."""
 
     closed: List[str]
     failed: List[Dict[str, str]]
+    skipped: List[Dict[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parts == ["v1", "sandboxes"] and method == "POST":
             if not body.get("image"):
                 raise ApiError("invalid", "image is required")
-            if body["image"] == "broken.sif":
+            if os.path.basename(body["image"]) == "broken.sif":
                 raise ApiError("sandbox", "probe failed: exit 1")
             sb = FakeSandbox(svc.dir, body)
             for path, text in (body.get("files") or {}).items():

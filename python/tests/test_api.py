@@ -48,6 +48,15 @@ class ExecBody(unittest.TestCase):
         with self.assertRaises(errors.InvalidRequest):
             _api.download("x", "rel/path")
 
+    def test_image_paths(self):
+        import os
+
+        self.assertEqual(_api.local_image("img/busybox.sif"), os.path.abspath("img/busybox.sif"))
+        self.assertEqual(_api.local_image("./x"), os.path.abspath("x"))
+        for kept in ("/abs/x.sif", "docker://python:3.12", "ubuntu:22.04", "python", "oci-archive:/a.tar",
+                     "registry.io/org/img:1"):
+            self.assertEqual(_api.local_image(kept), kept)
+
     def test_upload_mode(self):
         self.assertTrue(_api.upload("x", "/a", 0o755).path.endswith("&mode=0755"))
         self.assertNotIn("mode", _api.upload("x", "/a").path)

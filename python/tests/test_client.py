@@ -97,6 +97,14 @@ class ClientTest(unittest.TestCase):
         self.assertFalse(dst.exists())
         self.assertEqual(os.listdir(dst.parent) if dst.parent.exists() else [], [])
 
+    def test_error_answered_before_the_upload_was_read(self):
+        # The service answers 404 without reading an 8 MiB body and closes:
+        # the caller gets that answer, not a broken pipe.
+        src = Path(self.tmp, "big")
+        src.write_bytes(os.urandom(8 << 20))
+        with self.assertRaises(errors.NotFound):
+            self.client.upload("gym-unknown", src, "/x")
+
     def test_upload_refuses_a_fifo(self):
         sb = self.client.create(image="busybox.sif")
         fifo = os.path.join(self.tmp, "fifo")
@@ -126,6 +134,26 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(cm.exception.error_type, "sandbox")
         with self.assertRaises(errors.InvalidRequest):
             self.client.create(image="")
+
+    def test_forked_child_dials_its_own_connection(self):
+        sb = self.client.create(image="busybox.sif")
+        sb.exec("true")
+        before = self.svc.connections
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its exec must not use the parent's connection
+            try:
+                ok = sb.exec("echo child").stdout == "child\n"
+                os.write(w, b"ok" if ok else b"bad")
+            finally:
+                os._exit(0)
+        os.close(w)
+        got = os.read(r, 10)
+        os.waitpid(pid, 0)
+        os.close(r)
+        self.assertEqual(got, b"ok")
+        self.assertEqual(self.svc.connections, before + 1)
+        self.assertEqual(sb.exec("echo parent").stdout, "parent\n")  # the parent's still works
 
     def test_threads_share_a_client(self):
         sb = self.client.create(image="busybox.sif")

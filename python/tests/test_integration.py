@@ -113,6 +113,27 @@ class RealService(unittest.TestCase):
         self.assertEqual(outs, [f"{i}-{j}\n" for i in range(4) for j in range(10)])
         self.assertTrue(same)
 
+    def test_cancelled_async_exec_is_killed(self):
+        async def go():
+            async with AsyncClient(config=self.config, gym_host=self.env.gym_host) as c:
+                async with await c.create(image=self.env.image) as sb:
+                    task = asyncio.ensure_future(sb.exec("echo $$ > /sandbox/pid; exec sleep 300", timeout_s=600))
+                    while (await sb.exec("cat /sandbox/pid 2>/dev/null")).stdout == "":
+                        await asyncio.sleep(0.05)
+                    task.cancel()
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
+                    for _ in range(100):
+                        r = await sb.exec('kill -0 "$(cat /sandbox/pid)" 2>/dev/null && echo alive || echo gone')
+                        if r.stdout == "gone\n":
+                            break
+                        await asyncio.sleep(0.1)
+                    return r.stdout
+
+        self.assertEqual(asyncio.run(go()), "gone\n")
+
     def test_quickstart_example(self):
         env = dict(os.environ, GYM_CONFIG=self.config, GYM_HOST=self.env.gym_host,
                    PYTHONPATH=PKG_PARENT)

@@ -54,6 +54,16 @@ class Construction(unittest.TestCase):
         with self.assertRaises(ValueError):
             ng.GymApptainerProvider(config_file="/etc/x.yaml", exec={"concurrency": 1}, service_socket="/x")
 
+    def test_nemo_gyms_own_checks(self):
+        for bad in ({"exec": {"concurrency": 0}}, {"exec": {"default_timeout_s": 0}},
+                    {"create": {"start_timeout_s": -1}}, {"create": {"mount_point": "sandbox"}},
+                    {"probe": {"timeout_s": 0}}, {"probe": {"stable_count": 0}}):
+            with self.assertRaises(ValueError, msg=bad):
+                ng.GymApptainerProvider(service_socket="/x", **bad)
+        # As NeMo Gym: without a probe command its timeout means nothing.
+        ng.GymApptainerProvider(service_socket="/x", probe={"command": None, "timeout_s": 0},
+                                exec={"default_timeout_s": None})
+
     def test_missing_gym_host_fails_at_construction(self):
         env = {k: v for k, v in os.environ.items() if k not in ("GYM_SERVICE_SOCKET", "GYM_HOST")}
         env["PATH"] = "/nonexistent"
@@ -96,7 +106,7 @@ class Provider(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(body["env"], {"A": "1"})
         self.assertEqual(body["workdir"], "/w")
         self.assertEqual(body["binds"], ["/data:/data:ro"])
-        self.assertEqual(body["resources"], {"cpu": 2.0, "memory_mib": 512})
+        self.assertEqual(body["resources"], {"cpu": 2.0, "memory_mib": 512, "disk_gib": 5})
         self.assertEqual((body["ttl_s"], body["metadata"]), (10, {"k": "v"}))
         self.assertNotIn("files", body)
 

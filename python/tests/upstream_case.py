@@ -44,6 +44,16 @@ def main() -> None:
         assert await sb.status() == base.SandboxStatus.STOPPED
 
     asyncio.run(run())
+
+    # NeMo Gym's synchronous facade runs the provider on a loop thread of its own.
+    from nemo_gym.sandbox.api import Sandbox
+
+    with Sandbox({"gym_apptainer": {}}, base.SandboxSpec(image="busybox.sif")) as sync_sb:
+        sync_sb.start()
+        r = sync_sb.exec("echo sync; exit 5")
+        assert (r.return_code, r.stdout) == (5, "sync\n"), r
+        assert sync_sb.status() == base.SandboxStatus.RUNNING
+    assert sync_sb.status() == base.SandboxStatus.STOPPED
     print("OK")
 
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/execlink"
+	"github.com/gym-apptainer/gym-apptainer/provider/executor"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
@@ -30,6 +31,9 @@ type LinkSpec struct {
 	ClientCert string `json:"client_cert"`
 	// Host is the address the host dials; empty means this node's name.
 	Host string `json:"host,omitempty"`
+	// GPU is the sandbox's GPU count: its commands see exactly the GPUs the
+	// holder was given, or none (as SLURM steps give them).
+	GPU int `json:"gpu,omitempty"`
 }
 
 // LinkSpecPath is where the host writes the LinkSpec of the sandbox staged
@@ -93,7 +97,7 @@ func (h *holder) startLink(spec LinkSpec) (*link, error) {
 	go func() {
 		defer close(l.done)
 		// Runs as long as the executor, which is as long as the instance.
-		res, err := h.run.Run(ctx, runner.Cmd{Argv: spec.Argv, Env: h.jobTag(), Stderr: h.log, Stdout: h.log})
+		res, err := h.run.Run(ctx, runner.Cmd{Argv: spec.Argv, Env: append(h.jobTag(), h.gpuEnv(spec.GPU)...), Stderr: h.log, Stdout: h.log})
 		if err == nil && ctx.Err() == nil {
 			err = fmt.Errorf("the executor exited with code %d", res.ExitCode)
 		}
@@ -113,7 +117,9 @@ func (h *holder) startLink(spec LinkSpec) (*link, error) {
 		l.stop()
 		return nil, err
 	}
-	g, err := execlink.Listen(":0", spec.Socket, cfg)
+	g, err := execlink.Listen(":0", func(ctx context.Context) (net.Conn, error) {
+		return executor.DialSocket(ctx, spec.Socket)
+	}, cfg)
 	if err != nil {
 		l.stop()
 		return nil, err
@@ -136,7 +142,7 @@ func (h *holder) startLink(spec LinkSpec) (*link, error) {
 func waitSocket(ctx context.Context, path string, exited <-chan error) error {
 	deadline := time.Now().Add(executorWait)
 	for {
-		c, err := net.Dial("unix", path)
+		c, err := executor.DialSocket(ctx, path)
 		if err == nil {
 			_ = c.Close()
 			return nil
@@ -167,4 +173,18 @@ func (l *link) stop() {
 		l.cancel()
 		<-l.done
 	})
+}
+
+// gpuEnv is the executor's view of the node's GPUs, and so every
+// command's (a call's own env still wins): the holder's CUDA_VISIBLE_DEVICES
+// for a GPU sandbox, none at all otherwise, whatever the node has.
+// Apptainer passes APPTAINERENV_X into the container as X under --cleanenv.
+func (h *holder) gpuEnv(gpu int) []string {
+	if gpu == 0 {
+		return []string{"APPTAINERENV_CUDA_VISIBLE_DEVICES=", "APPTAINERENV_NVIDIA_VISIBLE_DEVICES=void"}
+	}
+	if v, ok := h.lookupEnv("CUDA_VISIBLE_DEVICES"); ok {
+		return []string{"APPTAINERENV_CUDA_VISIBLE_DEVICES=" + v}
+	}
+	return nil
 }

@@ -26,11 +26,15 @@ type executorRunner struct {
 	inner  runner.Runner
 	socket string
 	fail   bool // exit at once instead of listening
+	env    chan []string
 }
 
 func (r executorRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, error) {
 	if len(c.Argv) == 0 || c.Argv[0] != "fake-executor" {
 		return r.inner.Run(ctx, c)
+	}
+	if r.env != nil {
+		r.env <- c.Env
 	}
 	if r.fail {
 		_, _ = io.WriteString(c.Stderr, "FATAL: no such file\n")
@@ -67,7 +71,7 @@ func linkedNode(t *testing.T, fail bool) (*fakeNode, string) {
 		Argv: []string{"fake-executor", "serve"}, Socket: sock, ClientCert: string(clientPEM), Host: "127.0.0.1",
 	}))
 	f.h.linkPath = LinkSpecPath(staging)
-	f.h.run = executorRunner{inner: f.rec, socket: sock, fail: fail}
+	f.h.run = executorRunner{inner: f.rec, socket: sock, fail: fail, env: make(chan []string, 1)}
 	return f, state
 }
 
@@ -78,6 +82,10 @@ func TestHolderCarriesTheOwnersConnectionsToTheExecutor(t *testing.T) {
 	require.True(t, r.OK)
 	require.NotEmpty(t, r.ExecAddr, "log:\n%s", f.log.String())
 	assert.Empty(t, r.ExecError)
+	env := <-f.h.run.(executorRunner).env
+	assert.Contains(t, env, "APPTAINERENV_CUDA_VISIBLE_DEVICES=", "a sandbox without GPUs sees none through its executor, as through a step")
+	assert.Contains(t, env, "APPTAINERENV_NVIDIA_VISIBLE_DEVICES=void")
+	assert.Contains(t, env, "APPTAINERENV_GYM_SLURM_JOB_ID=14")
 
 	client, _, err := execlink.ClientCert(state)
 	require.NoError(t, err)

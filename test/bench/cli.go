@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -97,6 +98,25 @@ func (e *benchEnv) benchCLIDaemon(ctx context.Context, rep *report, id string) (
 		return err
 	}
 	rep.add(compare("CLI exec, daemon", "GYM_DAEMON=5m gym-host exec --config CFG ID -- true (whole process, daemon up) vs raw apptainer exec", o, r, diffTarget(10)))
+
+	// A harness that shells out per command: N calls in a shell loop, the
+	// same loop of raw apptainer exec. One sample each, interleaved.
+	progress("cli loops: %d gym-host exec calls (daemon) vs %d raw apptainer exec", e.opts.nLoop, e.opts.nLoop)
+	loop := `n=$1; shift; i=0; while [ $i -lt "$n" ]; do "$@" >/dev/null || exit 1; i=$((i+1)); done`
+	n := strconv.Itoa(e.opts.nLoop)
+	ol, err := runProcessEnv(ctx, env, "/bin/sh", "-c", loop, "sh", n,
+		e.gymHost, "exec", "--config", e.cfgPath, id, "--", "true")
+	if err != nil {
+		return fmt.Errorf("gym-host loop: %w", err)
+	}
+	rl, err := runProcessEnv(ctx, os.Environ(), append([]string{"/bin/sh", "-c", loop, "sh", n},
+		e.raw.execTrueArgv(e.instanceOf(id))...)...)
+	if err != nil {
+		return fmt.Errorf("raw loop: %w", err)
+	}
+	rep.add(compare(fmt.Sprintf("%d-call shell loop", e.opts.nLoop),
+		fmt.Sprintf("a shell loop of %d `GYM_DAEMON=5m gym-host exec ID -- true` vs the same loop of raw apptainer exec instance://NAME true (whole loops)", e.opts.nLoop),
+		[]time.Duration{ol}, []time.Duration{rl}, ratioTarget(0.5)))
 
 	// The pieces, single-sided, round-robin.
 	var version, noStdin, list, attach, firstExec, shutdown []time.Duration

@@ -34,6 +34,9 @@ const concurrentRound = 3 * time.Second
 type executorReport struct {
 	Floor  stats   `json:"floor"`   // exec of `true` through the executor's client, no plugin
 	RSSKiB []int64 `json:"rss_kib"` // VmRSS of each sandbox's executor
+	// ParentRSSKiB is the VmRSS of the host-side `apptainer exec` process
+	// that holds each executor (its "Apptainer runtime parent").
+	ParentRSSKiB []int64 `json:"parent_rss_kib"`
 	// OursPerSec and RawPerSec are execs per second of the concurrent rows.
 	OursPerSec []float64 `json:"ours_execs_per_s"`
 	RawPerSec  []float64 `json:"raw_execs_per_s"`
@@ -115,7 +118,7 @@ func (e *benchEnv) benchConcurrent(ctx context.Context, rep *report) error {
 			return err
 		}
 	}
-	rep.Executor.RSSKiB = e.executorRSS()
+	rep.Executor.RSSKiB, rep.Executor.ParentRSSKiB = e.executorRSS()
 
 	round := func(call func(i int) error) (time.Duration, float64, error) {
 		var n atomic.Int64
@@ -169,14 +172,14 @@ func (e *benchEnv) benchConcurrent(ctx context.Context, rep *report) error {
 	return nil
 }
 
-// executorRSS is the VmRSS of every executor of this run.
-func (e *benchEnv) executorRSS() []int64 {
+// executorRSS is the VmRSS of every executor of this run, and of the host
+// process holding each.
+func (e *benchEnv) executorRSS() (executors, parents []int64) {
 	staging := []byte(filepath.Join(e.root, "state", "staging"))
 	procs, err := scanProcs()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	var out []int64
 	for _, p := range procs {
 		if !strings.HasPrefix(p.Cmdline, "/sandbox/.gym/gym-executor serve") {
 			continue
@@ -185,23 +188,33 @@ func (e *benchEnv) executorRSS() []int64 {
 		if err != nil || !bytes.Contains(mi, staging) {
 			continue
 		}
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
-		if err != nil {
-			continue
+		if kb, ok := vmRSS(p.PID); ok {
+			executors = append(executors, kb)
 		}
-		for _, l := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				f := strings.Fields(v)
-				if len(f) > 0 {
-					if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-						out = append(out, kb)
-					}
-				}
+		if kb, ok := vmRSS(p.PPID); ok && p.PPID > 1 {
+			parents = append(parents, kb)
+		}
+	}
+	slices.Sort(executors)
+	slices.Sort(parents)
+	return executors, parents
+}
+
+// vmRSS reads a process's resident set size in KiB.
+func vmRSS(pid int) (int64, bool) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				return kb, err == nil
 			}
 		}
 	}
-	slices.Sort(out)
-	return out
+	return 0, false
 }
 
 // benchCreateExecutor: create-to-ready with the executor (the default)
@@ -212,26 +225,60 @@ func (e *benchEnv) benchCreateExecutor(ctx context.Context, rep *report) error {
 	cfg.Overrides = map[string]string{"gym.executor.enabled": "false"}
 	off := plugin.NewHost(cfg)
 	defer off.Shutdown()
+	var made []struct {
+		h  *plugin.Host
+		id string
+	}
 	createOn := func(h *plugin.Host) (time.Duration, error) {
 		t := time.Now()
 		st, err := h.Create(ctx, provider.Spec{Image: e.opts.image})
 		d := time.Since(t)
 		if st.ID != "" {
 			e.names.Add(st.Instance)
-			defer func() { _ = h.Close(ctx, st.ID) }()
+			e.instances.Store(st.ID, st.Instance)
+			made = append(made, struct {
+				h  *plugin.Host
+				id string
+			}{h, st.ID})
 		}
+		return d, err
+	}
+	// closeAll ends the pair's sandboxes and waits until their processes
+	// are gone: a teardown still running would slow the next create.
+	closeAll := func() error {
+		procs, err := scanProcs()
 		if err != nil {
-			return d, err
+			return err
 		}
-		return d, nil
+		var trees []proc
+		for _, m := range made {
+			trees = append(trees, instanceTree(procs, e.instanceOf(m.id))...)
+		}
+		defer waitProcsGone(ctx, trees, 5*time.Second)
+		for _, m := range made {
+			if err := m.h.Close(ctx, m.id); err != nil {
+				return fmt.Errorf("closing a created sandbox: %w", err)
+			}
+		}
+		made = nil
+		return nil
 	}
 	// Warm the second plugin up: its first create pays its start.
 	if _, err := createOn(off); err != nil {
 		return fmt.Errorf("create without executor: %w", err)
 	}
+	if err := closeAll(); err != nil {
+		return err
+	}
 	o, r, err := pairs(ctx, 1, e.opts.nCreate,
 		func(int) (time.Duration, error) { return createOn(e.host) },
-		func(int) (time.Duration, error) { return createOn(off) })
+		func(int) (time.Duration, error) {
+			d, err := createOn(off)
+			if err != nil {
+				return d, err
+			}
+			return d, closeAll()
+		})
 	if err != nil {
 		return err
 	}
@@ -250,7 +297,12 @@ func writeExecutorTable(w io.Writer, x *executorReport) {
 	for _, k := range x.RSSKiB {
 		rss = append(rss, strconv.FormatInt(k, 10))
 	}
+	var prss []string
+	for _, k := range x.ParentRSSKiB {
+		prss = append(prss, strconv.FormatInt(k, 10))
+	}
 	fmt.Fprintf(w, "executor RSS per sandbox (KiB): %s\n", strings.Join(rss, " "))
+	fmt.Fprintf(w, "  and of the host-side apptainer exec process holding it (KiB, much of it the starter's shared pages): %s\n", strings.Join(prss, " "))
 	f := func(v []float64) string {
 		var s []string
 		for _, x := range v {

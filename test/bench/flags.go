@@ -8,6 +8,7 @@ import (
 
 type options struct {
 	n, nCreate, nClose, nCLI, nBreak int
+	nLoop                            int
 	warmup                           int
 	json                             bool
 	binDir                           string
@@ -37,6 +38,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.nClose, "n-close", 5, "close pairs (raw is a plain instance stop, ~1.5 s each)")
 	fs.IntVar(&o.nCLI, "n-cli", 30, "CLI invocation pairs (gym-host exec process vs raw apptainer exec)")
 	fs.IntVar(&o.nBreak, "n-breakdown", 10, "samples of each CLI breakdown step")
+	fs.IntVar(&o.nLoop, "n-loop", 1000, "gym-host exec calls in each shell loop (daemon mode vs the same loop of raw apptainer exec)")
 	fs.IntVar(&o.warmup, "warmup", 3, "untimed warm-up pairs before the exec and CLI sections (1 for create)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of a table")
 	fs.StringVar(&o.binDir, "bin-dir", "", "directory holding gym-host and gym-apptainer-plugin (default: go build them into a temp dir)")
@@ -68,7 +70,7 @@ func parseFlags(args []string) (options, error) {
 	if o.only == "local" && o.slurm {
 		return o, fmt.Errorf("--slurm and --only local contradict each other")
 	}
-	for name, v := range map[string]int{"n": o.n, "n-create": o.nCreate, "n-close": o.nClose, "n-cli": o.nCLI, "n-breakdown": o.nBreak,
+	for name, v := range map[string]int{"n": o.n, "n-create": o.nCreate, "n-close": o.nClose, "n-cli": o.nCLI, "n-breakdown": o.nBreak, "n-loop": o.nLoop,
 		"n-slurm-exec": o.nSlurmExec, "n-slurm-create": o.nSlurmCreate, "n-slurm-status": o.nSlurmStatus, "slurm-idle-timeout": o.slurmIdleTimeout} {
 		if v < 1 {
 			return o, fmt.Errorf("--%s must be at least 1", name)

@@ -68,6 +68,11 @@ func (r *rawApptainer) execTrue(ctx context.Context, name string) (time.Duration
 	return d, err
 }
 
+// execTrueArgv is execTrue's command line, for loops run by a shell.
+func (r *rawApptainer) execTrueArgv(name string) []string {
+	return []string{r.bin, "exec", "instance://" + name, "sh", "-c", "true"}
+}
+
 // ourWrapper is provider/apptainer's wrapperScript (execargv.go), copied:
 // the bench must not reach into the provider's internals.
 const ourWrapper = `printf '\036gym:started\037' >&2; __gym_c=$1; shift; eval "unset __gym_c; $__gym_c"`

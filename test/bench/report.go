@@ -73,6 +73,9 @@ type report struct {
 	DaemonEstimate  float64 `json:"cli_daemon_estimate_ms"`
 	// Executor holds the executor's single-sided figures.
 	Executor *executorReport `json:"executor,omitempty"`
+	// PTYEcho: a key typed into a terminal session and its echo back,
+	// through the long-lived host (pty.go).
+	PTYEcho stats `json:"pty_echo"`
 	// Slurm is the SLURM section (--slurm, --only slurm).
 	Slurm *slurmReport `json:"slurm,omitempty"`
 }
@@ -110,6 +113,10 @@ func (r *report) writeLocalTable(w io.Writer) {
 
 	writeComparisons(w, r.Comparisons)
 	writeExecutorTable(w, r.Executor)
+	if r.PTYEcho.N > 0 {
+		fmt.Fprintf(w, "pty: keystroke echo round trip through plugin.Host and the executor's terminal: median %.2f ms, p90 %.2f, min %.2f (N %d)\n",
+			r.PTYEcho.Median, r.PTYEcho.P90, r.PTYEcho.Min, r.PTYEcho.N)
+	}
 
 	x := r.ExecSameArgv
 	fmt.Fprintf(w, "\nexec, the plugin's own cost: ours median %.1f ms vs the same argv+env run by hand %.1f ms (p90 %.1f): ratio %.3f, diff %+.1f ms, pair diff %+.1f ms\n",

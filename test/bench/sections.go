@@ -32,7 +32,7 @@ func benchmark(ctx context.Context, e *benchEnv) (*report, error) {
 		return nil, err
 	}
 
-	steps := []func(context.Context, *report, string) error{e.benchExec, e.benchExecutor, e.benchCLI, e.benchCLIBreakdown, e.benchCreate, e.benchClose}
+	steps := []func(context.Context, *report, string) error{e.benchExec, e.benchExecutor, e.benchPTY, e.benchCLI, e.benchCLIBreakdown, e.benchCreate, e.benchClose}
 	for _, step := range steps {
 		if err := step(ctx, rep, id); err != nil {
 			return nil, err

@@ -90,9 +90,16 @@ func TestExecutorIsTheDefaultPath(t *testing.T) {
 	assert.Equal(t, clean(string(out)), clean(r.Stdout))
 	assert.Contains(t, r.Stdout, "GYM_EXEC_ID=")
 
+	// A gym-host per call (a plugin process of its own) finds the same
+	// executor: it outlived the plugin that started it.
+	h.Shutdown()
+	cli := e.runCLI(t, ctx, "", nil, "exec", id, "--", `tr '\0' ' ' < /proc/$PPID/cmdline`)
+	require.Equal(t, 0, cli.Code, cli.Stderr)
+	assert.Equal(t, executorArgv0+" serve --socket /sandbox/.gym/exec.sock ", cli.Stdout)
+
 	// Still the same executor: nothing restarted it.
 	assert.Equal(t, ex.pid, e.executorOf(t, id).pid)
-	e.close(t, ctx, h, id)
+	e.close(t, ctx, e.host(), id)
 }
 
 // TestExecutorKilledFallsBack: the executor dies; the next exec still gives

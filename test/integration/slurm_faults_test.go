@@ -67,16 +67,25 @@ func daemonEnv() []string {
 }
 
 // TestSlurmControllerDown: while slurmctld is down, status answers at once
-// that the state is unknown because the controller is unreachable, and exec
-// and close fail with exit 75 (retry later) rather than 125 (the sandbox
-// failed). Once slurmctld is back the same sandbox runs commands: it was not
-// harmed, and closing it works.
+// that the state is unknown because the controller is unreachable; exec
+// keeps working through the sandbox's executor, which needs no controller;
+// a sandbox without one (its executor died: commands go through SLURM
+// steps) and close fail with exit 75 (retry later) rather than 125 (the
+// sandbox failed). Once slurmctld is back the same sandboxes run commands:
+// they were not harmed, and closing them works.
 func TestSlurmControllerDown(t *testing.T) {
 	e := newSlurmEnv(t, "job")
 	ctx := e.ctx(5 * time.Minute)
 	id := e.createCLI(t, ctx, nil, "--cpu", "1", "--memory-mib", "256")
 	r := e.cli(t, ctx, "", "exec", id, "--", "echo before")
 	require.Equal(t, 0, r.Code, r.Stderr)
+	stepID := e.createCLI(t, ctx, nil, "--cpu", "1", "--memory-mib", "256")
+	ex := e.nodeExecutorOf(t, stepID)
+	require.NoError(t, syscall.Kill(ex.pid, syscall.SIGKILL))
+	require.Empty(t, waitGone(10*time.Second, func(p proc) bool { return p.pid == ex.pid }))
+	r = e.cli(t, ctx, "", "exec", stepID, "--", "echo before")
+	require.Equal(t, 0, r.Code, r.Stderr)
+	require.Equal(t, "before\n", r.Stdout, "the fall-back to steps works while the controller is up")
 
 	restart := stopSlurmctld(t)
 
@@ -99,9 +108,15 @@ func TestSlurmControllerDown(t *testing.T) {
 		assert.Contains(t, sts[0].Reason, "controller unreachable")
 	})
 
-	t.Run("exec", func(t *testing.T) {
-		start := time.Now()
+	t.Run("exec-through-the-executor", func(t *testing.T) {
 		r := e.cli(t, ctx, "", "exec", id, "--", "echo during")
+		require.Equal(t, 0, r.Code, r.Stderr)
+		assert.Equal(t, "during\n", r.Stdout, "the executor's link needs no controller")
+	})
+
+	t.Run("exec-through-a-step", func(t *testing.T) {
+		start := time.Now()
+		r := e.cli(t, ctx, "", "exec", stepID, "--", "echo during")
 		t.Logf("exec with slurmctld down took %s: exit %d, stderr %q", time.Since(start).Round(time.Millisecond), r.Code, r.Stderr)
 		assert.Equal(t, 75, r.Code, "unavailable, not the sandbox's failure (125)")
 		assert.Contains(t, r.Stderr, "controller unreachable")
@@ -125,5 +140,10 @@ func TestSlurmControllerDown(t *testing.T) {
 	require.Equal(t, 0, r.Code, r.Stderr)
 	assert.Contains(t, r.Stdout, `"running"`)
 	r = e.cli(t, ctx, "", "close", id)
+	require.Equal(t, 0, r.Code, r.Stderr)
+	r = e.cli(t, ctx, "", "exec", stepID, "--", "echo after")
+	require.Equal(t, 0, r.Code, r.Stderr)
+	assert.Equal(t, "after\n", r.Stdout)
+	r = e.cli(t, ctx, "", "close", stepID)
 	require.Equal(t, 0, r.Code, r.Stderr)
 }
