@@ -232,16 +232,19 @@ class PtyRealTest(unittest.IsolatedAsyncioTestCase):
             await s.close_stdin()
             out, err, code = await asyncio.gather(read_all(s.read), read_all(s.read_stderr), s.wait_exit(timeout_s=HANG_S))
             self.assertEqual((out, err, code), (b"bytes\x00\xff", b"err\n", 3))
+        async def sleepers(want: str) -> str:
+            for _ in range(int(HANG_S * 10)):
+                r = await self.sb.exec("ps -o args | grep -c '^sleep 100' || true")
+                if r.stdout.strip() == want:
+                    break
+                await asyncio.sleep(0.1)
+            return r.stdout.strip()
+
         s = await open_pty(self.client, self.sb.id, command="echo ready; exec sleep 100")
         await read_until(s, b"ready")
+        self.assertEqual(await sleepers("1"), "1", "the sandbox's ps does not show the session's sleep")
         await s.close()
-        # Nothing of the session is left running in the sandbox.
-        for _ in range(int(HANG_S * 10)):
-            r = await self.sb.exec("ps -o args | grep -c '^sleep 100' || true")
-            if r.stdout.strip() == "0":
-                break
-            await asyncio.sleep(0.1)
-        self.assertEqual(r.stdout.strip(), "0", "the session's sleep outlived its close")
+        self.assertEqual(await sleepers("0"), "0", "the session's sleep outlived its close")
 
 
 if __name__ == "__main__":
