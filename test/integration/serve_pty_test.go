@@ -198,26 +198,59 @@ func TestServePTY(t *testing.T) {
 			"a client that goes away takes its session's processes with it")
 	})
 
-	// Not a test of speed (nothing is asserted on time): the keystroke
-	// echo round trip a program feels through the service, logged.
-	t.Run("echo-round-trip", func(t *testing.T) {
-		p := openServePTY(t, ctx, s.Socket, id, map[string]any{"command": "echo ready; exec cat"})
-		require.True(t, p.expect(0, "ready", 30*time.Second))
-		var rtt []time.Duration
-		for i := 0; i < 220; i++ {
-			start := time.Now()
-			off := p.typeIn("x")
-			require.True(t, p.expect(off, "x", 10*time.Second))
-			if i >= 20 {
-				rtt = append(rtt, time.Since(start))
-			}
-		}
-		slices.Sort(rtt)
-		t.Logf("PTY keystroke echo through the service: n=%d p50=%v p90=%v p99=%v",
-			len(rtt), rtt[len(rtt)/2], rtt[len(rtt)*9/10], rtt[len(rtt)*99/100])
-		p.typeIn("\r\x04")
-		assert.Equal(t, 0.0, p.end(30 * time.Second)["exit_code"])
-	})
+	t.Run("echo-round-trip", func(t *testing.T) { logEchoRoundTrip(t, ctx, s.Socket, id) })
 
 	a.ok(t, ctx, "DELETE", "/v1/sandboxes/"+id, nil)
+}
+
+// TestServeSlurmPTY: a PTY session in a sandbox on the real SLURM cluster,
+// through the holder's link to the executor on the node.
+func TestServeSlurmPTY(t *testing.T) {
+	e := newSlurmEnv(t, "job")
+	ctx := e.ctx(3 * time.Minute)
+	s := e.serve(t, ctx, serveEnv(t))
+	a := newAPI(s.Socket)
+	st := a.ok(t, ctx, "POST", "/v1/sandboxes", map[string]any{"image": sifImage, "resources": map[string]any{"cpu": 1, "memory_mib": 128}})
+	id, _ := st["id"].(string)
+	require.NotEmpty(t, id, "%v", st)
+	e.track(nil, id)
+	e.saw(id)
+
+	p := openServePTY(t, ctx, s.Socket, id, map[string]any{"rows": 31, "cols": 101})
+	off := p.typeIn("echo ready-$((6*7)); stty size\r")
+	require.True(t, p.expect(off, "31 101", 30*time.Second), "screen:\n%s", p.scr.since(0))
+	// Were Ctrl-C lost, alive-48 would come 1000 s later.
+	off = p.typeIn("echo sleeping; sleep 1000\r")
+	require.True(t, p.expect(off, "sleeping\r\n", 10*time.Second), "screen:\n%s", p.scr.since(0))
+	p.typeIn("\x03")
+	off = p.typeIn("echo alive-$((6*8))\r")
+	assert.True(t, p.expect(off, "alive-48", 20*time.Second), "Ctrl-C stops sleep on the node; screen:\n%s", p.scr.since(0))
+	p.typeIn("exit 7\r")
+	last := p.end(30 * time.Second)
+	assert.Equal(t, 7.0, last["exit_code"], "%v", last)
+	logEchoRoundTrip(t, ctx, s.Socket, id)
+
+	a.ok(t, ctx, "DELETE", "/v1/sandboxes/"+id, nil)
+}
+
+// logEchoRoundTrip logs the keystroke echo round trip a program feels
+// through the service: one key typed into cat on a terminal, until the
+// terminal's echo of it arrives. Nothing is asserted on time.
+func logEchoRoundTrip(t *testing.T, ctx context.Context, sock, id string) {
+	p := openServePTY(t, ctx, sock, id, map[string]any{"command": "echo ready; exec cat"})
+	require.True(t, p.expect(0, "ready", 30*time.Second))
+	var rtt []time.Duration
+	for i := 0; i < 220; i++ {
+		start := time.Now()
+		off := p.typeIn("x")
+		require.True(t, p.expect(off, "x", 10*time.Second))
+		if i >= 20 {
+			rtt = append(rtt, time.Since(start))
+		}
+	}
+	slices.Sort(rtt)
+	t.Logf("PTY keystroke echo through the service: n=%d p50=%v p90=%v p99=%v",
+		len(rtt), rtt[len(rtt)/2], rtt[len(rtt)*9/10], rtt[len(rtt)*99/100])
+	p.typeIn("\r\x04")
+	assert.Equal(t, 0.0, p.end(30 * time.Second)["exit_code"])
 }
