@@ -69,16 +69,42 @@ func (p *Placement) ExecutorDialer(h *handles.Handle) (func(context.Context) (ne
 	if p.keyDir == "" {
 		return nil, fmt.Errorf("%w: no state dir for the executor link key", ErrNoLink)
 	}
-	client, err := p.linkKey()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoLink, err)
-	}
-	cfg, err := execlink.ClientConfig(client, []byte(cert))
+	cfg, err := p.linkConfig(addr, cert)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLink, err)
 	}
 	return execlink.Dialer(addr, cfg), nil
 }
+
+// linkConfig is the TLS config towards one holder, kept for the process's
+// life: its session cache lets later execs resume the TLS session instead
+// of a full handshake (about 0.3 ms less per exec). One cache per holder,
+// because every holder answers to the same server name.
+func (p *Placement) linkConfig(addr, cert string) (*tls.Config, error) {
+	key := addr + "\x00" + cert
+	p.linkMu.Lock()
+	defer p.linkMu.Unlock()
+	if cfg, ok := p.linkCfgs[key]; ok {
+		return cfg, nil
+	}
+	client, err := p.linkKey()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := execlink.ClientConfig(client, []byte(cert))
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	if p.linkCfgs == nil || len(p.linkCfgs) >= maxLinkConfigs {
+		p.linkCfgs = map[string]*tls.Config{} // a long-lived daemon meets many holders over time
+	}
+	p.linkCfgs[key] = cfg
+	return cfg, nil
+}
+
+// maxLinkConfigs bounds the kept TLS configs (one per holder).
+const maxLinkConfigs = 4096
 
 // linkKey is the client key, read once per process: every exec dials.
 func (p *Placement) linkKey() (tls.Certificate, error) {

@@ -100,6 +100,8 @@ type Placement struct {
 	keyOnce      sync.Once
 	key          tls.Certificate
 	keyErr       error
+	linkMu       sync.Mutex
+	linkCfgs     map[string]*tls.Config
 	pollInterval time.Duration
 	fastPoll     time.Duration
 	user         string

@@ -3,6 +3,7 @@ package execlink
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"os"
@@ -164,4 +165,29 @@ func TestNoExecutorBehindTheHolderFailsTheDial(t *testing.T) {
 	// run the command another way without losing its stdin.
 	_, err = Dialer(net.JoinHostPort("127.0.0.1", itoa(g.Port())), cfg)(context.Background())
 	assert.ErrorContains(t, err, "could not reach the executor")
+}
+
+// A client with a session cache resumes its TLS session with the same
+// holder (fewer signatures per exec), and the holder still lets in only
+// the owner: resumption needs a ticket from a verified handshake.
+func TestSessionsResume(t *testing.T) {
+	client, clientPEM, err := ClientCert(t.TempDir())
+	require.NoError(t, err)
+	g, srvPEM := gateway(t, clientPEM)
+	cfg, err := ClientConfig(client, srvPEM)
+	require.NoError(t, err)
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	dial := Dialer(net.JoinHostPort("127.0.0.1", itoa(g.Port())), cfg)
+	var resumed []bool
+	for i := 0; i < 3; i++ {
+		c, err := dial(context.Background())
+		require.NoError(t, err)
+		_, err = io.WriteString(c, "x\n")
+		require.NoError(t, err)
+		_, err = bufio.NewReader(c).ReadString('\n')
+		require.NoError(t, err)
+		resumed = append(resumed, c.(*tls.Conn).ConnectionState().DidResume)
+		c.Close()
+	}
+	assert.Equal(t, []bool{false, true, true}, resumed)
 }

@@ -203,7 +203,7 @@ func (c *creation) run(ctx context.Context) error {
 		prepErr = <-prep // before any undo removes the staging dir
 	}
 	if err != nil {
-		return provider.SandboxError(err)
+		return err
 	}
 	c.tStart = time.Since(t)
 
@@ -368,8 +368,10 @@ func (p *Provider) startInstance(ctx context.Context, h *handles.Handle, plan pl
 		return fmt.Errorf("apptainer instance start: %w", err)
 	}
 	if res.ExitCode != 0 {
-		return fmt.Errorf("apptainer instance start failed (exit %d) for image %s: %s",
-			res.ExitCode, h.ImagePath, classify(stderr.String()))
+		// Apptainer ran and refused: the runtime's failure (the service
+		// and --json say "sandbox"), not gym-host's.
+		return provider.SandboxError(fmt.Errorf("apptainer instance start failed (exit %d) for image %s: %s",
+			res.ExitCode, h.ImagePath, classify(stderr.String())))
 	}
 	return nil
 }

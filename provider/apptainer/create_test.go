@@ -229,6 +229,7 @@ func TestCreateStartFailureCleansUp(t *testing.T) {
 	_, err := f.p.Create(context.Background(), provider.Spec{Image: testImage(t), Resources: resources.Resources{DiskGiB: 1}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "apptainer instance start failed (exit 255)")
+	assert.ErrorIs(t, err, provider.ErrSandbox, "apptainer refused: the runtime's failure, error_type sandbox")
 	assert.Contains(t, err.Error(), "Requesting capability set")
 	assert.Contains(t, err.Error(), `create.extra_start_args: ["--userns"]`)
 	assert.NotContains(t, err.Error(), "\x1b")

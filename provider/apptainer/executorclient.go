@@ -28,7 +28,7 @@ func (r realExecutor) Ping(ctx context.Context) error {
 }
 
 func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error) {
-	if q.TTY != nil {
+	if q.TTY != nil || q.Control != nil {
 		return r.interactive(ctx, q)
 	}
 	res, err := r.c.Run(ctx, executor.Request{
@@ -60,14 +60,17 @@ func neverConnected(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }
 
-// interactive runs q on a terminal through a session, forwarding its
-// resizes and signals while it runs.
+// interactive runs q through a session (on a terminal, or with pipes and
+// controls), forwarding its resizes and signals while it runs.
 func (r realExecutor) interactive(ctx context.Context, q fastRequest) (fastResult, error) {
-	s, err := r.c.Open(ctx, executor.Request{
+	req := executor.Request{
 		Argv: q.Argv, Env: q.Env, Cwd: q.Cwd, ExecID: q.ExecID, Timeout: q.Timeout,
-		Stdin: q.Stdin, Stdout: q.Stdout,
-		TTY: &executor.WinSize{Rows: q.TTY.Rows, Cols: q.TTY.Cols},
-	})
+		Stdin: q.Stdin, Stdout: q.Stdout, Stderr: q.Stderr,
+	}
+	if q.TTY != nil {
+		req.TTY, req.Stderr = &executor.WinSize{Rows: q.TTY.Rows, Cols: q.TTY.Cols}, nil
+	}
+	s, err := r.c.Open(ctx, req)
 	if err != nil {
 		if neverConnected(err) {
 			err = fmt.Errorf("%w: %v", errExecutorUnreachable, err)
@@ -75,6 +78,9 @@ func (r realExecutor) interactive(ctx context.Context, q fastRequest) (fastResul
 		return fastResult{ExitCode: -1}, err
 	}
 	defer s.Close()
+	if q.Stdin == nil && q.TTY == nil {
+		_ = s.CloseStdin() // as Run gives a command without stdin: at its end
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go forwardControls(s, q.Control, stop)

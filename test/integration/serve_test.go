@@ -234,9 +234,10 @@ func TestServeAPI(t *testing.T) {
 		code, m := a.call(t, ctx, "GET", "/v1/sandboxes/"+id+"/files?path=/sandbox/missing", nil)
 		assert.NotEqual(t, 200, code)
 		assert.NotEmpty(t, m["error_type"])
-		// Nothing of the transfers is left where the agent looks.
+		// Nothing of the transfers is left where the agent looks (.gym is
+		// gym-apptainer's own: the executor and its socket).
 		r := a.ok(t, ctx, "POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": "ls -A /sandbox"})
-		assert.Equal(t, "seed.txt\nup.bin\n", r["stdout"])
+		assert.Equal(t, ".gym\nseed.txt\nup.bin\n", r["stdout"])
 	})
 
 	t.Run("status-list-endpoint", func(t *testing.T) {
