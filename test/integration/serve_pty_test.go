@@ -169,11 +169,13 @@ func TestServePTY(t *testing.T) {
 	})
 
 	t.Run("signal-frame", func(t *testing.T) {
-		p := openServePTY(t, ctx, s.Socket, id, map[string]any{"command": "echo ready; exec sleep 343"})
-		require.True(t, p.expect(0, "ready", 30*time.Second), "screen:\n%s", p.scr.since(0))
-		p.send(map[string]any{"type": "signal", "signal": "SIGTERM"})
-		last := p.end(30 * time.Second)
-		assert.Equal(t, 143.0, last["exit_code"], "%v", last)
+		for _, tty := range []bool{true, false} {
+			p := openServePTY(t, ctx, s.Socket, id, map[string]any{"command": "echo ready; exec sleep 343", "pty": tty})
+			require.True(t, p.expect(0, "ready", 30*time.Second), "pty %v; screen:\n%s", tty, p.scr.since(0))
+			p.send(map[string]any{"type": "signal", "signal": "SIGTERM"})
+			last := p.end(30 * time.Second)
+			assert.Equal(t, 143.0, last["exit_code"], "pty %v: %v", tty, last)
+		}
 	})
 
 	t.Run("pipe", func(t *testing.T) {
