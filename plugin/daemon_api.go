@@ -26,6 +26,7 @@ var errDaemonStopping = fmt.Errorf("the plugin daemon is shutting down; run gym-
 // apiServer is the daemon's service API listener.
 type apiServer struct {
 	path string
+	svc  *service.Service
 	srv  *http.Server
 	done chan struct{}
 }
@@ -48,7 +49,7 @@ func (d *daemon) startAPI(impl provider.Provider) (*apiServer, error) {
 		Admit:    d.act.admitRequest,
 		Logger:   d.logger.Named("api"),
 	})
-	a := &apiServer{path: path, srv: svc.HTTPServer(), done: make(chan struct{})}
+	a := &apiServer{path: path, svc: svc, srv: svc.HTTPServer(), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -58,12 +59,14 @@ func (d *daemon) startAPI(impl provider.Provider) (*apiServer, error) {
 	return a, nil
 }
 
-// stop closes the listener and every connection: requests still running
-// (the drain is over) have their calls cancelled, which kills their execs.
+// stop closes the listener and every connection, PTY sessions' included:
+// requests still running (the drain is over) have their calls cancelled,
+// which kills their execs.
 func (a *apiServer) stop() {
 	if a == nil {
 		return
 	}
 	_ = a.srv.Close()
+	a.svc.CloseSessions()
 	<-a.done
 }

@@ -63,6 +63,7 @@ type served struct {
 	sock   string
 	client *http.Client
 	tmp    string // the service's TempDir
+	svc    *Service
 }
 
 // serve serves a Service over f on a fresh unix socket until the test ends.
@@ -81,10 +82,11 @@ func serve(t *testing.T, f *fake, edit ...func(*Options)) *served {
 	sock := filepath.Join(dir, "api.sock")
 	ln, err := ListenUnix(sock)
 	require.NoError(t, err)
-	srv := New(opts).HTTPServer()
+	svc := New(opts)
+	srv := svc.HTTPServer()
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
-	return &served{sock: sock, tmp: tmp, client: unixClient(sock)}
+	return &served{sock: sock, tmp: tmp, client: unixClient(sock), svc: svc}
 }
 
 func unixClient(sock string) *http.Client {

@@ -74,13 +74,18 @@ func (s *Service) checkPeer(r *http.Request) error {
 // need to be long (a request's headers); an exec streams for as long as
 // its command runs.
 func (s *Service) HTTPServer() *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           s,
 		ConnContext:       peerContext,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          s.logger.StandardLogger(nil),
 	}
+	// Shutdown waits for requests, not for upgraded connections: end the
+	// PTY sessions too, or they would outlive the server. (Close calls no
+	// hook: its caller calls CloseSessions.)
+	srv.RegisterOnShutdown(s.CloseSessions)
+	return srv
 }
 
 // ListenUnix listens on a new unix socket at path, mode 0600. Its

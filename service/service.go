@@ -42,6 +42,9 @@ type Service struct {
 	p      provider.Provider
 	logger hclog.Logger
 	mux    *http.ServeMux
+	// sessions are the PTY sessions' connections, which the HTTP server
+	// gave up when they were upgraded.
+	sessions sessionSet
 }
 
 // New returns the service over opts.Provider.
@@ -75,6 +78,7 @@ func (s *Service) routes() {
 	m.HandleFunc("DELETE /v1/sandboxes/{id}", s.close)
 	m.HandleFunc("POST /v1/sandboxes/{id}/exec", s.exec)
 	m.HandleFunc("POST /v1/sandboxes/{id}/kill_exec", s.killExec)
+	m.HandleFunc("POST /v1/sandboxes/{id}/pty", s.pty)
 	m.HandleFunc("PUT /v1/sandboxes/{id}/files", s.upload)
 	m.HandleFunc("GET /v1/sandboxes/{id}/files", s.download)
 	m.HandleFunc("GET /v1/sandboxes/{id}/endpoint", s.endpoint)
@@ -114,3 +118,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Service) info(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"api_version": APIVersion, "version": s.opts.Version, "pid": s.opts.PID})
 }
+
+// CloseSessions ends every PTY session (their programs are killed) and
+// refuses new ones. An http.Server does not know the connections it handed
+// over to sessions: call this when closing it (HTTPServer's server does on
+// Shutdown by itself).
+func (s *Service) CloseSessions() { s.sessions.closeAll() }

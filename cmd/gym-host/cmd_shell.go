@@ -8,9 +8,9 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
-// loginShell starts the image's best shell as a login shell: bash where the
-// image has it, else sh (busybox and alpine images have only sh).
-const loginShell = `if [ -x /bin/bash ]; then exec /bin/bash -l; fi; exec /bin/sh -l`
+// loginShell starts the image's best shell as a login shell; the service's
+// PTY sessions start the same one.
+const loginShell = provider.LoginShell
 
 var shellCmd = &command{
 	name:    "shell",

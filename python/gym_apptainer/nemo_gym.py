@@ -330,6 +330,20 @@ class GymApptainerProvider:
         ep = await self.client.endpoint(handle.sandbox_id, port)
         return SandboxEndpoint(endpoint=ep.endpoint, headers=dict(ep.headers))
 
+    # -- SupportsSandboxPty --
+
+    async def create_pty(self, handle: SandboxHandle, spec: Any) -> Any:
+        """An interactive terminal in the sandbox (NeMo Gym's SandboxPtySpec
+        in, a ``gym_apptainer.pty.PtySession`` out): ``command`` None is the
+        image's login shell; ``pty=False`` is pipe mode. No time limit; the
+        program is killed when the session is closed."""
+        from .pty import open_pty
+
+        return await open_pty(
+            self.client, handle.sandbox_id, command=spec.command, cwd=spec.cwd, env=spec.env,
+            user=spec.user, rows=spec.rows, cols=spec.cols, pty=spec.pty,
+        )
+
     # -- ConnectableProvider --
 
     async def serialize_handle(self, handle: SandboxHandle, *, scope: Optional[str] = None) -> Dict[str, Any]:
