@@ -6,6 +6,7 @@
   manager with exec, exec_stream, upload, download, status, endpoint, close.
 - ``gym_apptainer.nemo_gym.GymApptainerProvider`` is the NeMo Gym sandbox
   provider (entry point ``gym_apptainer``).
+- ``open_pty(client, sandbox_id, ...)`` opens a terminal session (asyncio).
 - Failures raise ``GymError`` subclasses carrying the service's
   ``error_type``.
 
@@ -27,10 +28,14 @@ from .errors import (
     Timeout,
     Unavailable,
 )
+from .pty import PtyError, PtySession, open_pty
 from .types import Endpoint, ExecExit, ExecResult, GcResult, OutputChunk, SandboxInfo, SandboxList, ServiceInfo
 
 __all__ = [
     "__version__",
+    "open_pty",
+    "PtyError",
+    "PtySession",
     "AsyncClient",
     "AsyncExecStream",
     "AsyncSandbox",
