@@ -103,13 +103,12 @@ func OverlapArgv(jobID, node string, p *Partition, export string, cmd []string) 
 var ExportVars = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR",
 	"APPTAINER_CONFIGDIR", "APPTAINER_CACHEDIR", "APPTAINER_TMPDIR"}
 
-// ExportArg is the --export for every sbatch and srun: the names of
-// ExportVars set in env, whose values sbatch and srun take from their own
+// ExportArg is the --export for every srun (steps and the doctor's probe):
+// the names of ExportVars set in env, whose values srun takes from its own
 // environment (names alone: a value holding a comma would split the list),
-// or NONE when none is set. For sbatch any list but ALL also sets
-// SLURM_GET_USER_ENV=1 (measured on 22.05): slurmd loads the user's login
-// environment on the node under the listed values, which win; that comes
-// from the node, not from the caller, and is not stored by slurmctld.
+// or NONE when none is set. sbatch takes SubmitExport instead: for sbatch
+// any list but ALL also sets SLURM_GET_USER_ENV=1 (measured on 22.05), and
+// slurmd's load of the user's login environment then delays each launch.
 func ExportArg(env []string) string {
 	var names []string
 	for _, name := range ExportVars {
@@ -121,6 +120,30 @@ func ExportArg(env []string) string {
 		return "--export=NONE"
 	}
 	return "--export=" + strings.Join(names, ",")
+}
+
+// SubmitExport is sbatch's --export: all of sbatch's own environment,
+// which SubmitEnv has cut down to ExportVars (and SLURM_* inputs that say
+// which cluster), so nothing else is stored with the job. A list would do
+// the same but also set SLURM_GET_USER_ENV, whose login-environment load on
+// the node delays every holder's start.
+const SubmitExport = "--export=ALL"
+
+// SubmitEnv is env cut down to what a holder job may carry: ExportVars and
+// the SLURM_CONF that names the cluster.
+func SubmitEnv(env []string) []string {
+	keep := map[string]bool{"SLURM_CONF": true}
+	for _, n := range ExportVars {
+		keep[n] = true
+	}
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if keep[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // HolderArgv is the holder's command line for one sandbox:

@@ -274,3 +274,13 @@ func envWithoutSlurm() []string {
 	}
 	return env
 }
+
+// sbatch runs with only the exportable names (and the cluster's
+// SLURM_CONF) and exports them all: nothing else reaches slurmctld's disk,
+// and slurmd loads no login environment at launch.
+func TestSubmitEnv(t *testing.T) {
+	got := SubmitEnv([]string{"API_KEY=s3cret", "HOME=/root", "PATH=/bin", "APPTAINER_CONFIGDIR=/c",
+		"APPTAINER_DOCKER_PASSWORD=x", "SLURM_CONF=/etc/slurm.conf", "GYM_DAEMON=5m"})
+	assert.Equal(t, []string{"HOME=/root", "PATH=/bin", "APPTAINER_CONFIGDIR=/c", "SLURM_CONF=/etc/slurm.conf"}, got)
+	assert.Equal(t, "--export=ALL", SubmitExport)
+}

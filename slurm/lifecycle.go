@@ -65,7 +65,7 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	if p.mode == ModeAllocation {
 		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder))
 	} else {
-		err = w.submitJob(ctx, SbatchArgv(part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder))
+		err = w.submitJob(ctx, SbatchArgv(part, filled, h.Instance, node.HolderLogPath(h.StagingDir), SubmitExport, holder))
 	}
 	if err == nil {
 		err = w.wait(ctx)
@@ -93,7 +93,7 @@ type startWait struct {
 // submitJob runs sbatch here and records the job id.
 func (w *startWait) submitJob(ctx context.Context, argv []string) error {
 	var stdout, stderr bytes.Buffer
-	res, err := w.p.local.Run(ctx, runner.Cmd{Argv: argv, Stdout: &stdout, Stderr: &stderr})
+	res, err := w.p.submit.Run(ctx, runner.Cmd{Argv: argv, Stdout: &stdout, Stderr: &stderr})
 	if err != nil {
 		return fmt.Errorf("sbatch: %w", err)
 	}

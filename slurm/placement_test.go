@@ -365,7 +365,7 @@ func TestStartJobMode(t *testing.T) {
 	log := filepath.Join(h.StagingDir, ".gym", "holder.log")
 	ready := filepath.Join(h.StagingDir, ".gym", "ready.json")
 	assert.Equal(t, []string{"sbatch", "--parsable", "-J", h.Instance, "--comment=gym-apptainer", "-p", "cpu", "-N1",
-		"-n1", "-c", "1", "--mem=256M", "-t", "04:00:00", "--export=PATH", "-o", log, "--wrap",
+		"-n1", "-c", "1", "--mem=256M", "-t", "04:00:00", "--export=ALL", "-o", log, "--wrap",
 		"exec " + testPlugin + " holder --ready " + ready + " --name " + h.Instance + " --enforce slurm " +
 			"--apptainer /usr/local/bin/apptainer --memory-mib 256 --cpus 1 -- --contain --writable-tmpfs /img.sif " + h.Instance}, sb[0].Argv)
 	assert.NotContains(t, strings.Join(sb[0].Env, " "), "SLURM_CPUS_PER_TASK", "the caller's SLURM_* never reach sbatch")

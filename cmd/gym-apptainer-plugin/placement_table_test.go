@@ -97,7 +97,7 @@ func TestSlurmPlacementTable(t *testing.T) {
 				}
 			}
 			require.NotNil(t, sb)
-			i, j := slices.Index(sb, "-N1"), slices.Index(sb, "--export=PATH")
+			i, j := slices.Index(sb, "-N1"), slices.Index(sb, "--export=ALL")
 			require.True(t, i > 0 && j > i, "%q", sb)
 			assert.Equal(t, tt.sbatch, sb[i+1:j], "the allocation")
 			wrap := strings.Fields(sb[len(sb)-1])

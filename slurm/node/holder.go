@@ -61,7 +61,9 @@ type holder struct {
 }
 
 func (h *holder) logf(format string, args ...any) {
-	fmt.Fprintf(h.log, prog+" holder: "+format+"\n", args...)
+	// Timed, so that an admin reading holder.log sees where a slow start
+	// spent its time.
+	fmt.Fprintf(h.log, time.Now().Format("15:04:05.000")+" "+prog+" holder: "+format+"\n", args...)
 }
 
 // serve runs the holder until the instance is gone or a signal arrives and
@@ -78,6 +80,7 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 		return 1
 	}
 
+	h.logf("starting instance %s", h.name)
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
 	type started struct {

@@ -93,6 +93,7 @@ type link struct {
 func (h *holder) startLink(spec LinkSpec) (*link, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &link{cancel: cancel, done: make(chan struct{})}
+	h.logf("starting the executor of %s", h.name)
 	exited := make(chan error, 1)
 	go func() {
 		defer close(l.done)
