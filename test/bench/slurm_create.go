@@ -114,7 +114,7 @@ func (b *slurmBench) benchCreate(ctx context.Context, rep *slurmReport) error {
 		return err
 	}
 	rep.Comparisons = append(rep.Comparisons, compare("create-to-ready",
-		"our Create (sbatch holder, ready file, probe via srun) vs raw sbatch instance start + srun probe polled every 200 ms",
+		"our Create (sbatch holder, ready file, probe through the executor's link) vs raw sbatch instance start + srun probe polled every 200 ms",
 		o, r, ratioTarget(1.10)))
 	if len(ourT.after) == len(o) && len(rawT.after) == len(r) {
 		rep.Comparisons = append(rep.Comparisons, compare("create after alloc",
@@ -126,7 +126,7 @@ func (b *slurmBench) benchCreate(ctx context.Context, rep *slurmReport) error {
 		{Name: "raw:  scheduler delay", Stats: summarize(rawT.sched)},
 		{Name: "ours: allocation to the holder's ready file (job launch, holder, instance start, cgroup check)", Stats: summarize(ourT.up)},
 		{Name: "raw:  allocation to instance start returned (its last output line; job launch, instance start)", Stats: summarize(rawT.up)},
-		{Name: "ours: ready file to Create returned (ready-file poll tick, probe via srun, handle)", Stats: summarize(ourT.ready)},
+		{Name: "ours: ready file to Create returned (ready-file poll tick, probe through the executor's link, handle)", Stats: summarize(ourT.ready)},
 		{Name: "raw:  instance start returned to the first passing probe returned (< 0: the probe passed first)", Stats: summarize(rawT.ready)},
 		{Name: "raw:  sbatch call (submit only)", Stats: summarize(submits)},
 		{Name: "wait for an idle node before our create (untimed)", Stats: summarize(ourIdle)},
