@@ -29,6 +29,7 @@ targets=(
   "./cmd/gym-host FuzzEnvFile"
   "./provider/handles FuzzGet"
   "./provider/apptainer FuzzRemotePath"
+  "./provider/executor FuzzReadFrames"
 )
 
 # Every Fuzz function in the tree must be listed.
