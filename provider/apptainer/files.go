@@ -51,13 +51,18 @@ const (
 		`while [ $# -ge 2 ]; do ` +
 		`__e=$(dd if="$__s" of="$__d" bs=65536 iflag=skip_bytes,count_bytes oflag=seek_bytes conv=notrunc skip="$1" seek="$1" count="$2" 2>&1) || { printf '%s\n' "$__e" >&2; exit 1; }; ` +
 		`shift 2; done; exec truncate -s "$__n" "$__d"`
-	copyOutScript = `if [ -e "$1" ] && [ ! -f "$1" ]; then echo "$1 is not a regular file; only regular files can be copied" >&2; exit 65; fi; ` +
+	copyOutScript = `if [ ! -e "$1" ]; then echo "$1: no such file in the sandbox" >&2; exit 66; fi; ` +
+		`if [ ! -f "$1" ]; then echo "$1 is not a regular file; only regular files can be copied" >&2; exit 65; fi; ` +
 		`exec cp "$1" "$2"`
 )
 
 // notRegularExit is the copy scripts' exit code for a path that is not a
 // regular file (EX_DATAERR).
 const notRegularExit = 65
+
+// missingExit is copyOutScript's exit code for a path that does not exist
+// (EX_NOINPUT): the request's fault, like a path outside the sandbox.
+const missingExit = 66
 
 // maxSparseSegments bounds the dd runs of a sparse in-sandbox copy; a file
 // more fragmented than that is copied dense by cp.
@@ -259,7 +264,7 @@ func (p *Provider) copyInSandbox(ctx context.Context, h *handles.Handle, script 
 		return fmt.Errorf("%s in sandbox %s: %w", what, h.ID, err)
 	case res.ErrorType != "":
 		return fmt.Errorf("%s in sandbox %s: %s", what, h.ID, res.Message)
-	case res.ExitCode == notRegularExit:
+	case res.ExitCode == notRegularExit, res.ExitCode == missingExit:
 		return fmt.Errorf("%s in sandbox %s: %s: %w", what, h.ID, oneLine(errb.String()), provider.ErrInvalid)
 	case res.ExitCode != 0:
 		return fmt.Errorf("%s in sandbox %s failed (exit %d): %s", what, h.ID, res.ExitCode, oneLine(errb.String()))
@@ -305,6 +310,9 @@ func writeInRoot(ctx context.Context, root *os.Root, rel, remote string, r io.Re
 // atomically.
 func copyFromRoot(ctx context.Context, root *os.Root, rel, remote, abs string) error {
 	fi, err := root.Stat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("download: %s: no such file in the sandbox (%w): %w", remote, fs.ErrNotExist, provider.ErrInvalid)
+	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", remote, escapeError(remote, err))
 	}

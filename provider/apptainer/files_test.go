@@ -284,6 +284,7 @@ func TestDownloadHostTargetChecks(t *testing.T) {
 
 	err = p.Download(context.Background(), h.ID, "/sandbox/nope", filepath.Join(dir, "f"))
 	require.ErrorIs(t, err, fs.ErrNotExist)
+	require.ErrorIs(t, err, provider.ErrInvalid, "a missing file is the request's fault: error_type invalid, not internal")
 
 	require.NoError(t, os.Mkdir(filepath.Join(h.StagingDir, "d"), 0o755))
 	err = p.Download(context.Background(), h.ID, "/sandbox/d", filepath.Join(dir, "f"))
@@ -379,6 +380,18 @@ func TestDownloadSlowPathFailureLeavesNoHostFile(t *testing.T) {
 	assert.Contains(t, err.Error(), "cp: cannot stat '/var/log/none': No such file or directory")
 	assert.Empty(t, listDirNames(t, dir))
 	assert.Empty(t, transferLeft(t, h.StagingDir))
+}
+
+// A missing file outside the mount point is the request's fault, as
+// inside it: the copy script says so with its own exit code.
+func TestDownloadSlowPathMissingFileIsInvalid(t *testing.T) {
+	rec := &runner.Recorder{Respond: func(runner.Cmd) (runner.Result, string, string, error) {
+		return execRan(missingExit, "", "/var/log/none: no such file in the sandbox\n")
+	}}
+	p, h, _ := newExecFixture(t, rec)
+	err := p.Download(context.Background(), h.ID, "/var/log/none", filepath.Join(t.TempDir(), "none"))
+	require.ErrorIs(t, err, provider.ErrInvalid)
+	assert.Contains(t, err.Error(), "no such file in the sandbox")
 }
 
 // escapeError relies on os.Root's error text; this pins it.

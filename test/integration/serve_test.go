@@ -231,9 +231,11 @@ func TestServeAPI(t *testing.T) {
 			require.Equal(t, 200, code, "%.200s", got)
 			assert.True(t, bytes.Equal(data, got), "%s: downloaded %d bytes, not what was uploaded", remote, len(got))
 		}
-		code, m := a.call(t, ctx, "GET", "/v1/sandboxes/"+id+"/files?path=/sandbox/missing", nil)
-		assert.NotEqual(t, 200, code)
-		assert.NotEmpty(t, m["error_type"])
+		for _, missing := range []string{"/sandbox/missing", "/tmp/missing"} {
+			code, m := a.call(t, ctx, "GET", "/v1/sandboxes/"+id+"/files?path="+missing, nil)
+			assert.Equal(t, 400, code, missing)
+			assert.Equal(t, "invalid", m["error_type"], "a missing file is the request's fault: %s", missing)
+		}
 		// Nothing of the transfers is left where the agent looks (.gym is
 		// gym-apptainer's own: the executor and its socket).
 		r := a.ok(t, ctx, "POST", "/v1/sandboxes/"+id+"/exec", map[string]any{"command": "ls -A /sandbox"})
