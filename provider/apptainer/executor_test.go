@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -495,4 +496,37 @@ func TestExecOnATerminalWithoutExecutor(t *testing.T) {
 	assert.Equal(t, provider.ErrorTypeSandbox, res.ErrorType)
 	assert.Contains(t, res.Message, "needs the sandbox's executor")
 	assert.Empty(t, rec.Calls())
+}
+
+// Status asks each running sandbox's executor whether it answers: a dead
+// one shows as a fall-back at once (and is recorded), a live one stays ok.
+func TestStatusNoticesADeadExecutor(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pingErr error
+		want    string
+	}{
+		{"answers", nil, executorOK},
+		{"gone", &net.OpError{Op: "dial", Net: "unix", Err: syscall.ECONNREFUSED}, "fallback: the executor no longer answers"},
+		{"slow is not gone", context.DeadlineExceeded, executorOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p *Provider
+			var h *handles.Handle
+			rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
+				return runner.Result{}, execListJSON(h.Instance), "", nil
+			}}
+			var fe *fakeExecutor
+			p, h, _, fe = newFastFixture(t, rec)
+			fe.pingErr = tc.pingErr
+			sts, err := p.Status(context.Background(), []string{h.ID})
+			require.NoError(t, err)
+			require.Len(t, sts, 1)
+			require.Equal(t, provider.StateRunning, sts[0].State)
+			assert.True(t, strings.HasPrefix(sts[0].Executor, tc.want), sts[0].Executor)
+			saved, err := p.handle(h.ID)
+			require.NoError(t, err)
+			assert.True(t, strings.HasPrefix(executorState(saved), tc.want), "recorded for the next call: %s", executorState(saved))
+		})
+	}
 }

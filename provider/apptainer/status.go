@@ -117,6 +117,15 @@ func (p *Provider) Status(ctx context.Context, ids []string) ([]provider.Status,
 	if len(ids) == 0 {
 		return []provider.Status{}, nil
 	}
+	sts, err := p.statusOfHandles(ctx, ids, hs)
+	if err == nil && len(sts) == len(hs) {
+		p.checkExecutors(ctx, hs, sts)
+	}
+	return sts, err
+}
+
+// statusOfHandles is Status once the handles are read.
+func (p *Provider) statusOfHandles(ctx context.Context, ids []string, hs []*handles.Handle) ([]provider.Status, error) {
 	if lc := p.lifecycle(); lc != nil {
 		return p.statusLifecycle(ctx, lc, ids, hs)
 	}

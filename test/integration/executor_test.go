@@ -113,6 +113,7 @@ func TestExecutorKilledFallsBack(t *testing.T) {
 	ex := e.executorOf(t, id)
 	require.NoError(t, syscall.Kill(ex.pid, syscall.SIGKILL))
 	require.Empty(t, waitGone(10*time.Second, func(p proc) bool { return p.pid == ex.pid }))
+	assert.True(t, strings.HasPrefix(statusOf(t, ctx, h, id).Executor, "fallback: "), "status sees the dead executor before any exec does")
 
 	r := e.exec(ctx, h, id, provider.ExecRequest{Command: "echo hi; echo oops >&2; exit 3"})
 	require.NoError(t, r.Err)

@@ -149,10 +149,12 @@ func TestSlurmExecutor(t *testing.T) {
 	t.Run("executor-killed-falls-back", func(t *testing.T) {
 		require.NoError(t, syscall.Kill(ex.pid, syscall.SIGKILL))
 		require.Empty(t, waitGone(10*time.Second, func(p proc) bool { return p.pid == ex.pid }))
+		st := statusOf(t, ctx, h, id)
+		assert.True(t, strings.HasPrefix(st.Executor, "fallback: "), "status sees the dead executor before any exec does: %q", st.Executor)
 		r := e.run(t, ctx, h, id, "echo hi; exit 4")
 		assert.Equal(t, 4, r.ExitCode, r.Message)
 		assert.Equal(t, "hi\n", r.Stdout)
-		st := statusOf(t, ctx, h, id)
+		st = statusOf(t, ctx, h, id)
 		assert.True(t, strings.HasPrefix(st.Executor, "fallback: "), "status: %q", st.Executor)
 		assert.Equal(t, "again\n", e.requireOK(t, ctx, h, id, "echo again"), "later commands go through steps")
 	})
