@@ -530,3 +530,27 @@ func TestStatusNoticesADeadExecutor(t *testing.T) {
 		})
 	}
 }
+
+// A bulk status (more than statusPingMax ids) asks no executor: a poll of
+// hundreds of sandboxes must not cost a connection each.
+func TestBulkStatusAsksNoExecutor(t *testing.T) {
+	var h *handles.Handle
+	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
+		return runner.Result{}, execListJSON(h.Instance), "", nil
+	}}
+	p, hh, _, fe := newFastFixture(t, rec)
+	h = hh
+	fe.pingErr = &net.OpError{Op: "dial", Net: "unix", Err: syscall.ECONNREFUSED}
+	ids := make([]string, statusPingMax+1)
+	for i := range ids {
+		ids[i] = h.ID
+	}
+	sts, err := p.Status(context.Background(), ids)
+	require.NoError(t, err)
+	require.Len(t, sts, len(ids))
+	assert.Equal(t, executorOK, sts[0].Executor, "the recorded state, unasked")
+
+	sts, err = p.Status(context.Background(), ids[:1])
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(sts[0].Executor, "fallback: "), "a status of a few asks: %s", sts[0].Executor)
+}

@@ -17,13 +17,23 @@ const statusPingWait = 2 * time.Second
 // statusPings is how many executors status asks at once.
 const statusPings = 8
 
+// statusPingMax is the most sandboxes one status call asks about their
+// executors: a person or a harness asking after a few sandboxes gets the
+// live answer, while a bulk poll of hundreds stays one squeue and no
+// connection per sandbox (on SLURM each is a TLS handshake with a holder).
+const statusPingMax = 32
+
 // checkExecutors asks the executor of every running sandbox in sts whose
 // handle says "ok" whether it still answers, so that status shows a dead
 // executor's fall-back at once instead of after the next exec meets it. A
 // connection (a unix socket, or the holder's link: about a millisecond)
 // per sandbox; only executors that cannot be reached at all are marked,
-// never one that is merely slow.
+// never one that is merely slow. Calls about more than statusPingMax
+// sandboxes show the recorded state.
 func (p *Provider) checkExecutors(ctx context.Context, hs []*handles.Handle, sts []provider.Status) {
+	if len(hs) > statusPingMax {
+		return
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(statusPings)
 	for i := range sts {
