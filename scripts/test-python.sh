@@ -16,6 +16,18 @@ py=${PYTHON:-python3}
 tmp=$(mktemp -d -t gym-pytest.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
+# Debian splits venv's ensurepip into python3-venv; install it (from the
+# archive apt already uses) where it is missing and we may.
+if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[test-python] $py has no venv/ensurepip: installing python3-venv" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >&2
+  else
+    echo "[test-python] $py has no venv/ensurepip: install python3-venv (or set PYTHON to an interpreter that has it)" >&2
+    exit 1
+  fi
+fi
+
 echo "[test-python] $("$py" --version) venv + pip install --no-index ./python" >&2
 "$py" -m venv "$tmp/venv"
 (cd "$repo" && "$tmp/venv/bin/pip" install --no-index --quiet --disable-pip-version-check ./python)
