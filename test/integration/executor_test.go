@@ -27,11 +27,16 @@ import (
 
 const executorArgv0 = "/sandbox/.gym/gym-executor"
 
-// executorOf returns the host process of sandbox id's executor: the one
-// whose mounts include the sandbox's staging directory.
+// executorOf returns the host process of sandbox id's executor.
 func (e *env) executorOf(t *testing.T, id string) proc {
 	t.Helper()
-	staging := filepath.Join(e.stateDir, "staging", id)
+	return executorIn(t, filepath.Join(e.stateDir, "staging", id))
+}
+
+// executorIn returns the executor process whose mounts include the staging
+// directory staging (the sandbox's, locally or on the node).
+func executorIn(t *testing.T, staging string) proc {
+	t.Helper()
 	var found []proc
 	for _, p := range findProcs(func(p proc) bool {
 		return len(p.cmdline) > 1 && p.cmdline[0] == executorArgv0 && p.cmdline[1] == "serve"
@@ -41,7 +46,7 @@ func (e *env) executorOf(t *testing.T, id string) proc {
 			found = append(found, p)
 		}
 	}
-	require.Len(t, found, 1, "one executor process for sandbox %s", id)
+	require.Len(t, found, 1, "one executor process for staging dir %s", staging)
 	return found[0]
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -26,24 +25,7 @@ import (
 // nodeExecutorOf is the process of sandbox id's executor on the node.
 func (e *slurmEnv) nodeExecutorOf(t *testing.T, id string) proc {
 	t.Helper()
-	staging := e.handleOf(t, id).StagingDir
-	var found []proc
-	for _, p := range findProcs(func(p proc) bool {
-		return len(p.cmdline) > 1 && p.cmdline[0] == executorArgv0 && p.cmdline[1] == "serve"
-	}) {
-		mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", p.pid))
-		if err == nil && bytes.Contains(mi, []byte(staging+" ")) {
-			found = append(found, p)
-		}
-	}
-	require.Len(t, found, 1, "one executor process for sandbox %s", id)
-	return found[0]
-}
-
-// srunSteps counts the test user's running srun processes: a command
-// through the link starts none.
-func srunSteps() int {
-	return len(findProcs(func(p proc) bool { return len(p.cmdline) > 0 && strings.HasSuffix(p.cmdline[0], "srun") }))
+	return executorIn(t, e.handleOf(t, id).StagingDir)
 }
 
 func TestSlurmExecutor(t *testing.T) {
