@@ -219,6 +219,9 @@ class PtyRealTest(unittest.IsolatedAsyncioTestCase):
             # (Were it not interrupted, alive-42 would come 100 s later.)
             await s.write(b"echo ready-$((1+1)); sleep 100\n")
             await read_until(s, b"ready-2")
+            # The echo runs before sleep is forked: a Ctrl-C in between would
+            # reach the shell, not the sleep. Give the sleep time to start.
+            await asyncio.sleep(0.5)
             await s.write(b"\x03")
             await s.write(b"echo alive-$((6*7))\n")
             await read_until(s, b"alive-42")
