@@ -31,7 +31,7 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 	if q.TTY != nil || q.Control != nil {
 		return r.interactive(ctx, q)
 	}
-	res, err := r.c.Run(ctx, executor.Request{
+	req := executor.Request{
 		Argv:    q.Argv,
 		Env:     q.Env,
 		Cwd:     q.Cwd,
@@ -40,7 +40,15 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 		Stdin:   q.Stdin,
 		Stdout:  q.Stdout,
 		Stderr:  q.Stderr,
-	})
+	}
+	res, err := r.c.Run(ctx, req)
+	if errors.Is(err, executor.ErrNoAnswer) && ctx.Err() == nil {
+		// Nothing ran and stdin is untouched: a connection that died
+		// unseen (a link dialled ahead whose executor had just gone) is
+		// not the executor's verdict. A fresh one is: it connects, or it
+		// says the executor is unreachable.
+		res, err = r.c.Run(ctx, req)
+	}
 	if err != nil && neverConnected(err) {
 		err = fmt.Errorf("%w: %v", errExecutorUnreachable, err)
 	}
@@ -50,7 +58,7 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 // neverConnected reports a failure to connect (no socket, nobody
 // listening) or a refused request: nothing ran and stdin was not read.
 func neverConnected(err error) bool {
-	if errors.Is(err, errExecutorUnreachable) || errors.Is(err, executor.ErrRefused) {
+	if errors.Is(err, errExecutorUnreachable) || errors.Is(err, executor.ErrRefused) || errors.Is(err, executor.ErrNoAnswer) {
 		return true // a link that could not connect (executorlink.go), or a refused request
 	}
 	var op *net.OpError

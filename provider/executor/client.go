@@ -26,6 +26,13 @@ const killGrace = 30 * time.Second
 // which.
 var ErrRefused = errors.New("the executor refused the request")
 
+// ErrNoAnswer is a connection that ended before the executor's hello. The
+// executor says hello before it starts a command, so nothing ran and the
+// request's stdin was not read: the request may be sent again on a new
+// connection (a link dialled ahead whose holder or executor had just gone
+// ends this way).
+var ErrNoAnswer = errors.New("the connection closed before the executor answered; nothing ran")
+
 // ErrStopped: the executor was stopped (SIGTERM) while the command ran,
 // and killed it; the command's own exit is unknown.
 var ErrStopped = errors.New("the executor stopped and killed the command")
@@ -148,6 +155,9 @@ func readHello(conn net.Conn) (wireHello, error) {
 	var hdr [headerLen]byte
 	typ, p, err := readFrame(conn, &hdr, nil)
 	if err != nil {
+		if hungUp(err) {
+			return wireHello{}, fmt.Errorf("%w (%v)", ErrNoAnswer, err)
+		}
 		return wireHello{}, fmt.Errorf("reading the executor's hello: %w", err)
 	}
 	if typ == frameError {
@@ -217,6 +227,10 @@ func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, e
 	wr := wireRequest{Proto: ProtocolVersion, Op: opExec, Argv: req.Argv, Env: req.Env, Cwd: req.Cwd,
 		ExecID: req.ExecID, TimeoutNS: int64(req.Timeout), Stdin: stdin, TTY: req.TTY}
 	if _, err := conn.Write(jsonFrame(frameRequest, wr)); err != nil {
+		if hungUp(err) {
+			conn.Close()
+			return nil, fmt.Errorf("sending the request to the executor at %s: %w (%v)", c.path, ErrNoAnswer, err)
+		}
 		err = whyWriteFailed(conn, err)
 		conn.Close()
 		return nil, fmt.Errorf("sending the request to the executor at %s: %w", c.path, err)
@@ -416,8 +430,19 @@ func (s *Session) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// feed copies r into the command's stdin, then closes it.
+// feed copies r into the command's stdin, then closes it. It reads nothing
+// before the executor's hello: a request that got none (ErrNoAnswer) may be
+// sent again with the same stdin.
 func (s *Session) feed(r io.Reader) {
+	s.mu.Lock()
+	for s.credit == 0 && !s.ended {
+		s.cond.Wait()
+	}
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		return
+	}
 	buf := make([]byte, chunkSize)
 	for {
 		n, err := r.Read(buf)
@@ -484,3 +509,9 @@ func (s *Session) Close() error {
 }
 
 var _ io.Writer = (*Session)(nil)
+
+// hungUp is the other end gone: a clean EOF at a frame boundary, a reset,
+// a broken pipe.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
