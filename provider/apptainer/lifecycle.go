@@ -162,6 +162,14 @@ func (p *Provider) placedStatus(h *handles.Handle, states map[string]provider.St
 			st.JobID = got.JobID
 		}
 	}
+	if st.State == provider.StateLost {
+		p.markLost(h, st.Reason)
+	}
+	if why := h.Extra[extraLost]; why != "" {
+		// Lost is for good: once the job is purged, or while slurmctld
+		// cannot be asked, the record still tells what happened.
+		st.State, st.Reason = provider.StateLost, why
+	}
 	p.creatingState(h, &st)
 	return st
 }
