@@ -484,7 +484,7 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 			return fmt.Errorf("finding the steps of sandbox %s: %w", id, err)
 		}
 		for _, s := range steps {
-			if s.Name == id {
+			if s.Name == id && !deadStep(s, jobs) {
 				stepIDs = append(stepIDs, s.ID)
 			}
 		}
@@ -729,7 +729,7 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 		}
 		for _, s := range steps {
 			id, _, ok := owner.Parse(s.Name)
-			if !ok || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] {
+			if !ok || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] || deadStep(s, jobs) {
 				continue
 			}
 			seen[s.Name] = true

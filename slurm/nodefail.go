@@ -78,3 +78,16 @@ func (p *Placement) stepNodeFailed(ctx context.Context, h *handles.Handle) bool 
 	n, ok := nodes[h.Node]
 	return ok && n.Failed()
 }
+
+// deadStep reports whether step s is on a node that left its allocation
+// (a --no-kill allocation drops a failed node): slurmctld lists such a step
+// until the node comes back, but nothing of it runs and nothing can end
+// it, so it is neither a leak nor something to wait for.
+func deadStep(s StepInfo, jobs map[string]JobInfo) bool {
+	j, ok := jobs[s.JobID()]
+	if !ok || s.Node == "" {
+		return false
+	}
+	in, known := inHostlist(s.Node, j.Node)
+	return known && !in
+}

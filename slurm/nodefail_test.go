@@ -264,3 +264,25 @@ func TestStopLostSandboxes(t *testing.T) {
 	require.NoError(t, p.Stop(context.Background(), step), "the step on the DOWN node is given up on")
 	assert.Equal(t, []string{"1774", "1777.0"}, c.scancels)
 }
+
+// A step left listed on a node that left its allocation is no leak (its
+// handle was closed), and a close by name does not wait for it.
+func TestDeadStepIsNoLeak(t *testing.T) {
+	c := &recordedCluster{
+		jobs:  string(fixture(t, "squeue_nodefail.txt")),
+		steps: string(fixture(t, "squeue_steps_nodefail.txt")),
+		nodes: string(fixture(t, "sinfo_nodes_down.txt")),
+	}
+	dead, live := "gym-"+uuid.NewString(), "gym-"+uuid.NewString()
+	c.steps = strings.Replace(c.steps, "gym-fixture-nf-step2", dead, 1)
+	c.steps = strings.Replace(c.steps, "gym-fixture-nf-step1", live, 1)
+	p, _ := newRecordedPl(t, c)
+	leaked, err := p.Leaked(context.Background(), nil)
+	require.NoError(t, err)
+	require.Len(t, leaked, 1)
+	assert.Equal(t, live, leaked[0].Instance, "the step on node1 is a leak, the one on the failed node2 is not")
+
+	short(t, &stopWait, 5*time.Second)
+	require.NoError(t, p.Stop(context.Background(), &handles.Handle{ID: dead, Instance: dead}))
+	assert.Empty(t, c.scancels, "nothing to cancel for the dead step")
+}
