@@ -84,8 +84,8 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 	}
 	var states map[string]provider.Status
 	var statesErr error
-	if len(withHandle) > 0 {
-		states, statesErr = lc.States(ctx, withHandle)
+	if ask := notLost(withHandle); len(ask) > 0 {
+		states, statesErr = lc.States(ctx, ask)
 		if statesErr != nil && ctx.Err() != nil {
 			return nil, statesErr
 		}
@@ -116,7 +116,7 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 // whatever the placement sees without a handle (ours leaked, others'
 // foreign), by instance name.
 func (p *Provider) listLifecycle(ctx context.Context, lc placement.Lifecycle, hs []*handles.Handle) ([]provider.Status, error) {
-	states, statesErr := lc.States(ctx, hs)
+	states, statesErr := lc.States(ctx, notLost(hs))
 	if statesErr != nil && ctx.Err() != nil {
 		return nil, statesErr
 	}

@@ -65,3 +65,16 @@ func (p *Provider) lostNow(ctx context.Context, h *handles.Handle) string {
 	p.markLost(h, st.Reason)
 	return st.Reason
 }
+
+// notLost are the handles whose state the placement is still asked for: a
+// lost one's is known for good, and asking would cost a node query in
+// every poll until gc closes it.
+func notLost(hs []*handles.Handle) []*handles.Handle {
+	out := hs[:0:0]
+	for _, h := range hs {
+		if h.Extra[extraLost] == "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}

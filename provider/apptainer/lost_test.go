@@ -47,6 +47,14 @@ func TestLostSandboxStatusAndExec(t *testing.T) {
 	assert.Contains(t, res.Message, "on node node1")
 	assert.Equal(t, execsBefore, f.fake.execs, "nothing was sent to the node")
 
+	// Once recorded, the placement is no longer asked about it.
+	n := f.lc.statesN
+	sts, err = f.p.List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, sts, 1)
+	assert.Equal(t, provider.StateLost, sts[0].State)
+	assert.Empty(t, f.lc.statesIDs[n], "the lost sandbox is not asked about")
+
 	// Later the job is purged; lost stays (it is for good).
 	f.lc.setState(id, provider.Status{ID: id, State: provider.StateStopped, Reason: "job 42 finished and was purged"})
 	sts, err = f.p.Status(context.Background(), []string{id})
