@@ -147,7 +147,9 @@ func (e *slurmEnv) statuses(t *testing.T, ctx context.Context, extra []string, i
 // stillWorks checks that sandbox id runs commands and moves files.
 func (e *slurmEnv) stillWorks(t *testing.T, ctx context.Context, extra []string, id string) {
 	t.Helper()
+	start := time.Now()
 	r := e.cliEnv(t, ctx, extra, "exec", id, "--", "echo alive on $(hostname)")
+	t.Logf("exec on the live node's sandbox took %s (for comparison)", time.Since(start).Round(time.Millisecond))
 	assert.Equal(t, 0, r.Code, r.Stderr)
 	assert.Equal(t, "alive on "+nodeKeep+"\n", r.Stdout, "the sandbox runs on its node")
 	src := filepath.Join(t.TempDir(), "in.txt")
