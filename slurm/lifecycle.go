@@ -536,9 +536,13 @@ func (p *Placement) waitStepGone(ctx context.Context, id string, h *handles.Hand
 		if steps == nil {
 			return waitState{state: "unknown", err: err}
 		}
-		_, ok := steps[id]
-		if ok && h != nil && time.Since(start) >= stepNodeCheckAfter && p.stepNodeFailed(ctx, h) {
-			return waitState{done: true}
+		st, ok := steps[id]
+		if ok && h != nil {
+			// A step of a node that left the allocation is over at once.
+			if jobs, _ := p.poller.Jobs(ctx, p.pollInterval); deadStep(st, jobs) ||
+				(time.Since(start) >= stepNodeCheckAfter && p.stepNodeFailed(ctx, h)) {
+				return waitState{done: true}
+			}
 		}
 		return waitState{done: !ok, state: "still listed", err: err}
 	})

@@ -261,8 +261,19 @@ func TestStopLostSandboxes(t *testing.T) {
 
 	step := stepHandle("1777", "0", "node2")
 	c.steps = strings.Replace(c.steps, "gym-fixture-nf-step2", step.Instance, 1)
-	require.NoError(t, p.Stop(context.Background(), step), "the step on the DOWN node is given up on")
+	require.NoError(t, p.Stop(context.Background(), step), "the step of the node that left the allocation is over")
 	assert.Equal(t, []string{"1774", "1777.0"}, c.scancels)
+
+	// Before the allocation drops the node, a DOWN node's step is given up
+	// on too (once the node was asked about).
+	c2 := &recordedCluster{
+		jobs:  string(fixture(t, "squeue_before_nodefail.txt")),
+		steps: strings.Replace(string(fixture(t, "squeue_steps_nodefail.txt")), "gym-fixture-nf-step2", step.Instance, 1),
+		nodes: string(fixture(t, "sinfo_nodes_down.txt")),
+	}
+	p2, rec2 := newRecordedPl(t, c2)
+	require.NoError(t, p2.Stop(context.Background(), step), "the step on the DOWN node is given up on")
+	assert.Contains(t, progs(rec2), "sinfo")
 }
 
 // A step left listed on a node that left its allocation is no leak (its
