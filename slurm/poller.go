@@ -259,7 +259,7 @@ func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
 			timer.Stop()
 			return staleOf(p, s, ctx.Err())
 		case <-timer.C:
-			return staleOf(p, s, noAnswer("squeue", p.budget))
+			return staleOf(p, s, noAnswer(queryCommand(s.query), p.budget))
 		case res := <-ch:
 			timer.Stop()
 			if res.Err == nil {
@@ -273,6 +273,14 @@ func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
 			}
 		}
 	}
+}
+
+// queryCommand is the slurm command behind a poller query, for messages.
+func queryCommand(query string) string {
+	if query == "nodes" {
+		return "sinfo"
+	}
+	return "squeue"
 }
 
 // noAnswer is slurmctld not answering a command (what) within d: down,
