@@ -297,3 +297,36 @@ func TestDeadStepIsNoLeak(t *testing.T) {
 	require.NoError(t, p.Stop(context.Background(), &handles.Handle{ID: dead, Instance: dead}))
 	assert.Empty(t, c.scancels, "nothing to cancel for the dead step")
 }
+
+func TestScontrolNodeFailFixtures(t *testing.T) {
+	j, err := ParseScontrolJob(fixture(t, "scontrol_job_node_fail.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, JobInfo{ID: "1774", State: "NODE_FAIL", Reason: "NodeDown", Node: "node2", Name: "gym-fixture-nf-norq", Comment: JobComment}, j)
+	st, reason := MapState(j)
+	assert.Equal(t, provider.StateLost, st)
+	assert.Equal(t, "job 1774 NODE_FAIL (NodeDown)", reason)
+	assert.True(t, IsTerminal(j.State), "resolved once, kept for good")
+
+	j, err = ParseScontrolJob(fixture(t, "scontrol_job_requeued.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "PENDING", j.State)
+	assert.Empty(t, j.Node)
+	assert.True(t, requeued(jobHandle("1775", "node2"), j), "it ran on node2 and pends again")
+	assert.False(t, requeued(jobHandle("1775", ""), j), "a job that never ran just pends")
+
+	j, err = ParseScontrolJob(fixture(t, "scontrol_job_nokill_excised.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, "RUNNING", j.State)
+	in, known := inHostlist("node2", j.Node)
+	assert.True(t, known)
+	assert.False(t, in, "node2 left the --no-kill allocation")
+}
+
+// What srun says on a failed node is the sandbox's end, not a controller
+// to wait for: exec must not answer "retry later" for it.
+func TestSrunOnFailedNodeIsNoOutage(t *testing.T) {
+	for _, f := range []string{"srun_node_fail_job.stderr.txt", "srun_excised_node.stderr.txt", "srun_step_node_failure.stderr.txt"} {
+		assert.False(t, srunUnavailable(string(fixture(t, f))), f)
+	}
+	assert.True(t, IsInvalidJobID(string(fixture(t, "srun_node_fail_job.stderr.txt"))))
+}
