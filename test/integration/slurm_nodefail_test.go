@@ -200,7 +200,9 @@ func (e *slurmEnv) checkLost(t *testing.T, ctx context.Context, extra []string, 
 	assert.Empty(t, r.Stdout)
 	assert.Contains(t, r.Stderr, "sandbox "+lost[0]+" is lost: its node failed (node "+nodeFail+" DOWN: "+reason)
 
+	start = time.Now()
 	r = e.cliEnv(t, ctx, extra, "gc", "--json")
+	t.Logf("gc of %d lost sandbox(es) took %s", len(lost), time.Since(start).Round(time.Millisecond))
 	require.Equal(t, 0, r.Code, r.Stderr)
 	var gc []gcEntry
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &gc), r.Stdout)
