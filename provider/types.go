@@ -115,7 +115,8 @@ type ExecResult struct {
 	ExecID string
 }
 
-// State is a sandbox's lifecycle state (NeMo Gym's SandboxStatus values).
+// State is a sandbox's lifecycle state: NeMo Gym's SandboxStatus values,
+// and StateLost.
 type State string
 
 const (
@@ -124,7 +125,33 @@ const (
 	StateStopped  State = "stopped"
 	StateError    State = "error"
 	StateUnknown  State = "unknown"
+	// StateLost is a sandbox whose node failed (SLURM: the node is DOWN or
+	// the job ended NODE_FAIL): it is gone for good, nothing runs in it
+	// any more, and only its job, files and handle are left for gc. NeMo
+	// Gym has no such value: the local service and the Python provider
+	// report it as StateError with a reason that starts with "lost: "
+	// (Wire).
+	StateLost State = "lost"
 )
+
+// Over reports whether nothing runs in a sandbox in this state any more:
+// stopped, error or lost (gc closes such sandboxes).
+func (s State) Over() bool {
+	return s == StateStopped || s == StateError || s == StateLost
+}
+
+// Wire is the state and reason as NeMo Gym's SandboxStatus can carry
+// them: StateLost becomes StateError with the reason prefixed "lost: ";
+// every other state is itself.
+func (s State) Wire(reason string) (State, string) {
+	if s != StateLost {
+		return s, reason
+	}
+	if reason == "" {
+		return StateError, "lost"
+	}
+	return StateError, "lost: " + reason
+}
 
 // Status describes one sandbox.
 type Status struct {

@@ -208,7 +208,7 @@ func (s *Service) endpoint(w http.ResponseWriter, r *http.Request) {
 // endpointHost is the host part of a sandbox's endpoints.
 func endpointHost(st provider.Status) (string, error) {
 	switch {
-	case st.State == provider.StateStopped || st.State == provider.StateError:
+	case st.State.Over():
 		return "", &apiError{typ: provider.ErrorTypeSandbox, msg: fmt.Sprintf("endpoint: sandbox %s is %s (%s): nothing listens in it", st.ID, st.State, st.Reason)}
 	case st.Placement == "" || st.Placement == "local":
 		return "127.0.0.1", nil

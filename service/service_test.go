@@ -182,6 +182,8 @@ func TestStatusAndList(t *testing.T) {
 				return []provider.Status{{ID: "gym-closed", State: provider.StateStopped, Reason: "closed"}}, nil
 			case "gym-x.0123456789ab":
 				return nil, nil // another owner's: no handle here names it
+			case "gym-lost":
+				return []provider.Status{{ID: "gym-lost", State: provider.StateLost, Reason: "node node2 DOWN: power"}}, nil
 			}
 			return nil, fmt.Errorf("sandbox %s: %w", ids[0], provider.ErrNotFound)
 		},
@@ -195,6 +197,12 @@ func TestStatusAndList(t *testing.T) {
 	m := decode(t, body)
 	assert.Equal(t, "stopped", m["state"])
 	assert.Nil(t, m["created"], "an unknown creation time is null")
+
+	resp, body = s.do(t, "GET", "/v1/sandboxes/gym-lost", "")
+	require.Equal(t, 200, resp.StatusCode, body)
+	m = decode(t, body)
+	assert.Equal(t, "error", m["state"], "NeMo Gym knows no lost")
+	assert.Equal(t, "lost: node node2 DOWN: power", m["reason"])
 
 	for _, id := range []string{"gym-never", "gym-x.0123456789ab"} {
 		resp, body = s.do(t, "GET", "/v1/sandboxes/"+id, "")

@@ -32,8 +32,10 @@ type statusJSON struct {
 const createdLayout = "2006-01-02T15:04:05.000000+00:00"
 
 func toStatusJSON(st provider.Status) statusJSON {
+	// NeMo Gym knows no "lost": it goes out as error, the reason says lost.
+	state, reason := st.State.Wire(st.Reason)
 	out := statusJSON{
-		ID: st.ID, State: string(st.State), Reason: st.Reason, Image: st.Image, Instance: st.Instance,
+		ID: st.ID, State: string(state), Reason: reason, Image: st.Image, Instance: st.Instance,
 		PID: st.PID, Placement: st.Placement, Node: st.Node, JobID: st.JobID,
 		TTLS: st.TTL.Seconds(), Owner: st.Owner, Foreign: st.Foreign,
 	}

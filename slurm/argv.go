@@ -24,7 +24,7 @@ const SqueueStepsFormat = "%i|%j|%N"
 
 // SbatchArgv submits a holder job for one sandbox:
 //
-//	sbatch --parsable -J NAME --comment=gym-apptainer [-p P] -N1 <resources>
+//	sbatch --parsable -J NAME --comment=gym-apptainer --no-requeue [-p P] -N1 <resources>
 //	       [-t T] [-A A] [--qos Q] [-C C] <extra_sbatch_args> --export=EXPORT -o LOG --wrap "exec WRAP..."
 //
 // The resources come from resources.SlurmArgs with the partition's GPU
@@ -32,10 +32,12 @@ const SqueueStepsFormat = "%i|%j|%N"
 // the batch shell is replaced by it: the holder is then the job's main
 // process and receives scancel's signals itself. -o is last but for --wrap
 // so that an admin's extra args cannot redirect the holder's log, which the
-// adapter reads when a create fails. export is ExportArg's: slurmctld stores
+// adapter reads when a create fails. --no-requeue: a holder whose node
+// failed must end (NODE_FAIL, the sandbox is lost), not start again on
+// another node as an empty sandbox under the same handle. export is ExportArg's: slurmctld stores
 // a batch job's environment on its disk, so only that list goes.
 func SbatchArgv(p *Partition, r resources.Resources, jobName, logPath, export string, wrap []string) []string {
-	argv := []string{"sbatch", "--parsable", "-J", jobName, "--comment=" + JobComment}
+	argv := []string{"sbatch", "--parsable", "-J", jobName, "--comment=" + JobComment, "--no-requeue"}
 	if p.Name != "" {
 		argv = append(argv, "-p", p.Name)
 	}

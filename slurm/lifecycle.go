@@ -400,7 +400,7 @@ func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
 		if err := p.scancel(ctx, h.JobID+"."+step); err != nil {
 			return err
 		}
-		return p.waitStepGone(ctx, h.JobID+"."+step)
+		return p.waitStepGone(ctx, h.JobID+"."+step, h)
 	}
 	if err := p.scancel(ctx, h.JobID); err != nil {
 		return err
@@ -484,7 +484,7 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 			return fmt.Errorf("finding the steps of sandbox %s: %w", id, err)
 		}
 		for _, s := range steps {
-			if s.Name == id {
+			if s.Name == id && !deadStep(s, jobs) {
 				stepIDs = append(stepIDs, s.ID)
 			}
 		}
@@ -502,7 +502,7 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 	for _, s := range stepIDs {
 		if err := p.scancel(ctx, s); err != nil {
 			errs = append(errs, err)
-		} else if err := p.waitStepGone(ctx, s); err != nil {
+		} else if err := p.waitStepGone(ctx, s, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -526,17 +526,31 @@ func (p *Placement) waitJobOver(ctx context.Context, id string) error {
 	})
 }
 
-// waitStepGone waits until the step is no longer listed.
-func (p *Placement) waitStepGone(ctx context.Context, id string) error {
+// waitStepGone waits until the step is no longer listed, or (h given)
+// until its node is seen failed: slurmctld cannot confirm the end of a step
+// on a node that does not answer, and lists it until the node is DOWN.
+func (p *Placement) waitStepGone(ctx context.Context, id string, h *handles.Handle) error {
+	start := time.Now()
 	return p.waitUntil(ctx, "step "+id, func() waitState {
 		steps, err := p.poller.Steps(ctx, p.fastPoll/2)
 		if steps == nil {
 			return waitState{state: "unknown", err: err}
 		}
-		_, ok := steps[id]
+		st, ok := steps[id]
+		if ok && h != nil {
+			// A step of a node that left the allocation is over at once.
+			if jobs, _ := p.poller.Jobs(ctx, p.pollInterval); deadStep(st, jobs) ||
+				(time.Since(start) >= stepNodeCheckAfter && p.stepNodeFailed(ctx, h)) {
+				return waitState{done: true}
+			}
+		}
 		return waitState{done: !ok, state: "still listed", err: err}
 	})
 }
+
+// stepNodeCheckAfter is how long a cancelled step may stay listed before
+// its node is asked about (a healthy step is gone well within it).
+const stepNodeCheckAfter = time.Second
 
 // waitState is one look at a cancelled job or step.
 type waitState struct {
@@ -588,8 +602,9 @@ func (p *Placement) waitUntil(ctx context.Context, what string, check func() wai
 }
 
 // States reports every sandbox from one squeue (plus one squeue -s when
-// some sandbox is a step of an allocation), whatever their number. A
-// snapshot up to the poll interval old is reused.
+// some sandbox is a step of an allocation), whatever their number, and one
+// sinfo more only when some sandbox's job or step looks like its node
+// failed (nodefail.go). A snapshot up to the poll interval old is reused.
 func (p *Placement) States(ctx context.Context, hs []*handles.Handle) (map[string]provider.Status, error) {
 	needSteps := false
 	for _, h := range hs {
@@ -618,8 +633,16 @@ func (p *Placement) States(ctx context.Context, hs []*handles.Handle) (map[strin
 		}
 	}
 	out := make(map[string]provider.Status, len(hs))
+	var suspects []*handles.Handle
 	for _, h := range hs {
-		out[h.ID] = p.state(h, jobs, steps)
+		st := p.state(h, jobs, steps)
+		out[h.ID] = st
+		if suspectNode(h, st) {
+			suspects = append(suspects, h)
+		}
+	}
+	if len(suspects) > 0 {
+		p.judgeNodes(ctx, suspects, out)
 	}
 	return out, nil
 }
@@ -656,6 +679,9 @@ func (p *Placement) state(h *handles.Handle, jobs map[string]JobInfo, steps map[
 		return st
 	}
 	st.State, st.Reason = MapState(j)
+	if requeued(h, j) {
+		st.State, st.Reason = provider.StateLost, "job "+h.JobID+" was requeued ("+stateText(j)+") after its holder ran on node "+h.Node
+	}
 	if modeOf(h) != ModeAllocation || st.State != provider.StateRunning {
 		if st.State != provider.StateRunning && modeOf(h) == ModeAllocation {
 			st.Reason = "allocation " + st.Reason
@@ -664,6 +690,11 @@ func (p *Placement) state(h *handles.Handle, jobs map[string]JobInfo, steps map[
 	}
 	if h.StepID == "" {
 		st.State, st.Reason = provider.StateUnknown, "no step recorded for this sandbox in allocation "+h.JobID
+		return st
+	}
+	if in, known := inHostlist(h.Node, j.Node); known && !in && h.Node != "" {
+		// A --no-kill allocation drops a failed node and goes on.
+		st.State, st.Reason = provider.StateLost, "node "+h.Node+" left allocation "+h.JobID+" (now "+j.Node+")"
 		return st
 	}
 	if _, ok := steps[h.JobID+"."+h.StepID]; !ok {
@@ -702,7 +733,7 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 		}
 		for _, s := range steps {
 			id, _, ok := owner.Parse(s.Name)
-			if !ok || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] {
+			if !ok || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] || deadStep(s, jobs) {
 				continue
 			}
 			seen[s.Name] = true

@@ -364,7 +364,7 @@ func TestStartJobMode(t *testing.T) {
 	require.Len(t, sb, 1)
 	log := filepath.Join(h.StagingDir, ".gym", "holder.log")
 	ready := filepath.Join(h.StagingDir, ".gym", "ready.json")
-	assert.Equal(t, []string{"sbatch", "--parsable", "-J", h.Instance, "--comment=gym-apptainer", "-p", "cpu", "-N1",
+	assert.Equal(t, []string{"sbatch", "--parsable", "-J", h.Instance, "--comment=gym-apptainer", "--no-requeue", "-p", "cpu", "-N1",
 		"-n1", "-c", "1", "--mem=256M", "-t", "04:00:00", "--export=ALL", "-o", log, "--wrap",
 		"exec " + testPlugin + " holder --ready " + ready + " --name " + h.Instance + " --enforce slurm " +
 			"--apptainer /usr/local/bin/apptainer --memory-mib 256 --cpus 1 -- --contain --writable-tmpfs /img.sif " + h.Instance}, sb[0].Argv)
@@ -390,7 +390,7 @@ func TestStartDefaultsAndMemoryCheck(t *testing.T) {
 	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, plan)))
 
 	sb := f.calls("sbatch")[0].Argv
-	assert.Equal(t, []string{"-n1", "-c", "1", "--mem=512M", "--gres=gpu:1"}, sb[8:13], "partition defaults fill cpu")
+	assert.Equal(t, []string{"-n1", "-c", "1", "--mem=512M", "--gres=gpu:1"}, sb[9:14], "partition defaults fill cpu")
 	wrap := sb[len(sb)-1]
 	assert.Contains(t, wrap, "--enforce both --apptainer /usr/local/bin/apptainer --apptainer-conf /usr/local/etc/apptainer/apptainer-cgroupfs.conf --memory-mib 512 --cpus 1 -- ",
 		"the holder verifies the limit")
@@ -647,7 +647,7 @@ func TestStatesMapping(t *testing.T) {
 		{provider.StateRunning, ""},
 		{provider.StateStarting, "job 2 PENDING (Resources)"},
 		{provider.StateStopped, "job 3 TIMEOUT (TimeLimit)"},
-		{provider.StateError, "job 4 NODE_FAIL"},
+		{provider.StateLost, "job 4 NODE_FAIL"},
 		{provider.StateRunning, ""},
 		{provider.StateStopped, "step 50.1 ended"},
 		{provider.StateStopped, "job 999 finished and was purged"},

@@ -68,6 +68,7 @@ type Poller struct {
 	mu       sync.Mutex
 	jobs     snapshot[map[string]JobInfo]
 	steps    snapshot[map[string]StepInfo]
+	nodes    snapshot[map[string]NodeInfo]
 	tracked  map[string]bool
 	lastSeen map[string]JobInfo // tracked jobs as squeue last showed them
 	resolved map[string]JobInfo // tracked jobs gone from squeue, terminal for good
@@ -87,7 +88,7 @@ type snapshot[T any] struct {
 // StaleError is returned with the last good snapshot when no fresh one could
 // be had. Age is how old that snapshot is (zero when there is none).
 type StaleError struct {
-	// Query is "jobs" or "steps".
+	// Query is "jobs", "steps" or "nodes".
 	Query    string
 	Age      time.Duration
 	Failures int
@@ -127,6 +128,7 @@ func NewPoller(r runner.Runner, user string, log hclog.Logger) *Poller {
 		cmdTimeout:  30 * time.Second,
 		jobs:        snapshot[map[string]JobInfo]{query: "jobs"},
 		steps:       snapshot[map[string]StepInfo]{query: "steps"},
+		nodes:       snapshot[map[string]NodeInfo]{query: "nodes"},
 		tracked:     map[string]bool{},
 		lastSeen:    map[string]JobInfo{},
 		resolved:    map[string]JobInfo{},
@@ -186,6 +188,14 @@ func (p *Poller) Jobs(ctx context.Context, maxAge time.Duration) (map[string]Job
 // (squeue -s), made only by callers that need steps (allocation mode).
 func (p *Poller) Steps(ctx context.Context, maxAge time.Duration) (map[string]StepInfo, error) {
 	return fetch(ctx, p, maxAge, &p.steps, p.pollSteps)
+}
+
+// Nodes returns every node's state by name, with the same caching, sharing
+// and backoff as Jobs. It is a separate query (sinfo), made only when some
+// sandbox's job or step looks like its node failed, so that a poll of
+// healthy sandboxes stays one squeue.
+func (p *Poller) Nodes(ctx context.Context, maxAge time.Duration) (map[string]NodeInfo, error) {
+	return fetch(ctx, p, maxAge, &p.nodes, p.pollNodes)
 }
 
 func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
@@ -249,7 +259,7 @@ func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
 			timer.Stop()
 			return staleOf(p, s, ctx.Err())
 		case <-timer.C:
-			return staleOf(p, s, noAnswer("squeue", p.budget))
+			return staleOf(p, s, noAnswer(queryCommand(s.query), p.budget))
 		case res := <-ch:
 			timer.Stop()
 			if res.Err == nil {
@@ -263,6 +273,14 @@ func fetch[T any](ctx context.Context, p *Poller, maxAge time.Duration,
 			}
 		}
 	}
+}
+
+// queryCommand is the slurm command behind a poller query, for messages.
+func queryCommand(query string) string {
+	if query == "nodes" {
+		return "sinfo"
+	}
+	return "squeue"
 }
 
 // noAnswer is slurmctld not answering a command (what) within d: down,
@@ -423,7 +441,15 @@ func (p *Poller) pollSteps(ctx context.Context) (map[string]StepInfo, error) {
 	return steps, nil
 }
 
-// run runs one squeue and returns its stdout. squeue exits 0 for some
+func (p *Poller) pollNodes(ctx context.Context) (map[string]NodeInfo, error) {
+	out, err := p.run(ctx, SinfoNodesArgv())
+	if err != nil {
+		return nil, err
+	}
+	return ParseSinfoNodes(out)
+}
+
+// run runs one squeue (or sinfo) and returns its stdout. squeue exits 0 for some
 // failures (an unknown -u user prints "squeue: error: Invalid user: x" and
 // nothing else), so an error line with no output is a failure too.
 func (p *Poller) run(ctx context.Context, argv []string) ([]byte, error) {

@@ -138,6 +138,9 @@ func (r *nodeRunner) Run(ctx context.Context, c runner.Cmd) (runner.Result, erro
 	if c.Stderr != nil {
 		_, _ = io.WriteString(c.Stderr, msg)
 	}
+	// The job or its node may be gone: the next States must not answer
+	// from a snapshot taken before.
+	r.p.noteSignalExit()
 	r.p.log.Debug("srun ran no command", "sandbox", r.h.ID, "exit", res.ExitCode, "stderr", oneLine(msg))
 	return runner.Result{ExitCode: res.ExitCode}, nil
 }

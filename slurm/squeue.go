@@ -117,9 +117,9 @@ func null(s string) string {
 // names the job, e.g. (starting, "job 12 PENDING (Resources)"),
 // (stopped, "job 9 CANCELLED"), (error, "job 5 FAILED (NonZeroExitCode)").
 // A job that ended normally or was ended from outside (scancel, time limit,
-// preemption) is stopped; one that broke (FAILED, NODE_FAIL, OUT_OF_MEMORY,
-// BOOT_FAIL) is error. RUNNING means the holder runs; whether the instance
-// is alive is the caller's to tell.
+// preemption) is stopped; one that broke (FAILED, OUT_OF_MEMORY, BOOT_FAIL)
+// is error; one whose node failed (NODE_FAIL) is lost. RUNNING means the
+// holder runs; whether the instance is alive is the caller's to tell.
 func MapState(j JobInfo) (provider.State, string) {
 	reason := "job " + j.ID + " " + j.State
 	if j.Reason != "" && j.Reason != "None" {
@@ -132,7 +132,9 @@ func MapState(j JobInfo) (provider.State, string) {
 		return provider.StateStarting, reason
 	case "COMPLETING", "STAGE_OUT", "COMPLETED", "CANCELLED", "TIMEOUT", "PREEMPTED", "DEADLINE", "REVOKED":
 		return provider.StateStopped, reason
-	case "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "SPECIAL_EXIT":
+	case "NODE_FAIL":
+		return provider.StateLost, reason
+	case "FAILED", "OUT_OF_MEMORY", "BOOT_FAIL", "SPECIAL_EXIT":
 		return provider.StateError, reason
 	case StatePurged:
 		return provider.StateStopped, "job " + j.ID + " finished and was purged"

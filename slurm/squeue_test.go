@@ -130,7 +130,7 @@ func TestMapState(t *testing.T) {
 		{JobInfo{ID: "8", State: "PREEMPTED"}, provider.StateStopped, "job 8 PREEMPTED"},
 		{JobInfo{ID: "8", State: "DEADLINE"}, provider.StateStopped, "job 8 DEADLINE"},
 		{JobInfo{ID: "5", State: "FAILED", Reason: "NonZeroExitCode"}, provider.StateError, "job 5 FAILED (NonZeroExitCode)"},
-		{JobInfo{ID: "5", State: "NODE_FAIL"}, provider.StateError, "job 5 NODE_FAIL"},
+		{JobInfo{ID: "5", State: "NODE_FAIL"}, provider.StateLost, "job 5 NODE_FAIL"},
 		{JobInfo{ID: "6", State: "OUT_OF_MEMORY", Reason: "OutOfMemory"}, provider.StateError, "job 6 OUT_OF_MEMORY (OutOfMemory)"},
 		{JobInfo{ID: "5", State: "BOOT_FAIL"}, provider.StateError, "job 5 BOOT_FAIL"},
 		{JobInfo{ID: "1", State: StatePurged}, provider.StateStopped, "job 1 finished and was purged"},

@@ -17,8 +17,8 @@ var gcCmd = &command{
 	usage:   "[--dry-run] [--all-owners] [flags]",
 	summary: "close sandboxes that are dead, leaked or past their ttl",
 	desc: `Closes every sandbox 'gym-host list' shows that nobody can use any more:
-  - stopped or error: its instance (or SLURM job) is gone, only the handle
-    and files are left;
+  - stopped, error or lost (its SLURM node failed): its instance (or SLURM
+    job) is gone, only the handle and files are left;
   - leaked: an instance (or SLURM job) of ours (this state directory's
     owner tag) with no handle;
   - expired: created with --ttl, and the ttl has passed.

@@ -14,8 +14,9 @@ var statusCmd = &command{
 	usage:   "ID... [flags]",
 	summary: "show the state of sandboxes",
 	desc: `Shows the state of the given sandboxes (one runtime query for all of them):
-running, stopped (its instance is gone), starting, error or unknown, with the
-reason when it is not obvious. A sandbox closed in the last 7 days reads
+running, stopped (its instance is gone), starting, error, lost (its SLURM node
+failed; for good: gc closes it) or unknown, with the reason when it is not
+obvious. A sandbox closed in the last 7 days reads
 stopped ("closed at ..."): the state directory keeps a small record of each
 close, so a caller still holding the id learns it is gone. An ID this state
 directory never made is an error (exit 1; error_type not_found).`,

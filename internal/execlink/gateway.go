@@ -148,20 +148,31 @@ func (g *Gateway) Close() error {
 	return err
 }
 
+// DialTimeout bounds the TCP connect to a holder. A node that died takes
+// no connection and refuses none: without a bound, connect waits for the
+// kernel's SYN retries (over two minutes on Linux). A live node answers in
+// well under a millisecond on a cluster network, and a few SYN
+// retransmissions (1 s, then 2 s) fit in it. A variable for tests.
+var DialTimeout = 3 * time.Second
+
 // Dialer returns the plugin's dial function towards one holder at addr,
 // for the executor client. It returns once the holder has reached the
-// executor, so an error means nothing was sent to it.
+// executor, so an error means nothing was sent to it. The connect takes at
+// most DialTimeout and the whole of it (TLS and the holder's ready byte)
+// at most handshakeTimeout, within ctx: a holder that is gone fails it
+// fast, whatever timeout the command has.
 func Dialer(addr string, cfg *tls.Config) func(ctx context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
-		d := tls.Dialer{Config: cfg}
-		c, err := d.DialContext(ctx, "tcp", addr)
+		start := time.Now()
+		dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		defer cancel()
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: DialTimeout}, Config: cfg}
+		c, err := d.DialContext(dctx, "tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("executor link to %s: %w", addr, err)
+			return nil, fmt.Errorf("executor link to %s: could not connect (gave up after %s): %w", addr, time.Since(start).Round(time.Millisecond), err)
 		}
-		if dl, ok := ctx.Deadline(); ok {
+		if dl, ok := dctx.Deadline(); ok {
 			_ = c.SetReadDeadline(dl)
-		} else {
-			_ = c.SetReadDeadline(time.Now().Add(handshakeTimeout))
 		}
 		var b [1]byte
 		_, err = io.ReadFull(c, b[:])

@@ -65,6 +65,9 @@ func (p *Provider) run(ctx context.Context, h *handles.Handle, req provider.Exec
 	if err := validateExecRequest(req); err != nil {
 		return provider.ExecResult{ExecID: req.ExecID}, err
 	}
+	if why := h.Extra[extraLost]; why != "" {
+		return lostFailure(h, req.ExecID, why), nil
+	}
 	if req.Timeout == provider.NoTime {
 		// NeMo Gym's timeout_s=0: no time at all. Starting the command
 		// with a timer already run out would let a fast one finish first.
@@ -122,6 +125,11 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 	case cl != nil:
 		if res, err, done := p.runFast(ctx, h, cl, req, o); done {
 			return res, err
+		}
+		// The link could not connect: before a step is tried on the
+		// node, see whether the node failed.
+		if why := p.lostNow(ctx, h); why != "" {
+			return lostFailure(h, req.ExecID, why), nil
 		}
 	}
 	if req.TTY != nil {
@@ -218,7 +226,11 @@ func (p *Provider) runCommand(ctx context.Context, h *handles.Handle, req provid
 	}
 	if !stderr.Started() {
 		// The command never ran: the exit code is apptainer's (1 for the
-		// capability error, 255 for FATAL), not the command's.
+		// capability error, 255 for FATAL), not the command's, or the
+		// placement's (no step on a failed node).
+		if why := p.lostNow(ctx, h); why != "" {
+			return lostFailure(h, req.ExecID, why), nil
+		}
 		return sandboxFailure(req.ExecID, classify(stderr.Prefix())), nil
 	}
 	if rr.ExitCode >= 128 {

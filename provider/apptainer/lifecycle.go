@@ -84,8 +84,8 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 	}
 	var states map[string]provider.Status
 	var statesErr error
-	if len(withHandle) > 0 {
-		states, statesErr = lc.States(ctx, withHandle)
+	if ask := notLost(withHandle); len(ask) > 0 {
+		states, statesErr = lc.States(ctx, ask)
 		if statesErr != nil && ctx.Err() != nil {
 			return nil, statesErr
 		}
@@ -116,7 +116,7 @@ func (p *Provider) statusLifecycle(ctx context.Context, lc placement.Lifecycle, 
 // whatever the placement sees without a handle (ours leaked, others'
 // foreign), by instance name.
 func (p *Provider) listLifecycle(ctx context.Context, lc placement.Lifecycle, hs []*handles.Handle) ([]provider.Status, error) {
-	states, statesErr := lc.States(ctx, hs)
+	states, statesErr := lc.States(ctx, notLost(hs))
 	if statesErr != nil && ctx.Err() != nil {
 		return nil, statesErr
 	}
@@ -161,6 +161,14 @@ func (p *Provider) placedStatus(h *handles.Handle, states map[string]provider.St
 		if got.JobID != "" {
 			st.JobID = got.JobID
 		}
+	}
+	if st.State == provider.StateLost {
+		p.markLost(h, st.Reason)
+	}
+	if why := h.Extra[extraLost]; why != "" {
+		// Lost is for good: once the job is purged, or while slurmctld
+		// cannot be asked, the record still tells what happened.
+		st.State, st.Reason = provider.StateLost, why
 	}
 	p.creatingState(h, &st)
 	return st

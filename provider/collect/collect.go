@@ -30,7 +30,7 @@ func Reason(st provider.Status, now time.Time, allOwners bool) string {
 		return ""
 	case strings.HasPrefix(st.Reason, "leaked"):
 		return st.Reason
-	case st.State == provider.StateStopped || st.State == provider.StateError:
+	case st.State.Over():
 		if st.Reason == "" {
 			return string(st.State)
 		}

@@ -20,6 +20,7 @@ func world() []provider.Status {
 		{ID: "gym-stopped", State: provider.StateStopped, Reason: "job 12 CANCELLED", Placement: "slurm", JobID: "12"},
 		{ID: "gym-gone", State: provider.StateStopped, Reason: "instance is gone"},
 		{ID: "gym-broken", State: provider.StateError, Reason: "job 5 FAILED (NonZeroExitCode)"},
+		{ID: "gym-lost", State: provider.StateLost, Reason: "node node2 DOWN: power; job 7 NODE_FAIL (NodeDown)"},
 		{ID: "gym-leak", State: provider.StateRunning, Reason: "leaked: no handle (close it with gym-host close gym-leak)"},
 		{ID: "gym-pending", State: provider.StateStarting, Reason: "job 9 PENDING (Resources)"},
 		{ID: "gym-unknown", State: provider.StateUnknown, Reason: "cannot query the placement: squeue: timed out"},
@@ -34,6 +35,7 @@ var want = map[string]string{
 	"gym-stopped":     "stopped: job 12 CANCELLED",
 	"gym-gone":        "stopped: instance is gone",
 	"gym-broken":      "error: job 5 FAILED (NonZeroExitCode)",
+	"gym-lost":        "lost: node node2 DOWN: power; job 7 NODE_FAIL (NodeDown)",
 	"gym-leak":        "leaked: no handle (close it with gym-host close gym-leak)",
 	"gym-unknown-old": "ttl 1m0s expired 59m0s ago",
 }
@@ -63,7 +65,7 @@ func TestSelectKeepsOrderAndNamesEachOnce(t *testing.T) {
 		ids = append(ids, v.Status.ID)
 		assert.Equal(t, want[v.Status.ID], v.Why)
 	}
-	assert.Equal(t, []string{"gym-old", "gym-stopped", "gym-gone", "gym-broken", "gym-leak", "gym-unknown-old"}, ids)
+	assert.Equal(t, []string{"gym-old", "gym-stopped", "gym-gone", "gym-broken", "gym-lost", "gym-leak", "gym-unknown-old"}, ids)
 
 	all := Select(world(), now, true)
 	assert.Len(t, all, len(want)+2, "all owners: the two foreign ones too")

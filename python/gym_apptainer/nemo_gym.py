@@ -293,8 +293,10 @@ class GymApptainerProvider:
         await self.client.download(handle.sandbox_id, source_path, Path(target_path))
 
     async def status(self, handle: SandboxHandle) -> SandboxStatus:
-        """RUNNING, STARTING, ERROR, STOPPED (closed or gone) or UNKNOWN
-        (e.g. the SLURM controller cannot be reached)."""
+        """RUNNING, STARTING, ERROR (a sandbox whose SLURM node failed
+        included: the service's reason then starts with "lost: "), STOPPED
+        (closed or gone) or UNKNOWN (e.g. the SLURM controller cannot be
+        reached)."""
         try:
             info = await self.client.status(handle.sandbox_id)
         except errors.NotFound:
