@@ -2,7 +2,6 @@ package slurm
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -82,68 +81,11 @@ func (n NodeInfo) Describe() string {
 	return s
 }
 
-// ExpandHostlist turns SLURM's compressed node list ("node[1-3,5],gpu01")
-// into names. ok is false for a list it cannot read (the caller then does
-// not judge by it).
-func ExpandHostlist(list string) (names []string, ok bool) {
-	for _, tok := range splitTop(list) {
-		if tok == "" {
-			continue
-		}
-		open := strings.IndexByte(tok, '[')
-		if open < 0 {
-			names = append(names, tok)
-			continue
-		}
-		end := strings.IndexByte(tok, ']')
-		if end < open || strings.ContainsAny(tok[end+1:], "[]") {
-			return nil, false // more than one range group: not read
-		}
-		prefix, suffix := tok[:open], tok[end+1:]
-		for _, part := range strings.Split(tok[open+1:end], ",") {
-			lo, hi, isRange := strings.Cut(part, "-")
-			if !isRange {
-				hi = lo
-			}
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := strconv.Atoi(hi)
-			if err1 != nil || err2 != nil || b < a || b-a > 100000 {
-				return nil, false
-			}
-			for i := a; i <= b; i++ {
-				// Zero padding is the width of the low bound ("01-10").
-				names = append(names, fmt.Sprintf("%s%0*d%s", prefix, len(lo), i, suffix))
-			}
-		}
-	}
-	return names, true
-}
-
-// splitTop splits a host list at the commas outside brackets.
-func splitTop(list string) []string {
-	var out []string
-	depth, start := 0, 0
-	for i := 0; i < len(list); i++ {
-		switch list[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		case ',':
-			if depth == 0 {
-				out = append(out, list[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, list[start:])
-}
-
 // inHostlist reports whether node is one of list's; unknown when list
 // cannot be read.
 func inHostlist(node, list string) (in, known bool) {
-	names, ok := ExpandHostlist(list)
-	if !ok {
+	names, err := ExpandHostlist(list)
+	if err != nil {
 		return false, false
 	}
 	for _, n := range names {
