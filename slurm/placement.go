@@ -119,11 +119,11 @@ type Placement struct {
 	// handlesDir is the state dir's handle store (Config.HandlesDir).
 	handlesDir string
 	// spreadMu guards what spreading an allocation's steps keeps
-	// (spread.go): the allocation's nodes, once known, and how many holder
-	// steps this process is starting on each node.
+	// (spread.go): the allocation's nodes, once known, and the node of
+	// each sandbox this process placed, by id.
 	spreadMu   sync.Mutex
 	allocNodes []string
-	starting   map[string]int
+	placed     map[string]string
 	// signalExit is when a command on a node last died by a signal (unix
 	// nanoseconds; 0 = never).
 	signalExit atomic.Int64
@@ -211,7 +211,7 @@ func New(cfg Config) (*Placement, error) {
 		export:       ExportArg(slurmEnv(env)),
 		poller:       NewPoller(r, usr, log.Named("poller")),
 		handlesDir:   cfg.HandlesDir,
-		starting:     map[string]int{},
+		placed:       map[string]string{},
 		log:          log,
 	}, nil
 }

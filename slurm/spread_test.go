@@ -2,6 +2,7 @@ package slurm
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -46,7 +47,9 @@ func TestOnNode(t *testing.T) {
 
 // TestStepNodeSpreads: in a 3-node allocation (squeue's line recorded from
 // a real salloc -N3), each new step goes to the node with the fewest of the
-// state dir's sandboxes, counting steps still starting in this process.
+// state dir's sandboxes: handles that record a node, plus those this
+// process placed whose handles do not record one yet; a sandbox whose
+// handle is gone no longer counts.
 func TestStepNodeSpreads(t *testing.T) {
 	line := string(fixture(t, "squeue_alloc_3nodes.txt"))
 	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
@@ -61,33 +64,39 @@ func TestStepNodeSpreads(t *testing.T) {
 	require.NoError(t, err)
 	store, err := handles.Open(dir)
 	require.NoError(t, err)
-	put := func(id, job, node, mode string) {
+	put := func(n int, job, node, mode string) string {
+		id := fmt.Sprintf("gym-00000000-0000-0000-0000-%012d", n)
 		require.NoError(t, store.Put(&handles.Handle{ID: id, Placement: Name, JobID: job, Node: node,
 			Extra: map[string]string{ExtraMode: mode}}))
+		return id
 	}
+	// creating is the handle the provider saves before Start: no job, no node.
+	creating := func(n int) string { return put(n, "", "", "") }
 	ctx := context.Background()
 
-	// node1 holds two of ours, node2 one; node3 none: node3, then (node3
-	// starting) node2, then all three at two: node1, the first listed.
-	put("gym-00000000-0000-0000-0000-000000000001", "2881", "node1", ModeAllocation)
-	put("gym-00000000-0000-0000-0000-000000000002", "2881", "node1", ModeAllocation)
-	put("gym-00000000-0000-0000-0000-000000000003", "2881", "node2", ModeAllocation)
+	put(1, "2881", "node1", ModeAllocation)
+	put(2, "2881", "node1", ModeAllocation)
+	put(3, "2881", "node2", ModeAllocation)
 	// Not counted: another allocation's step, a job of its own.
-	put("gym-00000000-0000-0000-0000-000000000004", "9999", "node3", ModeAllocation)
-	put("gym-00000000-0000-0000-0000-000000000005", "2881", "node3", ModeJob)
+	put(4, "9999", "node3", ModeAllocation)
+	put(5, "2881", "node3", ModeJob)
 
-	n1, release1 := p.stepNode(ctx)
-	assert.Equal(t, "node3", n1)
-	n2, release2 := p.stepNode(ctx)
-	assert.Equal(t, "node2", n2)
-	n3, release3 := p.stepNode(ctx)
-	assert.Equal(t, "node3", n3, "node3 had one starting, node2 two (one handle, one starting)")
-	release1()
-	release2()
-	release3()
-	n4, release4 := p.stepNode(ctx)
-	defer release4()
-	assert.Equal(t, "node3", n4, "released starts are no longer counted")
+	// node1 2, node2 1, node3 0.
+	a := creating(10)
+	assert.Equal(t, "node3", p.stepNode(ctx, a))
+	b := creating(11)
+	assert.Equal(t, "node2", p.stepNode(ctx, b), "node3 has the one being placed")
+	c := creating(12)
+	assert.Equal(t, "node3", p.stepNode(ctx, c), "node1 2, node2 2, node3 1")
+
+	// a started and its handle records node3 (counted once, from the
+	// handle); c's create failed and its handle is gone.
+	put(10, "2881", "node3", ModeAllocation)
+	require.NoError(t, store.Delete(c))
+	d := creating(13)
+	assert.Equal(t, "node3", p.stepNode(ctx, d), "node1 2, node2 2, node3 1 (a)")
+	e := creating(14)
+	assert.Equal(t, "node1", p.stepNode(ctx, e), "all at 2: the first listed")
 
 	squeues := 0
 	for _, c := range rec.Calls() {
@@ -106,7 +115,5 @@ func TestStepNodeOneNode(t *testing.T) {
 	p, err := New(Config{Partitions: testPartitions(), NodePlugin: testPlugin, User: "root", Runner: rec,
 		Env: []string{"PATH=/bin", "SLURM_JOB_ID=2881"}, HandlesDir: t.TempDir()})
 	require.NoError(t, err)
-	n, release := p.stepNode(context.Background())
-	defer release()
-	assert.Empty(t, n)
+	assert.Empty(t, p.stepNode(context.Background(), "gym-00000000-0000-0000-0000-000000000001"))
 }
