@@ -18,9 +18,13 @@ if [ "$(id -u)" = 0 ] && ! grep -q '^root:' /etc/subuid 2>/dev/null; then
   grep -q '^root:' /etc/subgid 2>/dev/null || echo "root:300000:65536" >> /etc/subgid
 fi
 
-# The SLURM tests run against a real single-node cluster on this machine.
-echo "[test] slurm cluster" >&2
-"$repo/scripts/slurm-cluster.sh" up
+# The SLURM tests run against a real cluster on this machine: three nodes
+# (node1..node3, each slurmd in namespaces of its own; this host is the login
+# node), so that sandboxes land on nodes other than gym-host's and an
+# allocation spans nodes. GYM_TEST_SLURM_NODES=1 runs them on the quick
+# one-node cluster instead.
+echo "[test] slurm cluster (${GYM_TEST_SLURM_NODES:-3} nodes)" >&2
+"$repo/scripts/slurm-cluster.sh" up --nodes "${GYM_TEST_SLURM_NODES:-3}"
 
 export GYM_BIN_DIR="$repo/bin"
 export GYM_TEST_IMAGES=${GYM_TEST_IMAGES:-/var/lib/gym-apptainer/images}

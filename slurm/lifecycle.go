@@ -63,7 +63,8 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	filled := spec.Plan.Resources
 	w := &startWait{p: p, h: h, t0: time.Now()}
 	if p.mode == ModeAllocation {
-		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder))
+		on := p.stepNode(ctx, h.ID) // spread the allocation's sandboxes over its nodes
+		err = w.submitStep(ctx, onNode(StepArgv(p.allocJob, part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder), on))
 	} else {
 		err = w.submitJob(ctx, SbatchArgv(part, filled, h.Instance, node.HolderLogPath(h.StagingDir), SubmitExport, holder))
 	}

@@ -83,6 +83,10 @@ type Config struct {
 	KeyDir string
 	// Logger receives debug lines; nil discards.
 	Logger hclog.Logger
+	// HandlesDir is the state dir's handle store: in mode allocation a new
+	// sandbox goes to the allocation's node with the fewest of its
+	// sandboxes. "" = no spreading by handles.
+	HandlesDir string
 	// Runner runs the slurm commands; nil means a local runner on Env.
 	// Tests pass a runner.Recorder.
 	Runner runner.Runner
@@ -114,6 +118,14 @@ type Placement struct {
 	export string
 	poller *Poller
 	log    hclog.Logger
+	// handlesDir is the state dir's handle store (Config.HandlesDir).
+	handlesDir string
+	// spreadMu guards what spreading an allocation's steps keeps
+	// (spread.go): the allocation's nodes, once known, and the node of
+	// each sandbox this process placed, by id.
+	spreadMu   sync.Mutex
+	allocNodes []string
+	placed     map[string]string
 	// signalExit is when a command on a node last died by a signal (unix
 	// nanoseconds; 0 = never).
 	signalExit atomic.Int64
@@ -201,6 +213,8 @@ func New(cfg Config) (*Placement, error) {
 		submit:       submit,
 		export:       ExportArg(slurmEnv(env)),
 		poller:       NewPoller(r, usr, log.Named("poller")),
+		handlesDir:   cfg.HandlesDir,
+		placed:       map[string]string{},
 		log:          log,
 	}, nil
 }

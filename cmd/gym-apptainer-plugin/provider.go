@@ -56,6 +56,7 @@ func newSlurmPlacement(cfg *config.Config, logger hclog.Logger) (*slurm.Placemen
 		Mode:         sc.Mode,
 		NodePlugin:   nodeAgent(sc.NodePlugin),
 		KeyDir:       cfg.Gym.StateDir,
+		HandlesDir:   filepath.Join(cfg.Gym.StateDir, "sandboxes"),
 		PollInterval: sc.PollInterval,
 		Env:          apptainer.BaseEnv(cfg),
 		Logger:       logger.Named("slurm"),

@@ -1,6 +1,6 @@
-"""GymApptainerProvider with SLURM placement, against the real single-node
-cluster (scripts/slurm-cluster.sh up), the real gym-host serve and apptainer:
-from asyncio, sandboxes as holder jobs on the cluster's node."""
+"""GymApptainerProvider with SLURM placement, against the real cluster
+(scripts/slurm-cluster.sh up [--nodes N]), the real gym-host serve and
+apptainer: from asyncio, sandboxes as holder jobs on the cluster's nodes."""
 
 import asyncio
 import os
@@ -19,7 +19,7 @@ REPO = Path(os.environ.get("GYM_PY_SRC") or Path(__file__).resolve().parent.pare
 SANDBOXES = 4
 
 
-def _slurm_node() -> str:
+def _slurm_nodes() -> list:
     if not shutil.which("scontrol") or not shutil.which("sbatch"):
         _missing("SLURM commands are not on PATH (scripts/slurm-cluster.sh up)")
     ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
@@ -29,14 +29,14 @@ def _slurm_node() -> str:
     nodes = [n for n, _, s in (line.partition("|") for line in out) if s.startswith(("idle", "mix", "alloc"))]
     if not nodes:
         _missing(f"no usable SLURM node: {out}")
-    return nodes[0]
+    return sorted(set(nodes))
 
 
 class SlurmPlacement(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.env = RealEnv()
-        cls.node = _slurm_node()
+        cls.nodes = _slurm_nodes()
         opts = cls.env.provider_options()
         opts["gym"]["placement"] = "slurm"
         opts["gym"]["slurm"] = {"partitions_file": str(REPO / "examples" / "slurm" / "partitions.yaml")}
@@ -67,7 +67,11 @@ class SlurmPlacement(unittest.TestCase):
                     await p.upload_file(h, src, remote)
                     await p.download_file(h, remote, tmp / "back" / remote.strip("/"))
                     out[remote] = (tmp / "back" / remote.strip("/")).read_bytes() == src.read_bytes()
-                out["endpoint"] = (await p.endpoint(h, 8080)).endpoint
+                # The endpoint names the sandbox's node: the hostname inside it
+                # (each node of the namespaced test cluster has its own).
+                node = (await p.exec(h, "hostname")).stdout.strip()
+                out["on a node"] = node in self.nodes
+                out["endpoint"] = (await p.endpoint(h, 8080)).endpoint == f"http://{node}:8080"
                 other = GymApptainerProvider(**self.opts)
                 h2 = await other.connect(await p.serialize_handle(h))
                 out["connect"] = (await other.exec(h2, 'echo "$A"')).stdout
@@ -94,7 +98,8 @@ class SlurmPlacement(unittest.TestCase):
             "stdin": "3",
             "/sandbox/f": True,
             "/tmp/g": True,
-            "endpoint": f"http://{self.node}:8080",
+            "on a node": True,
+            "endpoint": True,
             "connect": "a\n",
             "closed": SandboxStatus.STOPPED,
             "after close": (125, "sandbox"),

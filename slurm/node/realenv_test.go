@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -59,6 +60,12 @@ type apptainerEnv struct {
 	t         *testing.T
 	bin       string
 	configDir string
+	// host, when set and not this machine's name, is the hostname apptainer
+	// runs under (a UTS namespace of its own; root only): apptainer keeps
+	// instances per hostname, and a node of a test cluster made of
+	// namespaces of this machine (scripts/slurm-cluster.sh up --nodes N)
+	// has a name of its own.
+	host string
 }
 
 func (a apptainerEnv) env() []string {
@@ -66,7 +73,11 @@ func (a apptainerEnv) env() []string {
 }
 
 func (a apptainerEnv) run(args ...string) (string, string, error) {
-	cmd := exec.Command(a.bin, args...)
+	argv := append([]string{a.bin}, args...)
+	if own, _ := os.Hostname(); a.host != "" && a.host != strings.SplitN(own, ".", 2)[0] {
+		argv = append([]string{"unshare", "--uts", "--", "/bin/sh", "-c", `hostname "$0" && exec "$@"`, a.host}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = a.env()
 	cmd.Dir = "/"
 	var out, errb bytes.Buffer

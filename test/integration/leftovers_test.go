@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
 	"github.com/gym-apptainer/gym-apptainer/plugin"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
+	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
 // The checks every test ends with (newEnv registers finish): nothing of the
@@ -206,13 +208,24 @@ func markedBy(execID string) func(proc) bool {
 	return func(p proc) bool { return p.hasEnv("GYM_EXEC_ID", execID) }
 }
 
-// instances lists the test's private registry with the real apptainer.
+// instances lists the test's private registry with the real apptainer, on
+// every host that has instances in it: apptainer keeps them per hostname,
+// and the nodes of a multi-node test cluster are hostnames of this machine
+// (scripts/slurm-cluster.sh up --nodes N).
 func (e *env) instances() ([]apptainercli.Instance, error) {
-	out, err := e.apptainer(apptainercli.List(nil, "")...)
-	if err != nil {
-		return nil, err
+	var all []apptainercli.Instance
+	for _, host := range realenv.RegistryHosts(e.configDir) {
+		out, err := e.apptainerOn(host, apptainercli.List(nil, "")...)
+		if err != nil {
+			return nil, err
+		}
+		ins, err := apptainercli.ParseList([]byte(out))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ins...)
 	}
-	return apptainercli.ParseList([]byte(out))
+	return all, nil
 }
 
 // instance returns the listed instance of sandbox id.
@@ -229,16 +242,34 @@ func (e *env) instance(t *testing.T, id string) (apptainercli.Instance, bool) {
 	return apptainercli.Instance{}, false
 }
 
+// forceStop stops instance name wherever it is listed (this machine or a
+// node of the test cluster).
 func (e *env) forceStop(name string) {
-	if out, err := e.apptainer(apptainercli.Stop(nil, name)...); err != nil {
-		e.t.Logf("cleanup: apptainer instance stop %s: %v: %s", name, err, out)
+	var errs []string
+	for _, host := range realenv.RegistryHosts(e.configDir) {
+		out, err := e.apptainerOn(host, apptainercli.Stop(nil, name)...)
+		if err == nil {
+			return
+		}
+		errs = append(errs, fmt.Sprintf("on %s: %v: %s", host, err, strings.TrimSpace(out)))
 	}
+	e.t.Logf("cleanup: apptainer instance stop %s: %s", name, strings.Join(errs, "; "))
 }
 
 // apptainer runs the real apptainer against the test's registry, from /
 // (apptainer bind-mounts its caller's cwd into instances).
 func (e *env) apptainer(args ...string) (string, error) {
-	cmd := exec.Command(apptainerBin, args...)
+	return e.apptainerOn(realenv.ShortHostname(), args...)
+}
+
+// apptainerOn is apptainer as host: the instances apptainer lists and
+// stops are those of that hostname.
+func (e *env) apptainerOn(host string, args ...string) (string, error) {
+	argv := append([]string{apptainerBin}, args...)
+	if host != realenv.ShortHostname() {
+		argv = realenv.OnHost(host, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(), "APPTAINER_CONFIGDIR="+e.configDir)
 	var stderr syncBuffer

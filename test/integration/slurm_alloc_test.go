@@ -27,7 +27,8 @@ func TestSlurmAllocationMode(t *testing.T) {
 		assert.Equal(t, "allocation", hd.Extra["mode"])
 		assert.Equal(t, alloc, hd.JobID, "a step of the allocation")
 		assert.NotEmpty(t, hd.StepID)
-		assert.Equal(t, slurmNodeName, hd.Node)
+		assert.Equal(t, jobNodes(t, alloc), []string{hd.Node}, "on the allocation's node")
+		assert.Equal(t, hd.Node, e.hostnameIn(t, ctx, inJob, id), "the sandbox runs there")
 		assert.Contains(t, e.steps(t), alloc+"."+hd.StepID+" "+id, "its holder step is named after it")
 	}
 	assert.Empty(t, e.jobs(t), "no job of its own was submitted")

@@ -1,8 +1,9 @@
 package integration
 
-// The SLURM tests run gym-host and the plugin against the real single-node
-// cluster that scripts/slurm-cluster.sh brings up (partitions cpu and gpu,
-// one node named `hostname -s`). Each test has the world newEnv gives it
+// The SLURM tests run gym-host and the plugin against the real cluster that
+// scripts/slurm-cluster.sh brings up (partitions cpu and gpu over every
+// node: one named `hostname -s`, or with --nodes N node1..nodeN, each a
+// namespace of this machine with its own hostname; CI runs on three). Each test has the world newEnv gives it
 // (state dir, image cache, instance registry through APPTAINER_CONFIGDIR,
 // which sbatch and srun pass on to the holder and every node-exec) and a
 // config made from examples/slurm/gym.yaml. On top of newEnv's leftover
@@ -29,13 +30,14 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
+	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
 var (
-	slurmOnce     sync.Once
-	slurmMissing  string // why the cluster cannot be used ("" = it can)
-	slurmNodeName string // the node, as SLURM names it
-	slurmUser     string
+	slurmOnce    sync.Once
+	slurmMissing string   // why the cluster cannot be used ("" = it can)
+	slurmNodes   []string // the cluster's nodes, as SLURM names them
+	slurmUser    string
 )
 
 // slurmCommands are what the tests (and the placement) run.
@@ -81,19 +83,18 @@ func checkSlurm() string {
 			return fmt.Sprintf("sinfo lists no partition %q: %s", want, strings.TrimSpace(string(out)))
 		}
 	}
-	out, err = exec.Command("sinfo", "-h", "-N", "-o", "%N|%t").Output()
-	if err != nil {
-		return "sinfo -N: " + err.Error()
-	}
-	for _, line := range strings.Fields(string(out)) {
-		name, state, _ := strings.Cut(line, "|")
-		if strings.HasPrefix(state, "idle") || strings.HasPrefix(state, "mix") || strings.HasPrefix(state, "alloc") {
-			slurmNodeName = name
+	// Every node must take sandboxes: the tests spread them over the nodes.
+	nodes, err := realenv.WaitForNodes(context.Background(), func(context.Context) (string, error) {
+		out, err := exec.Command("sinfo", "-h", "-N", "-o", "%N|%t").Output()
+		if err != nil {
+			return "", fmt.Errorf("sinfo -N: %w", err)
 		}
+		return string(out), nil
+	}, time.Minute)
+	if err != nil {
+		return err.Error()
 	}
-	if slurmNodeName == "" {
-		return "no node is idle, mixed or allocated: " + strings.TrimSpace(string(out))
-	}
+	slurmNodes = nodes
 	return ""
 }
 
@@ -392,8 +393,9 @@ func salloc(t *testing.T, args ...string) string {
 	return id
 }
 
-// holderOf is the holder process of sandbox id on this (the only) node:
-// the one holding the instance named after id (<id>.<owner>).
+// holderOf is the holder process of sandbox id, on whichever node (the
+// nodes of the test cluster share this machine's processes): the one
+// holding the instance named after id (<id>.<owner>).
 func holderOf(t *testing.T, id string) proc {
 	t.Helper()
 	ps := findProcs(func(p proc) bool {

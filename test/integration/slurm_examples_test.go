@@ -64,6 +64,17 @@ func (e *slurmEnv) sbatchWait(t *testing.T, script, logGlob string, env []string
 	return code, string(log)
 }
 
+// logJobNode is the node an example job's log says it runs on ("gym
+// batch: job J on NODE, ...", "gym host: job J on NODE"), one of the
+// cluster's.
+func logJobNode(t *testing.T, log string) string {
+	t.Helper()
+	m := regexp.MustCompile(`job \d+ on ([^\s,]+)`).FindStringSubmatch(log)
+	require.NotNil(t, m, "the job's node in its log")
+	require.Contains(t, slurmNodes, m[1])
+	return m[1]
+}
+
 // TestSlurmExampleBatchJob: examples/slurm/batch-job.sbatch runs a job file
 // of two sandboxes as steps of its own allocation, and collects outputs.
 func TestSlurmExampleBatchJob(t *testing.T) {
@@ -81,8 +92,9 @@ func TestSlurmExampleBatchJob(t *testing.T) {
 	code, log := e.sbatchWait(t, filepath.Join(dir, "batch-job.sbatch"), "gym-batch-*.log", e.exampleEnv("GYM_JOB="+jobFile))
 	assert.Equal(t, 0, code)
 	assert.Contains(t, log, "2 of 2 sandboxes passed")
+	node := logJobNode(t, log)
 	for _, i := range []string{"0", "1"} {
-		assert.Contains(t, log, "["+i+"/run] sandbox on "+slurmNodeName+" sees 1 cpu(s)")
+		assert.Contains(t, log, "["+i+"/run] sandbox on "+node+" sees 1 cpu(s)")
 		got, err := os.ReadFile(filepath.Join(e.dir, "gym-batch-output", i, "sum.txt"))
 		require.NoError(t, err, "collected output of sandbox %s", i)
 		assert.Equal(t, "55\n", string(got))
@@ -97,7 +109,7 @@ func TestSlurmExampleHost(t *testing.T) {
 	code, log := e.sbatchWait(t, filepath.Join(exampleDir(t), "host.sbatch"), "gym-host-*.log",
 		e.exampleEnv("GYM_IMAGE="+sifImage))
 	assert.Equal(t, 0, code)
-	m := regexp.MustCompile(`sandbox (gym-[0-9a-f-]{36}) on ` + regexp.QuoteMeta(slurmNodeName) + ` sees 1 cpu`).FindStringSubmatch(log)
+	m := regexp.MustCompile(`sandbox (gym-[0-9a-f-]{36}) on ` + regexp.QuoteMeta(logJobNode(t, log)) + ` sees 1 cpu`).FindStringSubmatch(log)
 	require.NotNil(t, m, "the harness's exec output")
 	e.saw(m[1])
 	e.requireNothingLeftSlurm(t)

@@ -20,8 +20,9 @@ import (
 const slurmctldPidFile = "/var/lib/slurm-local/run/slurmctld.pid"
 
 // stopSlurmctld stops the cluster's controller (slurmd and the running jobs
-// stay) and brings it back with scripts/slurm-cluster.sh up when the test
-// ends, whatever happened; the returned func brings it back earlier. The
+// stay) and brings it back with scripts/slurm-cluster.sh up (with as many
+// nodes as it has) when the test ends, whatever happened; the returned func
+// brings it back earlier. The
 // caller must hold the shared lock on the real cluster (the tests run
 // under `flock /tmp/gym-real.lock`).
 func stopSlurmctld(t *testing.T) (restart func()) {
@@ -34,13 +35,15 @@ func stopSlurmctld(t *testing.T) (restart func()) {
 	require.NoError(t, err)
 	script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "slurm-cluster.sh"))
 	require.NoError(t, err)
+	// Bring back the cluster that is up now: `up` alone is one node.
+	nodes := max(len(slurmNodes), 1)
 	up := false
 	restart = func() {
 		if up {
 			return
 		}
 		up = true
-		cmd := exec.Command(script, "up")
+		cmd := exec.Command(script, "up", "--nodes", strconv.Itoa(nodes))
 		cmd.Dir = "/"
 		cmd.Env = daemonEnv()
 		out, err := cmd.CombinedOutput()

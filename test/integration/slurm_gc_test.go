@@ -2,8 +2,10 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -110,9 +112,9 @@ func TestSlurmDoctor(t *testing.T) {
 	for _, want := range []string{
 		"[ ok ] slurm-commands: sbatch, srun, squeue, scancel, scontrol: slurm",
 		"[ ok ] slurm-controller: Slurmctld(primary) at ",
-		"[ ok ] partition cpu: up, 1 node(s), 8 CPUs and 16384 MiB per node",
-		"[ ok ] partition gpu: up, 1 node(s), 8 CPUs and 16384 MiB per node, 2 GPU(s)",
-		"[ ok ] staging cpu: " + filepath.Join(e.stateDir, "staging") + " is shared with node " + slurmNodeName,
+		fmt.Sprintf("[ ok ] partition cpu: up, %d node(s), 8 CPUs and 16384 MiB per node", len(slurmNodes)),
+		fmt.Sprintf("[ ok ] partition gpu: up, %d node(s), 8 CPUs and 16384 MiB per node, 2 GPU(s)", len(slurmNodes)),
+		"[ ok ] staging cpu: " + filepath.Join(e.stateDir, "staging") + " is shared with node ",
 		"[ ok ] staging gpu: ",
 		"[ ok ] enforce cpu: enforce: slurm; ",
 		"[ ok ] enforce gpu: enforce: slurm; ",
@@ -120,6 +122,9 @@ func TestSlurmDoctor(t *testing.T) {
 	} {
 		assert.Contains(t, r.Stdout, want)
 	}
+	m := regexp.MustCompile(`staging cpu: .* is shared with node (\S+) \(partition cpu\)`).FindStringSubmatch(r.Stdout)
+	require.NotNil(t, m, "the node the staging check ran on")
+	assert.Contains(t, slurmNodes, m[1])
 	assert.NotContains(t, r.Stdout, "resource-limits", "the partitions decide, not create.apply_resource_limits")
 	// The probe files are gone from the staging root.
 	entries, err := os.ReadDir(filepath.Join(e.stateDir, "staging"))

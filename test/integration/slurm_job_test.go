@@ -61,7 +61,8 @@ func TestSlurmJobMode(t *testing.T) {
 	t.Run("placed", func(t *testing.T) {
 		hd := e.handleOf(t, id)
 		assert.Equal(t, "slurm", hd.Placement)
-		assert.Equal(t, slurmNodeName, hd.Node)
+		assert.Equal(t, []string{hd.Node}, jobNodes(t, hd.JobID), "the handle records the job's node")
+		assert.Equal(t, hd.Node, e.hostnameIn(t, ctx, nil, id), "the sandbox runs there")
 		assert.Equal(t, "job", hd.Extra["mode"])
 		assert.Equal(t, "cpu", hd.Extra["partition"])
 		j := e.jobOf(t, id)
@@ -233,15 +234,16 @@ func TestSlurmImpossibleRequest(t *testing.T) {
 	e.requireNothingLeftSlurm(t)
 }
 
-// TestSlurmFullNode: a create whose job cannot start (the node's CPUs are
+// TestSlurmFullNode: a create whose job cannot start (every node's CPUs are
 // taken) gives up at create.start_timeout_s, says why the job pends, and
 // leaves no job behind.
 func TestSlurmFullNode(t *testing.T) {
 	e := newSlurmEnv(t, "job", withKey("sandbox.apptainer.create.start_timeout_s", 5))
 	ctx := e.ctx(2 * time.Minute)
-	// 8 CPUs: the whole node (cpu and gpu share it).
-	fill := submit(t, e.dir, os.Environ(), "-J", "gym-it-fill", "-p", "cpu", "-N1", "-n1", "-c", "8", "--mem=64M", "-t", "5",
-		"-o", "/dev/null", "--wrap", "exec sleep 300")
+	// 8 CPUs on every node: the whole cluster (cpu and gpu share the nodes).
+	n := strconv.Itoa(len(slurmNodes))
+	fill := submit(t, e.dir, os.Environ(), "-J", "gym-it-fill", "-p", "cpu", "-N", n, "-n", n, "--ntasks-per-node=1", "-c", "8",
+		"--mem=64M", "-t", "5", "-o", "/dev/null", "--wrap", "exec sleep 300")
 	st := waitJobState(t, fill, 20*time.Second, func(s string) bool { return s == "RUNNING" })
 	t.Logf("fill job %s: %s", fill, st)
 

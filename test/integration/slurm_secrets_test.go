@@ -72,7 +72,7 @@ func TestSlurmNoSecretOnSlurmDisk(t *testing.T) {
 	}
 }
 
-// slurmDiskDirs are slurmctld's StateSaveLocation and slurmd's
+// slurmDiskDirs are slurmctld's StateSaveLocation and every node's
 // SlurmdSpoolDir, as `scontrol show config` names them.
 func slurmDiskDirs(t *testing.T) []string {
 	t.Helper()
@@ -82,12 +82,20 @@ func slurmDiskDirs(t *testing.T) []string {
 	for _, line := range strings.Split(out, "\n") {
 		key, val, ok := strings.Cut(line, "=")
 		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
-		if ok && (key == "StateSaveLocation" || key == "SlurmdSpoolDir") {
-			// SlurmdSpoolDir may hold %n (the node name).
-			dirs = append(dirs, strings.ReplaceAll(val, "%n", slurmNodeName))
+		switch {
+		case !ok:
+		case key == "StateSaveLocation":
+			dirs = append(dirs, val)
+		case key == "SlurmdSpoolDir" && strings.Contains(val, "%n"):
+			// One per node: %n is the node name.
+			for _, n := range slurmNodes {
+				dirs = append(dirs, strings.ReplaceAll(val, "%n", n))
+			}
+		case key == "SlurmdSpoolDir":
+			dirs = append(dirs, val)
 		}
 	}
-	require.Len(t, dirs, 2, "StateSaveLocation and SlurmdSpoolDir in scontrol show config")
+	require.GreaterOrEqual(t, len(dirs), 2, "StateSaveLocation and SlurmdSpoolDir in scontrol show config")
 	for _, d := range dirs {
 		st, err := os.Stat(d)
 		require.NoError(t, err, "the test reads %s (run as the slurm user or root)", d)

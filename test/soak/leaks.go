@@ -185,27 +185,45 @@ func (w *world) findLeaks(ctx context.Context, b baseline) leaks {
 
 // instances lists the run's instances: everything in the private registry,
 // and the run's names in the user's default one (a placement that does not
-// pass APPTAINER_CONFIGDIR to the node registers them there).
+// pass APPTAINER_CONFIGDIR to the node registers them there), on every
+// hostname that has instances in either: apptainer keeps them per
+// hostname, and the nodes of a test cluster made of namespaces of this
+// machine have names of their own.
 func (w *world) instances(ctx context.Context) []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, env := range [][]string{nil, withoutEnv("APPTAINER_CONFIGDIR")} {
-		stdout, _, err := runCmd(ctx, env, w.appt, "instance", "list", "--json")
-		if err != nil {
-			continue
-		}
-		list, err := apptainercli.ParseList([]byte(stdout))
-		if err != nil {
-			continue
-		}
-		for _, in := range list {
-			if (env == nil || w.ours(in.Name)) && !seen[in.Name] {
-				seen[in.Name] = true
-				out = append(out, fmt.Sprintf("%s (pid %d)", in.Name, in.PID))
+	home, _ := os.UserHomeDir()
+	for _, reg := range []struct {
+		env []string
+		dir string
+	}{{nil, w.configDir}, {withoutEnv("APPTAINER_CONFIGDIR"), filepath.Join(home, ".apptainer")}} {
+		for _, host := range realenv.RegistryHosts(reg.dir) {
+			stdout, _, err := runCmd(ctx, reg.env, w.onHost(host, w.appt, "instance", "list", "--json")...)
+			if err != nil {
+				continue
+			}
+			list, err := apptainercli.ParseList([]byte(stdout))
+			if err != nil {
+				continue
+			}
+			for _, in := range list {
+				if (reg.env == nil || w.ours(in.Name)) && !seen[in.Name] {
+					seen[in.Name] = true
+					out = append(out, fmt.Sprintf("%s (pid %d)", in.Name, in.PID))
+				}
 			}
 		}
 	}
 	return out
+}
+
+// onHost is argv run as host (realenv.OnHost), or as it is for this
+// machine's own name.
+func (w *world) onHost(host string, argv ...string) []string {
+	if host == realenv.ShortHostname() {
+		return argv
+	}
+	return realenv.OnHost(host, argv...)
 }
 
 type job struct{ id, name, state string }

@@ -224,9 +224,11 @@ func (w *world) removeLeftovers() error {
 			}
 		}
 	}
-	if _, stderr, err := runCmd(ctx, nil, w.appt, "instance", "stop", "-t", "0", "--all"); err != nil &&
-		!strings.Contains(stderr, "no instance found") {
-		errs = append(errs, fmt.Errorf("apptainer instance stop --all: %w: %s", err, strings.TrimSpace(stderr)))
+	for _, host := range realenv.RegistryHosts(w.configDir) { // a node's instances are under its name
+		if _, stderr, err := runCmd(ctx, nil, w.onHost(host, w.appt, "instance", "stop", "-t", "0", "--all")...); err != nil &&
+			!strings.Contains(stderr, "no instance found") {
+			errs = append(errs, fmt.Errorf("apptainer instance stop --all (on %s): %w: %s", host, err, strings.TrimSpace(stderr)))
+		}
 	}
 	for _, p := range w.orphans {
 		if q, ok := realenv.ReadProc(p.PID); ok && q.Start == p.Start && q.State != 'Z' {

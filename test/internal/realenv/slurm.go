@@ -81,20 +81,12 @@ func IsSlurmInputVar(key string) bool {
 }
 
 // PickNode chooses from `sinfo -h -N -o '%N|%t'` lines: the node named like
-// this host if it is usable, else the first usable one.
+// this host if it is usable (a one-node cluster), else the first usable one
+// (node1 of scripts/slurm-cluster.sh up --nodes N).
 func PickNode(out, host string) (node string, ok bool) {
-	usable := func(s string) bool {
-		switch NodeState(s) {
-		// plnd: idle, but backfill has planned a pending job for it (seen
-		// right after a burst of holder jobs); it still takes steps and jobs.
-		case "idle", "mix", "mixed", "alloc", "allocated", "comp", "completing", "plnd", "planned":
-			return true
-		}
-		return false
-	}
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		n, s, found := strings.Cut(strings.TrimSpace(l), "|")
-		if !found || !usable(s) {
+		if !found || !usableState(s) {
 			continue
 		}
 		if n == host {

@@ -3,6 +3,7 @@ package realenv
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -145,4 +146,57 @@ func TestWriteConfigFromLocal(t *testing.T) {
 	assert.Equal(t, "local", cfg.Gym.Placement)
 	assert.Equal(t, filepath.Join(dir, "ex", "conf", "apptainer.conf"), cfg.Gym.ApptainerConf, "relative to the base config")
 	assert.Equal(t, "auto", cfg.Gym.Slurm.Mode, "only placement slurm is made a login node")
+}
+
+func TestNodes(t *testing.T) {
+	all, unusable := Nodes("node1|idle\nnode1|idle\nnode3|down*\nnode2|mix\nnode2|mix\nnode3|down*\n")
+	assert.Equal(t, []string{"node1", "node2", "node3"}, all)
+	assert.Equal(t, map[string]string{"node3": "down*"}, unusable)
+	all, unusable = Nodes("")
+	assert.Empty(t, all)
+	assert.Empty(t, unusable)
+}
+
+func TestWaitForNodes(t *testing.T) {
+	outs := []string{"node1|idle\nnode2|down*\n", "node1|idle\nnode2|plnd\n"}
+	calls := 0
+	sinfo := func(context.Context) (string, error) {
+		out := outs[min(calls, len(outs)-1)]
+		calls++
+		return out, nil
+	}
+	nodes, err := WaitForNodes(context.Background(), sinfo, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"node1", "node2"}, nodes)
+	assert.Equal(t, 2, calls)
+
+	calls = 0
+	outs = []string{"node1|idle\nnode2|drain\n"}
+	_, err = WaitForNodes(context.Background(), sinfo, 0)
+	assert.ErrorContains(t, err, "node2:drain")
+	outs = []string{""}
+	_, err = WaitForNodes(context.Background(), sinfo, 0)
+	assert.ErrorContains(t, err, "no nodes")
+}
+
+func TestRegistryHosts(t *testing.T) {
+	dir := t.TempDir()
+	assert.Equal(t, []string{ShortHostname()}, RegistryHosts(dir), "this machine's, even with no registry")
+	for _, h := range []string{"node2", ShortHostname(), "node1"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "instances", "app", h, "root"), 0o700))
+	}
+	assert.Equal(t, []string{ShortHostname(), "node1", "node2"}, RegistryHosts(dir))
+}
+
+// TestOnHost runs hostname under another name (as root only: a UTS
+// namespace needs CAP_SYS_ADMIN).
+func TestOnHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("unshare --uts needs root")
+	}
+	argv := OnHost("gym-realenv-node", "hostname")
+	out, err := exec.Command(argv[0], argv[1:]...).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "gym-realenv-node\n", string(out))
+	assert.NotEqual(t, "gym-realenv-node", ShortHostname(), "the machine's own name is untouched")
 }
