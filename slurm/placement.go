@@ -120,12 +120,10 @@ type Placement struct {
 	log    hclog.Logger
 	// handlesDir is the state dir's handle store (Config.HandlesDir).
 	handlesDir string
-	// spreadMu guards what spreading an allocation's steps keeps
-	// (spread.go): the allocation's nodes, once known, and the node of
-	// each sandbox this process placed, by id.
-	spreadMu   sync.Mutex
-	allocNodes []string
-	placed     map[string]string
+	// spreadMu guards the node of each sandbox this process placed, by
+	// id, for spreading an allocation's steps (spread.go).
+	spreadMu sync.Mutex
+	placed   map[string]string
 	// signalExit is when a command on a node last died by a signal (unix
 	// nanoseconds; 0 = never).
 	signalExit atomic.Int64

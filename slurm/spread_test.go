@@ -14,29 +14,6 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
 
-func TestExpandHostlist(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want []string
-	}{
-		{"vm", []string{"vm"}},
-		{"node[1-3]", []string{"node1", "node2", "node3"}},
-		{"node[1-2,7]", []string{"node1", "node2", "node7"}},
-		{"gpu[08-10]", []string{"gpu08", "gpu09", "gpu10"}},
-		{"a1,b[2-3],c", []string{"a1", "b2", "b3", "c"}},
-		{"rack[1-2]n[1-2]", []string{"rack1n1", "rack1n2", "rack2n1", "rack2n2"}},
-		{"", nil},
-	} {
-		got, err := ExpandHostlist(tt.in)
-		require.NoError(t, err, tt.in)
-		assert.Equal(t, tt.want, got, tt.in)
-	}
-	for _, bad := range []string{"node[1-3", "node1]", "node[3-1]", "node[a-b]", "node[1-99999999]"} {
-		_, err := ExpandHostlist(bad)
-		assert.Error(t, err, bad)
-	}
-}
-
 func TestOnNode(t *testing.T) {
 	argv := StepArgv("77", &testPartitions().List[0], resources.Resources{CPU: 1, MemoryMiB: 256}, "gym-x.o", "/s/log", "--export=PATH", []string{"holder"})
 	got := onNode(argv, "node2")
