@@ -62,7 +62,9 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 
 	filled := spec.Plan.Resources
 	w := &startWait{p: p, h: h, t0: time.Now()}
-	if p.mode == ModeAllocation {
+	if p.pool != "" {
+		err = p.startInPool(ctx, w, part, filled, holder) // poolplace.go
+	} else if p.mode == ModeAllocation {
 		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder))
 	} else {
 		err = w.submitJob(ctx, SbatchArgv(part, filled, h.Instance, node.HolderLogPath(h.StagingDir), SubmitExport, holder))

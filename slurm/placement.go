@@ -85,6 +85,12 @@ type Config struct {
 	// Runner runs the slurm commands; nil means a local runner on Env.
 	// Tests pass a runner.Recorder.
 	Runner runner.Runner
+	// Pool places every sandbox as a step of this standing pool (its record
+	// in KeyDir's pools directory; `gym-host pool up`), whatever Mode says.
+	Pool string
+	// HandlesDir is the provider's handle store: a pool's sandboxes are
+	// packed by the handles placed in it.
+	HandlesDir string
 }
 
 // Placement places each sandbox on a compute node: as a holder job of its
@@ -115,6 +121,11 @@ type Placement struct {
 	// signalExit is when a command on a node last died by a signal (unix
 	// nanoseconds; 0 = never).
 	signalExit atomic.Int64
+	// pool is gym.slurm.pool ("" = none); pools and handlesDir are where
+	// pool records and handles live (poolplace.go).
+	pool       string
+	pools      PoolStore
+	handlesDir string
 }
 
 var _ placement.Lifecycle = (*Placement)(nil)
@@ -135,6 +146,19 @@ func New(cfg Config) (*Placement, error) {
 	}
 	allocJob := lookup(env, "SLURM_JOB_ID")
 	mode := cfg.Mode
+	if cfg.Pool != "" {
+		// A pool is an allocation reached from anywhere (poolplace.go).
+		mode, allocJob = ModeAllocation, ""
+		if err := checkPoolName(cfg.Pool); err != nil {
+			return nil, fmt.Errorf("gym.slurm.pool: %w", err)
+		}
+		if cfg.KeyDir == "" {
+			return nil, errors.New("gym.slurm.pool needs the state directory, where pool records live")
+		}
+		if rec, err := (PoolStore{Dir: PoolsDir(cfg.KeyDir)}).Get(cfg.Pool); err == nil {
+			allocJob = rec.JobID
+		}
+	}
 	switch mode {
 	case "", ModeAuto:
 		mode = ModeJob
@@ -199,6 +223,9 @@ func New(cfg Config) (*Placement, error) {
 		export:       ExportArg(slurmEnv(env)),
 		poller:       NewPoller(r, usr, log.Named("poller")),
 		log:          log,
+		pool:         cfg.Pool,
+		pools:        PoolStore{Dir: PoolsDir(cfg.KeyDir)},
+		handlesDir:   cfg.HandlesDir,
 	}, nil
 }
 
@@ -217,7 +244,11 @@ func (p *Placement) Poller() *Poller { return p.poller }
 // holder's check alike. A request no partition takes is an error wrapping
 // provider.ErrInvalid that names the limit; nothing has been submitted then.
 func (p *Placement) Plan(r resources.Resources) (placement.Plan, error) {
-	part, filled, err := p.parts.Pick(r, p.forced)
+	forced, err := p.planPartition()
+	if err != nil {
+		return placement.Plan{}, err
+	}
+	part, filled, err := p.parts.Pick(r, forced)
 	if err != nil {
 		return placement.Plan{}, err
 	}

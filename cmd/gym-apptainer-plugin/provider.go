@@ -59,6 +59,8 @@ func newSlurmPlacement(cfg *config.Config, logger hclog.Logger) (*slurm.Placemen
 		PollInterval: sc.PollInterval,
 		Env:          apptainer.BaseEnv(cfg),
 		Logger:       logger.Named("slurm"),
+		Pool:         sc.Pool,
+		HandlesDir:   apptainer.HandlesDir(cfg),
 	})
 }
 

@@ -1,0 +1,357 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/owner"
+	"github.com/gym-apptainer/gym-apptainer/provider/runner"
+	"github.com/gym-apptainer/gym-apptainer/resources"
+	"github.com/gym-apptainer/gym-apptainer/slurm/node"
+)
+
+// poolPoll is how often pool up looks at the job and the agents' records.
+const poolPoll = 100 * time.Millisecond
+
+// poolStore is the pools directory of the placement's state dir.
+func (p *Placement) poolStore() (PoolStore, error) {
+	if p.keyDir == "" {
+		return PoolStore{}, errors.New("pools need the state directory (gym.state_dir)")
+	}
+	return PoolStore{Dir: PoolsDir(p.keyDir)}, nil
+}
+
+// PoolUp submits pool s.Name's allocation and waits, within ctx, until it
+// runs and every node's agent has reported; progress lines go to progress.
+// A pool beyond its partition's caps is refused before anything is
+// submitted. The record is written as soon as the job exists (so that pool
+// down finds a pool whose up was interrupted) and completed with the nodes
+// once they are ready. On failure the job is cancelled and the record
+// removed.
+func (p *Placement) PoolUp(ctx context.Context, s PoolSpec, progress io.Writer) (*Pool, error) {
+	store, err := p.poolStore()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPoolName(s.Name); err != nil {
+		return nil, err
+	}
+	part, _, err := p.parts.Pick(resources.Resources{}, s.Partition)
+	if err != nil {
+		return nil, err
+	}
+	if s.TimeLimit, err = CheckPoolCaps(part, s); err != nil {
+		return nil, err
+	}
+	if old, err := store.Get(s.Name); err == nil {
+		jobs, _ := p.poller.Jobs(ctx, 0)
+		if j, ok := jobs[old.JobID]; ok && !IsTerminal(j.State) {
+			return nil, fmt.Errorf("pool %s already exists (job %s, %s); 'gym-host pool down %s' first, or choose another --name: %w",
+				s.Name, old.JobID, j.State, s.Name, provider.ErrInvalid)
+		}
+	}
+	if err := store.Delete(s.Name); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(store.AgentsDir(s.Name), 0o700); err != nil {
+		return nil, fmt.Errorf("create pool %s's dir: %w", s.Name, err)
+	}
+	jobName := PoolJobName(s.Name, owner.ID(os.Getuid(), p.keyDir))
+	argv := PoolSbatchArgv(part, s, jobName, store.logPath(s.Name), p.nodePlugin, store.AgentsDir(s.Name))
+	var stdout, stderr bytes.Buffer
+	res, err := p.submit.Run(ctx, runner.Cmd{Argv: argv, Stdout: &stdout, Stderr: &stderr})
+	if err != nil {
+		return nil, fmt.Errorf("sbatch: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("sbatch refused pool %s's allocation (exit %d): %s", s.Name, res.ExitCode, oneLine(stderr.String()))
+	}
+	id, err := ParseSbatchID(stdout.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	rec := &Pool{Name: s.Name, JobID: id, JobName: jobName, Partition: part.Name, TimeLimit: s.TimeLimit, Created: time.Now().UTC()}
+	p.poller.Track(id)
+	fmt.Fprintf(progress, "pool %s: submitted job %s (%d nodes on partition %s)\n", s.Name, id, s.Nodes, part.label())
+	err = store.Put(rec)
+	if err == nil {
+		err = p.waitPool(ctx, store, rec, s.Nodes, progress)
+	}
+	if err == nil {
+		err = store.Put(rec)
+	}
+	if err != nil {
+		p.abandonPool(ctx, store, rec)
+		return nil, err
+	}
+	return rec, nil
+}
+
+// abandonPool cancels a pool whose up failed and removes its record.
+func (p *Placement) abandonPool(ctx context.Context, store PoolStore, rec *Pool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := p.scancel(cctx, rec.JobID); err != nil {
+		p.log.Warn("failed pool up: could not cancel its job", "pool", rec.Name, "job", rec.JobID, "error", err)
+		return // the record stays, so that pool down can try again
+	}
+	_ = store.Delete(rec.Name)
+}
+
+// waitPool waits until rec's job runs and n agents of it have reported,
+// then fills rec.Nodes from the job's per-node allocation.
+func (p *Placement) waitPool(ctx context.Context, store PoolStore, rec *Pool, n int, progress io.Writer) error {
+	t0 := time.Now()
+	tick := time.NewTicker(poolPoll)
+	defer tick.Stop()
+	lastSaid := ""
+	say := func(msg string) {
+		if msg != lastSaid {
+			lastSaid = msg
+			fmt.Fprintf(progress, "pool %s: %s\n", rec.Name, msg)
+		}
+	}
+	var state, reason string
+	for {
+		jobs, err := p.poller.Jobs(ctx, poolPoll/2)
+		if j, ok := jobs[rec.JobID]; ok {
+			state, reason = j.State, j.Reason
+			switch {
+			case IsTerminal(j.State) || j.State == "COMPLETING":
+				return fmt.Errorf("pool %s's job %s ended (%s) before its agents reported; its log: %s",
+					rec.Name, rec.JobID, stateText(j), p.poolLog(store, rec.Name))
+			case j.State == "RUNNING":
+				agents, err := node.ReadAgents(store.AgentsDir(rec.Name))
+				if err != nil {
+					return err
+				}
+				got := 0
+				for _, a := range agents {
+					if a.JobID == rec.JobID {
+						got++
+					}
+				}
+				if got >= n {
+					return p.fillNodes(ctx, rec, agents)
+				}
+				say(fmt.Sprintf("running on %s; %d of %d node agents ready", j.Node, got, n))
+			default:
+				say(fmt.Sprintf("%s (%s)", j.State, j.Reason))
+			}
+		} else if jobs == nil && err != nil {
+			p.log.Debug("no job state while waiting for the pool", "pool", rec.Name, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("pool %s's job %s was not ready within %s (state %s, reason %s); cancelled it",
+					rec.Name, rec.JobID, time.Since(t0).Round(time.Second), cmpOr(state, "unknown"), cmpOr(reason, "none"))
+			}
+			return fmt.Errorf("waiting for pool %s: %w", rec.Name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func cmpOr(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}
+
+// fillNodes reads the job's per-node allocation (one scontrol) into
+// rec.Nodes; every node must have an agent.
+func (p *Placement) fillNodes(ctx context.Context, rec *Pool, agents map[string]node.Agent) error {
+	var stdout, stderr bytes.Buffer
+	res, err := p.local.Run(ctx, runner.Cmd{Argv: ScontrolJobDetailArgv(rec.JobID), Stdout: &stdout, Stderr: &stderr})
+	if err != nil {
+		return fmt.Errorf("scontrol show -d job %s: %w", rec.JobID, err)
+	}
+	if res.ExitCode != 0 {
+		return slurmFailure("scontrol show -d job "+rec.JobID, res.ExitCode, stderr.String())
+	}
+	nodes, err := ParseJobNodes(stdout.Bytes())
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if a, ok := agents[n.Name]; !ok || a.JobID != rec.JobID {
+			return fmt.Errorf("pool %s: node %s of job %s has no agent record (agents reported from %s)",
+				rec.Name, n.Name, rec.JobID, strings.Join(agentNodes(agents), ", "))
+		}
+	}
+	rec.Nodes = nodes
+	return nil
+}
+
+func agentNodes(agents map[string]node.Agent) []string {
+	out := make([]string, 0, len(agents))
+	for n := range agents {
+		out = append(out, n)
+	}
+	return out
+}
+
+// poolLog is the end of the pool's batch log, for an error message.
+func (p *Placement) poolLog(store PoolStore, name string) string {
+	b, err := os.ReadFile(store.logPath(name))
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return "(empty)"
+	}
+	return oneLine(tail(string(b), logTail))
+}
+
+// PoolState is one pool as pool status shows it.
+type PoolState struct {
+	Pool
+	// State is the pool job's sandbox-like state (running, starting,
+	// stopped, error, unknown) and Reason SLURM's word for it.
+	State  provider.State
+	Reason string
+	// Use is what this state dir's sandboxes take on each node.
+	Use map[string]NodeUse
+	// Live is the set of nodes whose agent reported recently (nil: none
+	// did).
+	Live map[string]bool
+}
+
+// PoolStatus reports pool name (every pool when name is ""), from one
+// squeue and the state dir. Unreadable records are returned apart.
+func (p *Placement) PoolStatus(ctx context.Context, name string) ([]PoolState, []SkippedPool, error) {
+	store, err := p.poolStore()
+	if err != nil {
+		return nil, nil, err
+	}
+	var pools []*Pool
+	var skipped []SkippedPool
+	if name != "" {
+		rec, err := store.Get(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		pools = []*Pool{rec}
+	} else if pools, skipped, err = store.List(); err != nil {
+		return nil, nil, err
+	}
+	for _, rec := range pools {
+		p.poller.Track(rec.JobID)
+	}
+	var jobs map[string]JobInfo
+	if len(pools) > 0 {
+		jobs, err = p.poller.Jobs(ctx, 0)
+		if jobs == nil {
+			return nil, skipped, err
+		}
+	}
+	out := make([]PoolState, 0, len(pools))
+	now := time.Now()
+	for _, rec := range pools {
+		st := PoolState{Pool: *rec}
+		if j, ok := jobs[rec.JobID]; ok {
+			st.State, st.Reason = MapState(j)
+		} else {
+			st.State, st.Reason = provider.StateUnknown, "job "+rec.JobID+" is not in squeue"
+		}
+		if st.Use, err = poolUsage(store, rec, p.handlesDir); err != nil {
+			return nil, skipped, err
+		}
+		if st.State == provider.StateRunning {
+			st.Live = liveAgents(store, rec, now)
+		}
+		out = append(out, st)
+	}
+	return out, skipped, nil
+}
+
+// PoolDown closes pool name's sandboxes (through closeSandbox, the
+// provider's close, so that their handles and staging dirs go too),
+// cancels its job, waits for it to end and removes the record. It returns
+// the sandboxes closed.
+func (p *Placement) PoolDown(ctx context.Context, name string, closeSandbox func(ctx context.Context, id string) error) ([]string, error) {
+	store, err := p.poolStore()
+	if err != nil {
+		return nil, err
+	}
+	rec, err := store.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	used, err := poolUsage(store, rec, p.handlesDir)
+	if err != nil {
+		return nil, err
+	}
+	var closed []string
+	var errs []error
+	for _, u := range used {
+		for _, id := range u.Sandboxes {
+			if err := closeSandbox(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("close sandbox %s: %w", id, err))
+				continue
+			}
+			closed = append(closed, id)
+		}
+	}
+	if err := p.scancel(ctx, rec.JobID); err != nil {
+		return closed, errors.Join(append(errs, err)...)
+	}
+	if err := p.waitJobOver(ctx, rec.JobID); err != nil {
+		return closed, errors.Join(append(errs, err)...)
+	}
+	p.poller.Untrack(rec.JobID)
+	if err := store.Delete(name); err != nil {
+		errs = append(errs, err)
+	}
+	return closed, errors.Join(errs...)
+}
+
+// PoolGC removes the records of pools whose job has ended (time limit,
+// scancel, a failed agent script) and returns them, with SLURM's word for
+// how they ended; dryRun only returns them. It runs after gc has closed
+// their sandboxes, which show stopped once the job is over.
+func (p *Placement) PoolGC(ctx context.Context, dryRun bool) ([]PoolState, error) {
+	store, err := p.poolStore()
+	if err != nil {
+		return nil, err
+	}
+	pools, _, err := store.List()
+	if err != nil || len(pools) == 0 {
+		return nil, err
+	}
+	for _, rec := range pools {
+		p.poller.Track(rec.JobID)
+	}
+	jobs, err := p.poller.Jobs(ctx, 0)
+	if jobs == nil {
+		return nil, err
+	}
+	var out []PoolState
+	var errs []error
+	for _, rec := range pools {
+		j, ok := jobs[rec.JobID]
+		if !ok || !IsTerminal(j.State) {
+			continue
+		}
+		st := PoolState{Pool: *rec}
+		st.State, st.Reason = MapState(j)
+		if !dryRun {
+			if err := store.Delete(rec.Name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			p.poller.Untrack(rec.JobID)
+		}
+		out = append(out, st)
+	}
+	return out, errors.Join(errs...)
+}
+
+// OwnerTag is this placement's owner tag (pool job names carry it).
+func (p *Placement) OwnerTag() string { return owner.ID(os.Getuid(), p.keyDir) }
