@@ -167,7 +167,7 @@ func New(cfg Config) (*Placement, error) {
 		}
 	case ModeJob:
 	case ModeAllocation:
-		if allocJob == "" {
+		if allocJob == "" && cfg.Pool == "" {
 			return nil, errors.New("gym.slurm.mode is allocation but SLURM_JOB_ID is not set: run gym-host inside a job (sbatch or salloc), or use mode job or auto")
 		}
 	default:

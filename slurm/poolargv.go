@@ -165,35 +165,55 @@ func splitTop(s string) []string {
 }
 
 // ExpandHostlist expands a SLURM node list: "node[1-3,5],gpu01" gives
-// node1 node2 node3 node5 gpu01; zero padding is kept (n[01-02]).
+// node1 node2 node3 node5 gpu01; zero padding is kept (n[01-02]), and
+// several bracket groups multiply (r[1-2]n[1-2]).
 func ExpandHostlist(list string) ([]string, error) {
 	var out []string
 	for _, item := range splitBrackets(list) {
-		open := strings.IndexByte(item, '[')
-		if open < 0 {
-			if item != "" {
-				out = append(out, item)
-			}
-			continue
+		names, err := expandHost(item)
+		if err != nil {
+			return nil, fmt.Errorf("node list %q: %w", list, err)
 		}
-		closeAt := strings.IndexByte(item, ']')
-		if closeAt < open {
-			return nil, fmt.Errorf("node list %q: unbalanced brackets", list)
+		out = append(out, names...)
+	}
+	return out, nil
+}
+
+// expandHost expands one host expression of a node list.
+func expandHost(item string) ([]string, error) {
+	open := strings.IndexByte(item, '[')
+	if open < 0 {
+		if item == "" || strings.ContainsRune(item, ']') {
+			return nil, fmt.Errorf("bad host %q", item)
 		}
-		prefix, suffix := item[:open], item[closeAt+1:]
-		for _, r := range strings.Split(item[open+1:closeAt], ",") {
-			lo, hi, isRange := strings.Cut(r, "-")
-			if !isRange {
-				out = append(out, prefix+lo+suffix)
-				continue
-			}
-			a, err1 := strconv.Atoi(lo)
-			b, err2 := strconv.Atoi(hi)
-			if err1 != nil || err2 != nil || b < a || b-a > 100000 {
-				return nil, fmt.Errorf("node list %q: bad range %q", list, r)
-			}
-			for i := a; i <= b; i++ {
-				out = append(out, fmt.Sprintf("%s%0*d%s", prefix, len(lo), i, suffix))
+		return []string{item}, nil
+	}
+	closeAt := strings.IndexByte(item, ']')
+	if closeAt < open {
+		return nil, fmt.Errorf("unbalanced brackets in %q", item)
+	}
+	prefix := item[:open]
+	rest := []string{""}
+	if suffix := item[closeAt+1:]; suffix != "" {
+		var err error
+		if rest, err = expandHost(suffix); err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for _, r := range strings.Split(item[open+1:closeAt], ",") {
+		lo, hi, isRange := strings.Cut(r, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || b < a || b-a > 100000 {
+			return nil, fmt.Errorf("bad range %q", r)
+		}
+		for i := a; i <= b; i++ {
+			for _, s := range rest {
+				out = append(out, fmt.Sprintf("%s%0*d%s", prefix, len(lo), i, s))
 			}
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
@@ -288,17 +290,12 @@ func (p *Placement) PoolDown(ctx context.Context, name string, closeSandbox func
 	if err != nil {
 		return nil, err
 	}
-	var closed []string
-	var errs []error
+	var ids []string
 	for _, u := range used {
-		for _, id := range u.Sandboxes {
-			if err := closeSandbox(ctx, id); err != nil {
-				errs = append(errs, fmt.Errorf("close sandbox %s: %w", id, err))
-				continue
-			}
-			closed = append(closed, id)
-		}
+		ids = append(ids, u.Sandboxes...)
 	}
+	slices.Sort(ids)
+	closed, errs := closeAll(ctx, ids, closeSandbox)
 	if err := p.scancel(ctx, rec.JobID); err != nil {
 		return closed, errors.Join(append(errs, err)...)
 	}
@@ -310,6 +307,40 @@ func (p *Placement) PoolDown(ctx context.Context, name string, closeSandbox func
 		errs = append(errs, err)
 	}
 	return closed, errors.Join(errs...)
+}
+
+// poolDownParallel bounds the closes pool down runs at once (each is a
+// scancel of a step and a wait for it).
+const poolDownParallel = 8
+
+// closeAll closes ids, poolDownParallel at a time; it returns those closed
+// (in ids' order) and the failures.
+func closeAll(ctx context.Context, ids []string, closeSandbox func(ctx context.Context, id string) error) ([]string, []error) {
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, poolDownParallel)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := closeSandbox(ctx, id); err != nil {
+				errs[i] = fmt.Errorf("close sandbox %s: %w", id, err)
+			}
+		}()
+	}
+	wg.Wait()
+	var closed []string
+	var failed []error
+	for i, id := range ids {
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
+		} else {
+			closed = append(closed, id)
+		}
+	}
+	return closed, failed
 }
 
 // PoolGC removes the records of pools whose job has ended (time limit,

@@ -169,16 +169,16 @@ func printPools(w io.Writer, pools []plugin.PoolJSON, sandboxes bool) error {
 		_, err := fmt.Fprintln(w, "no pools")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for i, p := range pools {
 		if i > 0 {
-			fmt.Fprintln(tw)
+			fmt.Fprintln(w)
 		}
 		state := p.State
 		if p.Reason != "" {
 			state += " (" + p.Reason + ")"
 		}
-		fmt.Fprintf(tw, "pool %s\tjob %s\tpartition %s\t%s\n", p.Name, p.JobID, orDash(p.Partition), state)
+		fmt.Fprintf(w, "pool %s: job %s, partition %s, %s\n", p.Name, p.JobID, orDash(p.Partition), state)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  NODE\tCPUS FREE\tMEMORY_MIB FREE\tGPUS FREE\tAGENT\tSANDBOXES\n")
 		for _, n := range p.Nodes {
 			agent := "yes"
@@ -192,8 +192,11 @@ func printPools(w io.Writer, pools []plugin.PoolJSON, sandboxes bool) error {
 			fmt.Fprintf(tw, "  %s\t%d/%d\t%d/%d\t%d/%d\t%s\t%s\n", n.Name, n.FreeCPUs, n.CPUs, n.FreeMemoryMiB, n.MemoryMiB,
 				n.FreeGPUs, n.GPUs, agent, sb)
 		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 func orDash(s string) string {
