@@ -480,7 +480,7 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 		}
 	}
 	var stepIDs []string
-	if p.mode == ModeAllocation {
+	if p.mode == ModeAllocation || len(p.ownPools(jobs)) > 0 { // a pool's steps: poolops.go
 		steps, err := p.poller.Steps(ctx, 0)
 		if steps == nil && err != nil {
 			return fmt.Errorf("finding the steps of sandbox %s: %w", id, err)
@@ -697,14 +697,15 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 		out = append(out, provider.Status{ID: id, Instance: j.Name, State: state, Reason: reason,
 			Placement: Name, JobID: j.ID, Node: j.Node})
 	}
-	if p.mode == ModeAllocation {
+	pools := p.ownPools(jobs) // this state dir's pools: their steps are ours too
+	if p.mode == ModeAllocation || len(pools) > 0 {
 		steps, err := p.poller.Steps(ctx, p.pollInterval)
 		if steps == nil {
 			return nil, err
 		}
 		for _, s := range steps {
 			id, _, ok := owner.Parse(s.Name)
-			if !ok || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] {
+			if !ok || (s.JobID() != p.allocJob && !pools[s.JobID()]) || known[s.Name] || seen[s.Name] {
 				continue
 			}
 			seen[s.Name] = true

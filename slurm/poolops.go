@@ -384,5 +384,28 @@ func (p *Placement) PoolGC(ctx context.Context, dryRun bool) ([]PoolState, error
 	return out, errors.Join(errs...)
 }
 
+// ownPools is the set of live pool jobs of this state dir (their names
+// carry its owner tag), by job id: gc looks for leaked holder steps in them
+// from anywhere, not only from inside an allocation.
+func (p *Placement) ownPools(jobs map[string]JobInfo) map[string]bool {
+	var out map[string]bool
+	tag := ""
+	for id, j := range jobs {
+		if !strings.HasPrefix(j.Name, poolJobPrefix) || IsTerminal(j.State) {
+			continue
+		}
+		if tag == "" {
+			tag = p.OwnerTag()
+		}
+		if _, own, ok := ParsePoolJobName(j.Name); ok && own == tag {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // OwnerTag is this placement's owner tag (pool job names carry it).
 func (p *Placement) OwnerTag() string { return owner.ID(os.Getuid(), p.keyDir) }

@@ -246,3 +246,36 @@ func TestPoolGCRemovesEndedPools(t *testing.T) {
 	_, err = pf.store.Get("live")
 	require.NoError(t, err)
 }
+
+// A holder step left in one of this state dir's pools without a handle (a
+// create killed after the step started) is a leak that gc finds from
+// anywhere; steps in another state dir's pool are not looked at.
+func TestLeakedStepsInOwnPools(t *testing.T) {
+	state := t.TempDir()
+	f := newPoolPl(t, state, "")
+	require.Equal(t, ModeJob, f.p.Mode())
+	tag := f.p.OwnerTag()
+	mine := owner.InstanceName(owner.NewID(), tag)
+	theirs := owner.InstanceName(owner.NewID(), "aaaaaaaaaaaa")
+	f.sim.jobs = []JobInfo{
+		{ID: "77", State: "RUNNING", Reason: "None", Node: "node1", Name: PoolJobName("p", tag), Comment: JobComment},
+		{ID: "78", State: "RUNNING", Reason: "None", Node: "node2", Name: PoolJobName("p", "aaaaaaaaaaaa"), Comment: JobComment},
+	}
+	f.sim.steps = []StepInfo{
+		{ID: "77.0", Name: PoolJobName("p", tag), Node: "node1"},
+		{ID: "77.3", Name: mine, Node: "node1"},
+		{ID: "78.2", Name: theirs, Node: "node2"},
+	}
+	leaked, err := f.p.Leaked(context.Background(), map[string]bool{})
+	require.NoError(t, err)
+	require.Len(t, leaked, 1)
+	assert.Equal(t, mine, leaked[0].Instance)
+	assert.Equal(t, "77", leaked[0].JobID)
+
+	// Closing it by name (its handle has no job) cancels the step only.
+	require.NoError(t, f.p.cancelByName(context.Background(), mine))
+	sc := f.calls("scancel")
+	require.Len(t, sc, 1)
+	assert.Equal(t, []string{"scancel", "77.3"}, sc[0].Argv)
+	assert.Equal(t, "RUNNING", f.sim.job("77").State)
+}
