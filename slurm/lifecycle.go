@@ -59,12 +59,13 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	}
 	holder := HolderArgv(p.nodePlugin, node.ReadyPath(h.StagingDir), p.writeLink(h, spec.Executor, spec.Plan.Resources.GPU), part.Enforce, spec)
 	h.Extra[ExtraMode] = p.mode
+	if p.pool != "" {
+		return p.startInPool(ctx, h, part, spec.Plan.Resources, holder) // poolplace.go
+	}
 
 	filled := spec.Plan.Resources
 	w := &startWait{p: p, h: h, t0: time.Now()}
-	if p.pool != "" {
-		err = p.startInPool(ctx, w, part, filled, holder) // poolplace.go
-	} else if p.mode == ModeAllocation {
+	if p.mode == ModeAllocation {
 		err = w.submitStep(ctx, StepArgv(p.allocJob, part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder))
 	} else {
 		err = w.submitJob(ctx, SbatchArgv(part, filled, h.Instance, node.HolderLogPath(h.StagingDir), SubmitExport, holder))
@@ -480,7 +481,7 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 		}
 	}
 	var stepIDs []string
-	if p.mode == ModeAllocation || len(p.ownPools(jobs)) > 0 { // a pool's steps: poolops.go
+	if p.mode == ModeAllocation {
 		steps, err := p.poller.Steps(ctx, 0)
 		if steps == nil && err != nil {
 			return fmt.Errorf("finding the steps of sandbox %s: %w", id, err)
@@ -491,6 +492,12 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 			}
 		}
 	}
+	// Steps of this state dir's pools (poolops.go).
+	pooled, err := p.poolStepsNamed(ctx, jobs, id)
+	if err != nil {
+		return err
+	}
+	stepIDs = append(stepIDs, pooled...)
 	slices.Sort(ids)
 	slices.Sort(stepIDs)
 	var errs []error
@@ -697,15 +704,14 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 		out = append(out, provider.Status{ID: id, Instance: j.Name, State: state, Reason: reason,
 			Placement: Name, JobID: j.ID, Node: j.Node})
 	}
-	pools := p.ownPools(jobs) // this state dir's pools: their steps are ours too
-	if p.mode == ModeAllocation || len(pools) > 0 {
+	if p.mode == ModeAllocation {
 		steps, err := p.poller.Steps(ctx, p.pollInterval)
 		if steps == nil {
 			return nil, err
 		}
 		for _, s := range steps {
 			id, _, ok := owner.Parse(s.Name)
-			if !ok || (s.JobID() != p.allocJob && !pools[s.JobID()]) || known[s.Name] || seen[s.Name] {
+			if !ok || s.JobID() != p.allocJob || known[s.Name] || seen[s.Name] {
 				continue
 			}
 			seen[s.Name] = true
@@ -713,6 +719,12 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 				Placement: Name, JobID: s.JobID(), Node: s.Node})
 		}
 	}
+	// Holder steps in this state dir's pools (poolops.go).
+	pooled, err := p.leakedPoolSteps(ctx, jobs, known, seen)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, pooled...)
 	slices.SortFunc(out, func(a, b provider.Status) int { return strings.Compare(a.Instance, b.Instance) })
 	return out, nil
 }

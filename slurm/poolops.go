@@ -407,5 +407,50 @@ func (p *Placement) ownPools(jobs map[string]JobInfo) map[string]bool {
 	return out
 }
 
+// poolStepsNamed lists the live steps named name in this state dir's pools
+// (those of the placement's own allocation are found by cancelByName
+// itself), for a close by name.
+func (p *Placement) poolStepsNamed(ctx context.Context, jobs map[string]JobInfo, name string) ([]string, error) {
+	pools := p.ownPools(jobs)
+	if len(pools) == 0 {
+		return nil, nil
+	}
+	steps, err := p.poller.Steps(ctx, 0)
+	if steps == nil && err != nil {
+		return nil, fmt.Errorf("finding the steps of sandbox %s: %w", name, err)
+	}
+	var out []string
+	for _, s := range steps {
+		if s.Name == name && pools[s.JobID()] && !(p.mode == ModeAllocation && s.JobID() == p.allocJob) {
+			out = append(out, s.ID)
+		}
+	}
+	return out, nil
+}
+
+// leakedPoolSteps lists the holder steps in this state dir's pools whose
+// names are not in known (nor already in seen, which it extends).
+func (p *Placement) leakedPoolSteps(ctx context.Context, jobs map[string]JobInfo, known, seen map[string]bool) ([]provider.Status, error) {
+	pools := p.ownPools(jobs)
+	if len(pools) == 0 {
+		return nil, nil
+	}
+	steps, err := p.poller.Steps(ctx, p.pollInterval)
+	if steps == nil {
+		return nil, err
+	}
+	var out []provider.Status
+	for _, s := range steps {
+		id, _, ok := owner.Parse(s.Name)
+		if !ok || !pools[s.JobID()] || known[s.Name] || seen[s.Name] {
+			continue
+		}
+		seen[s.Name] = true
+		out = append(out, provider.Status{ID: id, Instance: s.Name, State: provider.StateRunning,
+			Placement: Name, JobID: s.JobID(), Node: s.Node})
+	}
+	return out, nil
+}
+
 // OwnerTag is this placement's owner tag (pool job names carry it).
 func (p *Placement) OwnerTag() string { return owner.ID(os.Getuid(), p.keyDir) }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 	"github.com/gym-apptainer/gym-apptainer/slurm/node"
 )
@@ -26,9 +28,9 @@ func (p *Placement) planPartition() (string, error) {
 // startInPool starts the sandbox's holder as a step of the pool's
 // allocation, from wherever this runs (a login node included: srun
 // --jobid reaches any running job of the user), on the node PackNode
-// chooses. It uses the allocation-step path unchanged but for -w NODE and
-// the job id, which are the pool's.
-func (p *Placement) startInPool(ctx context.Context, w *startWait, part *Partition, filled resources.Resources, holder []string) error {
+// chooses, and waits for it as Start does. It is the allocation-step path
+// (StepArgv, submitStep, wait) with the pool's job id and -w NODE.
+func (p *Placement) startInPool(ctx context.Context, h *handles.Handle, part *Partition, filled resources.Resources, holder []string) error {
 	rec, err := p.pools.Get(p.pool)
 	if err != nil {
 		return fmt.Errorf("gym.slurm.pool: %w", err)
@@ -43,22 +45,29 @@ func (p *Placement) startInPool(ctx context.Context, w *startWait, part *Partiti
 	} else if err != nil {
 		p.log.Debug("no job state before placing in the pool", "pool", rec.Name, "error", err)
 	}
-	h := w.h
 	nodeName, err := reserve(p.pools, rec, p.handlesDir, h.ID, filled)
 	if err != nil {
 		return err
 	}
 	h.Extra[ExtraPool] = rec.Name
+	w := &startWait{p: p, h: h, t0: time.Now()}
 	argv := WithNode(StepArgv(rec.JobID, part, filled, h.Instance, node.HolderLogPath(h.StagingDir), p.export, holder), nodeName)
-	if err := w.submitStep(ctx, argv); err != nil {
+	err = w.submitStep(ctx, argv)
+	if err == nil {
+		// submitStep records the process's own allocation; this one is
+		// the pool's.
+		w.jobID, h.JobID = rec.JobID, rec.JobID
+		p.poller.Track(rec.JobID)
+		p.log.Debug("holder step started in pool", "sandbox", h.ID, "pool", rec.Name, "job", rec.JobID, "node", nodeName)
+		err = w.wait(ctx)
+	}
+	if err != nil {
+		if w.jobID != "" {
+			w.cancel(ctx)
+		}
 		unreserve(p.pools, rec.Name, h.ID)
 		return err
 	}
-	// submitStep records the process's own allocation; this one is the
-	// pool's.
-	w.jobID, h.JobID = rec.JobID, rec.JobID
-	p.poller.Track(rec.JobID)
-	p.log.Debug("holder step started in pool", "sandbox", h.ID, "pool", rec.Name, "job", rec.JobID, "node", nodeName)
 	return nil
 }
 
