@@ -257,8 +257,10 @@ func (p *Placement) PoolStatus(ctx context.Context, name string) ([]PoolState, [
 	now := time.Now()
 	for _, rec := range pools {
 		st := PoolState{Pool: *rec}
+		jobNodes := ""
 		if j, ok := jobs[rec.JobID]; ok {
 			st.State, st.Reason = MapState(j)
+			jobNodes = j.Node
 		} else {
 			st.State, st.Reason = provider.StateUnknown, "job "+rec.JobID+" is not in squeue"
 		}
@@ -266,7 +268,7 @@ func (p *Placement) PoolStatus(ctx context.Context, name string) ([]PoolState, [
 			return nil, skipped, err
 		}
 		if st.State == provider.StateRunning {
-			st.Live = liveAgents(store, rec, now)
+			st.Live = liveAgents(store, rec, jobNodes, now)
 		}
 		out = append(out, st)
 	}

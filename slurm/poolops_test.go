@@ -279,3 +279,26 @@ func TestLeakedStepsInOwnPools(t *testing.T) {
 	assert.Equal(t, []string{"scancel", "77.3"}, sc[0].Argv)
 	assert.Equal(t, "RUNNING", f.sim.job("77").State)
 }
+
+// A node the --no-kill pool lost (no longer in the job's node list) takes
+// no new sandbox, though packing would prefer it.
+func TestStartInPoolSkipsANodeTheJobLost(t *testing.T) {
+	pf := newPoolFixture(t, PoolNode{Name: "node1", CPUs: 2}, PoolNode{Name: "node2", CPUs: 2})
+	pf.handle(t, resources.Resources{CPU: 1}, "node2")
+	f := newPoolPl(t, filepath.Dir(pf.store.Dir), "p")
+	f.sim.jobs = []JobInfo{{ID: "77", State: "RUNNING", Reason: "None", Node: "node1", Name: pf.pool.JobName, Comment: JobComment}}
+	h := newHandle(t, resources.Resources{CPU: 1})
+	require.NoError(t, pf.hs.Put(h))
+	f.rec.Respond = func(c runner.Cmd) (runner.Result, string, string, error) {
+		if c.Argv[0] == "setsid" {
+			writeReadyFile(t, h.StagingDir, node.Ready{OK: true, Node: "node1", JobID: "77", StepID: "5"})
+		}
+		return f.sim.respond(c)
+	}
+	plan, err := f.p.Plan(h.Resources)
+	require.NoError(t, err)
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, plan)))
+	st := f.calls("setsid")
+	require.Len(t, st, 1)
+	assert.Equal(t, "node1", flagValue(st[0].Argv, "-w"))
+}

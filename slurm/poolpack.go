@@ -176,27 +176,38 @@ func listHandles(dir string) ([]*handles.Handle, error) {
 }
 
 // liveAgents is the set of nodes whose agent has reported within three
-// heartbeats; nil when no agent has reported at all (the record's nodes
-// are then taken as they are).
-func liveAgents(store PoolStore, pool *Pool, now time.Time) map[string]bool {
+// heartbeats and that are still in the job's node list (jobNodes, as squeue
+// shows it; "" = not known): a --no-kill allocation drops a failed node at
+// once, before its agent's record goes stale. nil when no agent has
+// reported at all and the node list is unknown (the record's nodes are
+// then taken as they are).
+func liveAgents(store PoolStore, pool *Pool, jobNodes string, now time.Time) map[string]bool {
+	var inJob map[string]bool
+	if names, err := ExpandHostlist(jobNodes); jobNodes != "" && err == nil {
+		inJob = map[string]bool{}
+		for _, n := range names {
+			inJob[n] = true
+		}
+	}
 	agents, err := node.ReadAgents(store.AgentsDir(pool.Name))
 	if err != nil || len(agents) == 0 {
-		return nil
+		return inJob
 	}
 	live := map[string]bool{}
 	for name, a := range agents {
-		if a.JobID == pool.JobID && now.Sub(a.Heartbeat) < 3*node.AgentHeartbeat+5*time.Second {
+		if a.JobID == pool.JobID && now.Sub(a.Heartbeat) < 3*node.AgentHeartbeat+5*time.Second && (inJob == nil || inJob[name]) {
 			live[name] = true
 		}
 	}
 	return live
 }
 
-// reserve chooses the node for sandbox id (filled resources r) and records
+// reserve chooses the node for sandbox id (filled resources r), among the
+// pool's live nodes (jobNodes: the job's node list, "" = unknown), and records
 // the choice, under the pool's lock, so that concurrent creates, in this
 // process or another one on the same state dir, never count the same free
 // capacity twice.
-func reserve(store PoolStore, pool *Pool, handlesDir, id string, r resources.Resources) (string, error) {
+func reserve(store PoolStore, pool *Pool, handlesDir, jobNodes, id string, r resources.Resources) (string, error) {
 	unlock, err := lockPool(store, pool.Name)
 	if err != nil {
 		return "", err
@@ -206,7 +217,7 @@ func reserve(store PoolStore, pool *Pool, handlesDir, id string, r resources.Res
 	if err != nil {
 		return "", err
 	}
-	node, err := PackNode(pool, used, liveAgents(store, pool, time.Now()), r)
+	node, err := PackNode(pool, used, liveAgents(store, pool, jobNodes, time.Now()), r)
 	if err != nil {
 		return "", err
 	}

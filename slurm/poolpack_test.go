@@ -133,7 +133,7 @@ func TestPoolUsageCountsHandlesAndReservations(t *testing.T) {
 	require.NoError(t, f.hs.Put(h))
 	// In flight: its handle has no node yet, its reservation says n2.
 	creating := f.handle(t, resources.Resources{CPU: 1, MemoryMiB: 512}, "")
-	got, err := reserve(f.store, f.pool, f.handlesDir, creating, resources.Resources{CPU: 1, MemoryMiB: 512})
+	got, err := reserve(f.store, f.pool, f.handlesDir, "", creating, resources.Resources{CPU: 1, MemoryMiB: 512})
 	require.NoError(t, err)
 	assert.Equal(t, "n1", got, "the fullest node that fits")
 	// A reservation whose handle is gone (a failed create) is dropped.
@@ -186,7 +186,7 @@ func TestReserveConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i], errs[i] = reserve(f.store, f.pool, f.handlesDir, ids[i], resources.Resources{CPU: 1})
+			nodes[i], errs[i] = reserve(f.store, f.pool, f.handlesDir, "", ids[i], resources.Resources{CPU: 1})
 		}()
 	}
 	wg.Wait()
@@ -207,13 +207,18 @@ func TestReserveConcurrent(t *testing.T) {
 func TestLiveAgents(t *testing.T) {
 	f := newPoolFixture(t, PoolNode{Name: "n1", CPUs: 2}, PoolNode{Name: "n2", CPUs: 2}, PoolNode{Name: "n3", CPUs: 2})
 	now := time.Now()
-	assert.Nil(t, liveAgents(f.store, f.pool, now), "no agent records: nodes taken as recorded")
+	assert.Nil(t, liveAgents(f.store, f.pool, "", now), "no agent records: nodes taken as recorded")
+	assert.Equal(t, map[string]bool{"n1": true, "n3": true}, liveAgents(f.store, f.pool, "n[1,3]", now),
+		"no agent records: the nodes still in the job")
 	dir := f.store.AgentsDir("p")
 	require.NoError(t, writeAgentRecord(dir, node.Agent{Node: "n1", JobID: "77", Heartbeat: now}))
 	require.NoError(t, writeAgentRecord(dir, node.Agent{Node: "n2", JobID: "77", Heartbeat: now.Add(-time.Hour)}))
 	require.NoError(t, writeAgentRecord(dir, node.Agent{Node: "n3", JobID: "76", Heartbeat: now}))
-	assert.Equal(t, map[string]bool{"n1": true}, liveAgents(f.store, f.pool, now),
+	assert.Equal(t, map[string]bool{"n1": true}, liveAgents(f.store, f.pool, "", now),
 		"a stale heartbeat and another job's agent do not count")
+	require.NoError(t, writeAgentRecord(dir, node.Agent{Node: "n2", JobID: "77", Heartbeat: now}))
+	assert.Equal(t, map[string]bool{"n2": true}, liveAgents(f.store, f.pool, "n[2-3]", now),
+		"a node the --no-kill allocation dropped is not live, whatever its agent record says")
 }
 
 func writeAgentRecord(dir string, a node.Agent) error {

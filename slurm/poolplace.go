@@ -35,17 +35,20 @@ func (p *Placement) startInPool(ctx context.Context, h *handles.Handle, part *Pa
 	if err != nil {
 		return fmt.Errorf("gym.slurm.pool: %w", err)
 	}
+	jobNodes := ""
 	jobs, err := p.poller.Jobs(ctx, p.fastPoll)
 	if jobs != nil {
 		if j, ok := jobs[rec.JobID]; ok && j.State != "RUNNING" {
 			st, reason := MapState(j)
 			return fmt.Errorf("pool %s (job %s) is %s, not running (%s); start a new one with 'gym-host pool up': %w",
 				rec.Name, rec.JobID, st, reason, provider.ErrInvalid)
+		} else if ok {
+			jobNodes = j.Node
 		}
 	} else if err != nil {
 		p.log.Debug("no job state before placing in the pool", "pool", rec.Name, "error", err)
 	}
-	nodeName, err := reserve(p.pools, rec, p.handlesDir, h.ID, filled)
+	nodeName, err := reserve(p.pools, rec, p.handlesDir, jobNodes, h.ID, filled)
 	if err != nil {
 		return err
 	}
