@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -345,17 +346,30 @@ func closeAll(ctx context.Context, ids []string, closeSandbox func(ctx context.C
 	return closed, failed
 }
 
-// PoolGC removes the records of pools whose job has ended (time limit,
-// scancel, a failed agent script) and returns them, with SLURM's word for
-// how they ended; dryRun only returns them. It runs after gc has closed
-// their sandboxes, which show stopped once the job is over.
+// orphanAge is how long a pool's files may exist without a record before
+// gc takes its job for an orphan: pool up writes the record right after
+// sbatch returns, and a gc running meanwhile must not cancel that pool.
+const orphanAge = 2 * time.Minute
+
+// PoolGC cleans up after pools that are gone or lost, and returns them
+// with a Reason that says what was (dryRun: would be) done:
+//   - a pool whose job has ended (time limit, scancel, a failed agent
+//     script): its record is removed. It runs after gc has closed the
+//     pool's sandboxes, which show stopped once the job is over.
+//   - a live pool job of this state dir (its name carries the owner tag)
+//     with no record (removed by hand, or a pool up killed at the wrong
+//     moment): nobody can place in it or take it down, so it is cancelled.
+//     Other state dirs' pools are never touched.
 func (p *Placement) PoolGC(ctx context.Context, dryRun bool) ([]PoolState, error) {
 	store, err := p.poolStore()
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(store.Dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // no pool was ever made here: no squeue
+	}
 	pools, _, err := store.List()
-	if err != nil || len(pools) == 0 {
+	if err != nil {
 		return nil, err
 	}
 	for _, rec := range pools {
@@ -367,14 +381,19 @@ func (p *Placement) PoolGC(ctx context.Context, dryRun bool) ([]PoolState, error
 	}
 	var out []PoolState
 	var errs []error
+	recorded := map[string]bool{}
 	for _, rec := range pools {
+		recorded[rec.JobID] = true
 		j, ok := jobs[rec.JobID]
 		if !ok || !IsTerminal(j.State) {
 			continue
 		}
 		st := PoolState{Pool: *rec}
 		st.State, st.Reason = MapState(j)
-		if !dryRun {
+		st.Reason = "ended (" + st.Reason + "); removed its record"
+		if dryRun {
+			st.Reason = strings.Replace(st.Reason, "removed", "would remove", 1)
+		} else {
 			if err := store.Delete(rec.Name); err != nil {
 				errs = append(errs, err)
 				continue
@@ -383,6 +402,27 @@ func (p *Placement) PoolGC(ctx context.Context, dryRun bool) ([]PoolState, error
 		}
 		out = append(out, st)
 	}
+	for id := range p.ownPools(jobs) {
+		if recorded[id] {
+			continue
+		}
+		j := jobs[id]
+		name, _, _ := ParsePoolJobName(j.Name)
+		if fi, err := os.Stat(store.FilesDir(name)); err == nil && time.Since(fi.ModTime()) < orphanAge {
+			continue // a pool up still writing its record
+		}
+		st := PoolState{Pool: Pool{Name: name, JobID: id, JobName: j.Name}}
+		st.State, st.Reason = MapState(j)
+		st.Reason = "job " + id + " (" + j.State + ") has no record in this state dir; cancelled it"
+		if dryRun {
+			st.Reason = strings.Replace(st.Reason, "cancelled", "would cancel", 1)
+		} else if err := p.scancel(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b PoolState) int { return strings.Compare(a.JobID, b.JobID) })
 	return out, errors.Join(errs...)
 }
 

@@ -302,3 +302,42 @@ func TestStartInPoolSkipsANodeTheJobLost(t *testing.T) {
 	require.Len(t, st, 1)
 	assert.Equal(t, "node1", flagValue(st[0].Argv, "-w"))
 }
+
+// gc cancels a pool job of this state dir that has no record (nobody can
+// place in it or take it down), but not one whose pool up may still be
+// writing its record, and never another state dir's pool.
+func TestPoolGCCancelsOrphanPoolJobs(t *testing.T) {
+	state := t.TempDir()
+	f := newPoolPl(t, state, "")
+	tag := f.p.OwnerTag()
+	store := PoolStore{Dir: PoolsDir(state)}
+	require.NoError(t, os.MkdirAll(store.AgentsDir("young"), 0o700))
+	f.sim.jobs = []JobInfo{
+		{ID: "80", State: "RUNNING", Reason: "None", Node: "node1", Name: PoolJobName("lost", tag), Comment: JobComment},
+		{ID: "81", State: "RUNNING", Reason: "None", Node: "node1", Name: PoolJobName("young", tag), Comment: JobComment},
+		{ID: "82", State: "RUNNING", Reason: "None", Node: "node2", Name: PoolJobName("lost", "aaaaaaaaaaaa"), Comment: JobComment},
+	}
+	gone, err := f.p.PoolGC(context.Background(), true)
+	require.NoError(t, err)
+	require.Len(t, gone, 1)
+	assert.Equal(t, "80", gone[0].JobID)
+	assert.Contains(t, gone[0].Reason, "would cancel")
+	assert.Empty(t, f.calls("scancel"), "a dry run cancels nothing")
+
+	gone, err = f.p.PoolGC(context.Background(), false)
+	require.NoError(t, err)
+	require.Len(t, gone, 1)
+	assert.Equal(t, "lost", gone[0].Name)
+	assert.Contains(t, gone[0].Reason, "job 80 (RUNNING) has no record in this state dir; cancelled it")
+	assert.Equal(t, "CANCELLED", f.sim.job("80").State)
+	assert.Equal(t, "RUNNING", f.sim.job("81").State)
+	assert.Equal(t, "RUNNING", f.sim.job("82").State)
+}
+
+func TestPoolGCWithoutPoolsRunsNothing(t *testing.T) {
+	f := newPoolPl(t, t.TempDir(), "")
+	gone, err := f.p.PoolGC(context.Background(), false)
+	require.NoError(t, err)
+	assert.Empty(t, gone)
+	assert.Empty(t, f.rec.Calls(), "no squeue when no pool was ever made here")
+}

@@ -33,8 +33,9 @@ element with state "skipped"); the rest is collected. Exits 75 if every
 failed close found the cluster's controller unreachable (run gc again
 later), 1 if any close failed otherwise, else 3 if a handle was skipped. Run it periodically (cron, or at
 the end of a batch job) to enforce ttls: nothing else ends a sandbox whose
-ttl has passed. Records of standing pools whose allocation has ended go too
-(named on stderr).`,
+ttl has passed. Records of standing pools whose allocation has ended go too,
+and a pool job of this state directory without a record is cancelled (both
+named on stderr).`,
 	examples: []string{
 		"gym-host gc --dry-run",
 		"gym-host gc --json | jq -r '.[] | select(.closed) | .id'",

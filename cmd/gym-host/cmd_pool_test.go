@@ -97,11 +97,11 @@ func TestCreatePoolOverridesThePlacement(t *testing.T) {
 func TestGCRemovesEndedPoolRecords(t *testing.T) {
 	h := newHarness(t)
 	h.poolFn = func(req plugin.PoolRequest) (plugin.PoolResponse, error) {
-		return plugin.PoolResponse{Pools: []plugin.PoolJSON{{Name: "roll", State: "stopped", Reason: "job 9 TIMEOUT (TimeLimit)"}}}, nil
+		return plugin.PoolResponse{Pools: []plugin.PoolJSON{{Name: "roll", State: "stopped", Reason: "ended (job 9 TIMEOUT (TimeLimit)); would remove its record"}}}, nil
 	}
 	require.Equal(t, exitOK, h.run("gc", "--dry-run"))
 	require.Len(t, h.poolReqs, 1)
 	assert.Equal(t, "gc", h.poolReqs[0].Op)
 	assert.True(t, h.poolReqs[0].DryRun)
-	assert.Contains(t, h.stderr.String(), "gym-host: gc: would remove the record of pool roll (job 9 TIMEOUT (TimeLimit))")
+	assert.Contains(t, h.stderr.String(), "gym-host: gc: pool roll: ended (job 9 TIMEOUT (TimeLimit)); would remove its record")
 }

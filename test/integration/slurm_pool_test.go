@@ -185,7 +185,7 @@ func TestSlurmPool(t *testing.T) {
 
 	r = e.cli(t, ctx, "", "gc")
 	require.Equal(t, 0, r.Code, r.Stderr)
-	assert.Contains(t, r.Stderr, "removed the record of pool it")
+	assert.Contains(t, r.Stderr, "gym-host: gc: pool it: ended (job "+pool.JobID+" CANCELLED")
 	e.untrack(ids...)
 	ents, err := os.ReadDir(filepath.Join(e.stateDir, "pools"))
 	require.NoError(t, err)
