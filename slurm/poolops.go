@@ -20,8 +20,14 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/slurm/node"
 )
 
-// poolPoll is how often pool up looks at the job and the agents' records.
-const poolPoll = 100 * time.Millisecond
+// poolPoll is how often pool up looks at the agents' records (a directory
+// read); poolJobPoll how old the job's state may be (an squeue, which
+// lists every job of the user slurmctld remembers: measured, a pool up
+// that polled it every 100 ms behind a busy queue spent a sixth of a CPU).
+const (
+	poolPoll    = 50 * time.Millisecond
+	poolJobPoll = 500 * time.Millisecond
+)
 
 // poolStore is the pools directory of the placement's state dir.
 func (p *Placement) poolStore() (PoolStore, error) {
@@ -123,7 +129,22 @@ func (p *Placement) waitPool(ctx context.Context, store PoolStore, rec *Pool, n 
 	}
 	var state, reason string
 	for {
-		jobs, err := p.poller.Jobs(ctx, poolPoll/2)
+		// The agents' records first: they show a running job before an
+		// squeue snapshot does.
+		agents, err := node.ReadAgents(store.AgentsDir(rec.Name))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for _, a := range agents {
+			if a.JobID == rec.JobID {
+				got++
+			}
+		}
+		if got >= n {
+			return p.fillNodes(ctx, rec, agents)
+		}
+		jobs, err := p.poller.Jobs(ctx, poolJobPoll)
 		if j, ok := jobs[rec.JobID]; ok {
 			state, reason = j.State, j.Reason
 			switch {
@@ -131,19 +152,6 @@ func (p *Placement) waitPool(ctx context.Context, store PoolStore, rec *Pool, n 
 				return fmt.Errorf("pool %s's job %s ended (%s) before its agents reported; its log: %s",
 					rec.Name, rec.JobID, stateText(j), p.poolLog(store, rec.Name))
 			case j.State == "RUNNING":
-				agents, err := node.ReadAgents(store.AgentsDir(rec.Name))
-				if err != nil {
-					return err
-				}
-				got := 0
-				for _, a := range agents {
-					if a.JobID == rec.JobID {
-						got++
-					}
-				}
-				if got >= n {
-					return p.fillNodes(ctx, rec, agents)
-				}
 				say(fmt.Sprintf("running on %s; %d of %d node agents ready", j.Node, got, n))
 			default:
 				say(fmt.Sprintf("%s (%s)", j.State, j.Reason))
