@@ -341,3 +341,19 @@ func TestPoolGCWithoutPoolsRunsNothing(t *testing.T) {
 	assert.Empty(t, gone)
 	assert.Empty(t, f.rec.Calls(), "no squeue when no pool was ever made here")
 }
+
+// The agents' records decide: a pool whose agents all reported is ready
+// even while the last squeue snapshot still says PENDING.
+func TestPoolUpReadyByAgents(t *testing.T) {
+	state := t.TempDir()
+	f := newPoolPl(t, state, "")
+	poolUpSim(t, f, state, []string{"node1", "node2", "node3"}, "scontrol_job_detail_pool.txt")
+	hook := f.sim.onSubmit
+	f.sim.onSubmit = func(j *JobInfo, argv []string) {
+		hook(j, argv)
+		j.State, j.Node = "PENDING", ""
+	}
+	rec, err := f.p.PoolUp(context.Background(), PoolSpec{Name: "r", Partition: "cpu", Nodes: 3, CPUsPerNode: 2}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Len(t, rec.Nodes, 3)
+}
