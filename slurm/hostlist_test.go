@@ -20,6 +20,8 @@ func TestExpandHostlist(t *testing.T) {
 		{"a1,b[2-3],c", []string{"a1", "b2", "b3", "c"}},
 		{"a[1-2]-ib,b", []string{"a1-ib", "a2-ib", "b"}},
 		{"rack[1-2]n[1-2]", []string{"rack1n1", "rack1n2", "rack2n1", "rack2n2"}},
+		{"x[1-2]y", []string{"x1y", "x2y"}},
+		{"node[001-002],node010", []string{"node001", "node002", "node010"}},
 		{"", nil},
 	} {
 		got, err := ExpandHostlist(tt.in)

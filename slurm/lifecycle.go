@@ -59,6 +59,9 @@ func (p *Placement) Start(ctx context.Context, h *handles.Handle, spec placement
 	}
 	holder := HolderArgv(p.nodePlugin, node.ReadyPath(h.StagingDir), p.writeLink(h, spec.Executor, spec.Plan.Resources.GPU), part.Enforce, spec)
 	h.Extra[ExtraMode] = p.mode
+	if p.pool != "" {
+		return p.startInPool(ctx, h, part, spec.Plan.Resources, holder) // poolplace.go
+	}
 
 	filled := spec.Plan.Resources
 	w := &startWait{p: p, h: h, t0: time.Now()}
@@ -490,6 +493,12 @@ func (p *Placement) cancelByName(ctx context.Context, id string) error {
 			}
 		}
 	}
+	// Steps of this state dir's pools (poolops.go).
+	pooled, err := p.poolStepsNamed(ctx, jobs, id)
+	if err != nil {
+		return err
+	}
+	stepIDs = append(stepIDs, pooled...)
 	slices.Sort(ids)
 	slices.Sort(stepIDs)
 	var errs []error
@@ -742,6 +751,12 @@ func (p *Placement) Leaked(ctx context.Context, known map[string]bool) ([]provid
 				Placement: Name, JobID: s.JobID(), Node: s.Node})
 		}
 	}
+	// Holder steps in this state dir's pools (poolops.go).
+	pooled, err := p.leakedPoolSteps(ctx, jobs, known, seen)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, pooled...)
 	slices.SortFunc(out, func(a, b provider.Status) int { return strings.Compare(a.Instance, b.Instance) })
 	return out, nil
 }

@@ -59,6 +59,11 @@ type Partition struct {
 	CPU, MemoryMiB, GPU Limit
 	// TimeLimit is the holder job's --time ("" = the partition's default).
 	TimeLimit string
+	// MaxPoolNodes and MaxPoolTime cap a standing pool on this partition
+	// (gym-host pool up): its --nodes and its --time. 0 and "" = no cap;
+	// a pool up without --time gets MaxPoolTime.
+	MaxPoolNodes int
+	MaxPoolTime  string
 	// Account, QOS and Constraint go to sbatch as -A, --qos and -C.
 	Account, QOS, Constraint string
 	// ExtraSbatchArgs are added to every holder job's sbatch; ExtraSrunArgs
@@ -297,7 +302,7 @@ func LoadPartitions(path string) (*Partitions, error) {
 var partitionKeys = []string{
 	"name", "default", "gpus", "gpu_types", "gpu_style", "cpu", "memory_mib", "gpu",
 	"time_limit", "account", "qos", "constraint", "extra_sbatch_args", "extra_srun_args",
-	"enforce", "apptainer_conf", "staging_root", "image_cache_dir",
+	"enforce", "apptainer_conf", "staging_root", "image_cache_dir", "max_pool_nodes", "max_pool_time",
 }
 
 // ownSbatchArgs and ownSrunArgs are flags the adapter sets itself and relies
@@ -457,6 +462,20 @@ func (l *loader) partition(key string, v *yaml.Node) (Partition, bool) {
 					l.Fail(val, full, "%q is not a SLURM time limit (minutes, HH:MM:SS, D-HH:MM:SS or UNLIMITED)", s)
 				}
 				p.TimeLimit = s
+			}
+		case "max_pool_nodes":
+			if n, ok := yamlstrict.Number(l, full, val, true); ok {
+				if n < 0 {
+					l.Fail(val, full, "must be >= 0 (0 = no cap), got %s", val.Value)
+				}
+				p.MaxPoolNodes = int(n)
+			}
+		case "max_pool_time":
+			if s, ok := yamlstrict.String(l, full, val); ok {
+				if s != "" && !timeLimitRE.MatchString(s) {
+					l.Fail(val, full, "%q is not a SLURM time limit (minutes, HH:MM:SS, D-HH:MM:SS or UNLIMITED)", s)
+				}
+				p.MaxPoolTime = s
 			}
 		case "account":
 			p.Account, _ = yamlstrict.String(l, full, val)

@@ -30,7 +30,7 @@ func TestLoadExamplePartitions(t *testing.T) {
 
 	cpu, gpu := ps.Find("cpu"), ps.Find("gpu")
 	assert.Equal(t, &Partition{Name: "cpu", Default: true, GPUStyle: resources.GPUsPerTask,
-		CPU: Limit{1, 8}, MemoryMiB: Limit{1024, 16384}, TimeLimit: "04:00:00",
+		CPU: Limit{1, 8}, MemoryMiB: Limit{1024, 16384}, TimeLimit: "04:00:00", MaxPoolNodes: 3, MaxPoolTime: "04:00:00",
 		ExtraSbatchArgs: []string{}, ExtraSrunArgs: []string{}, Enforce: EnforceSlurm}, cpu)
 	assert.Equal(t, &Partition{Name: "gpu", GPUs: true, GPUTypes: []string{}, GPUStyle: resources.GRES,
 		CPU: Limit{1, 8}, MemoryMiB: Limit{1024, 16384}, GPU: Limit{0, 2}, TimeLimit: "04:00:00",
@@ -128,6 +128,9 @@ func TestLoadPartitionsErrors(t *testing.T) {
 		{"gpu_types without gpus", "partitions:\n  - name: a\n    gpu_types: [a100]\n",
 			"line 3: partitions[0].gpu_types: is set but the partition takes no gpu requests (gpus: false)"},
 		{"time limit", "partitions:\n  - name: a\n    time_limit: 4h\n", `line 3: partitions[0].time_limit: "4h" is not a SLURM time limit`},
+		{"pool nodes negative", "partitions:\n  - name: a\n    max_pool_nodes: -1\n", "line 3: partitions[0].max_pool_nodes: must be >= 0 (0 = no cap), got -1"},
+		{"pool nodes fractional", "partitions:\n  - name: a\n    max_pool_nodes: 1.5\n", "line 3: partitions[0].max_pool_nodes: must be a whole number"},
+		{"pool time", "partitions:\n  - name: a\n    max_pool_time: 2d\n", `line 3: partitions[0].max_pool_time: "2d" is not a SLURM time limit`},
 		{"time limit as number", "partitions:\n  - name: a\n    time_limit: 60\n", `line 3: partitions[0].time_limit: must be a string, got integer 60 (quote it`},
 		{"extra args not a list", "partitions:\n  - name: a\n    extra_srun_args: --mpi=none\n", "line 3: partitions[0].extra_srun_args: must be a list of strings"},
 		{"extra sbatch sets -J", "partitions:\n  - name: a\n    extra_sbatch_args:\n      - --exclusive\n      - --job-name=x\n",

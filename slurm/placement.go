@@ -83,13 +83,17 @@ type Config struct {
 	KeyDir string
 	// Logger receives debug lines; nil discards.
 	Logger hclog.Logger
-	// HandlesDir is the state dir's handle store: in mode allocation a new
-	// sandbox goes to the allocation's node with the fewest of its
-	// sandboxes. "" = no spreading by handles.
-	HandlesDir string
 	// Runner runs the slurm commands; nil means a local runner on Env.
 	// Tests pass a runner.Recorder.
 	Runner runner.Runner
+	// Pool places every sandbox as a step of this standing pool (its record
+	// in KeyDir's pools directory; `gym-host pool up`), whatever Mode says.
+	Pool string
+	// HandlesDir is the provider's handle store: a pool's sandboxes are
+	// packed by the handles placed in it, and in mode allocation a new
+	// sandbox goes to the allocation's node with the fewest of them. "" =
+	// neither (srun picks the node).
+	HandlesDir string
 }
 
 // Placement places each sandbox on a compute node: as a holder job of its
@@ -118,8 +122,6 @@ type Placement struct {
 	export string
 	poller *Poller
 	log    hclog.Logger
-	// handlesDir is the state dir's handle store (Config.HandlesDir).
-	handlesDir string
 	// spreadMu guards the node of each sandbox this process placed, by
 	// id, for spreading an allocation's steps (spread.go).
 	spreadMu sync.Mutex
@@ -127,6 +129,11 @@ type Placement struct {
 	// signalExit is when a command on a node last died by a signal (unix
 	// nanoseconds; 0 = never).
 	signalExit atomic.Int64
+	// pool is gym.slurm.pool ("" = none); pools and handlesDir are where
+	// pool records and handles live (poolplace.go, spread.go).
+	pool       string
+	pools      PoolStore
+	handlesDir string
 }
 
 var _ placement.Lifecycle = (*Placement)(nil)
@@ -147,6 +154,19 @@ func New(cfg Config) (*Placement, error) {
 	}
 	allocJob := lookup(env, "SLURM_JOB_ID")
 	mode := cfg.Mode
+	if cfg.Pool != "" {
+		// A pool is an allocation reached from anywhere (poolplace.go).
+		mode, allocJob = ModeAllocation, ""
+		if err := checkPoolName(cfg.Pool); err != nil {
+			return nil, fmt.Errorf("gym.slurm.pool: %w", err)
+		}
+		if cfg.KeyDir == "" {
+			return nil, errors.New("gym.slurm.pool needs the state directory, where pool records live")
+		}
+		if rec, err := (PoolStore{Dir: PoolsDir(cfg.KeyDir)}).Get(cfg.Pool); err == nil {
+			allocJob = rec.JobID
+		}
+	}
 	switch mode {
 	case "", ModeAuto:
 		mode = ModeJob
@@ -155,7 +175,7 @@ func New(cfg Config) (*Placement, error) {
 		}
 	case ModeJob:
 	case ModeAllocation:
-		if allocJob == "" {
+		if allocJob == "" && cfg.Pool == "" {
 			return nil, errors.New("gym.slurm.mode is allocation but SLURM_JOB_ID is not set: run gym-host inside a job (sbatch or salloc), or use mode job or auto")
 		}
 	default:
@@ -214,6 +234,8 @@ func New(cfg Config) (*Placement, error) {
 		handlesDir:   cfg.HandlesDir,
 		placed:       map[string]string{},
 		log:          log,
+		pool:         cfg.Pool,
+		pools:        PoolStore{Dir: PoolsDir(cfg.KeyDir)},
 	}, nil
 }
 
@@ -232,7 +254,11 @@ func (p *Placement) Poller() *Poller { return p.poller }
 // holder's check alike. A request no partition takes is an error wrapping
 // provider.ErrInvalid that names the limit; nothing has been submitted then.
 func (p *Placement) Plan(r resources.Resources) (placement.Plan, error) {
-	part, filled, err := p.parts.Pick(r, p.forced)
+	forced, err := p.planPartition()
+	if err != nil {
+		return placement.Plan{}, err
+	}
+	part, filled, err := p.parts.Pick(r, forced)
 	if err != nil {
 		return placement.Plan{}, err
 	}

@@ -82,17 +82,6 @@ func onNode(argv []string, node string) []string {
 	return slices.Insert(slices.Clone(argv), i+1, "-w", node)
 }
 
-// listHandles reads the state dir's handles (those that cannot be read are
-// skipped: they say nothing about where a sandbox runs).
-func listHandles(dir string) ([]*handles.Handle, error) {
-	s, err := handles.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	hs, _, err := s.List()
-	return hs, err
-}
-
 // allocationNodes is the allocation's node list, expanded, as of the last
 // poll: a --no-kill allocation drops a node that failed, and a new sandbox
 // must not be sent there.

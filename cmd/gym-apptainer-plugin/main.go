@@ -6,6 +6,8 @@
 // subcommands holder, node-exec and reap (package slurm/node) run inside the
 // sandbox's job instead of the plugin.
 //
+// The hidden subcommand pool runs one `gym-host pool` operation (pool.go).
+//
 // In gym-host's daemon mode, the hidden subcommand daemon serves many
 // gym-host invocations from one long-lived process (plugin.ServeDaemon).
 package main
@@ -21,6 +23,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && node.IsSubcommand(os.Args[1]) {
 		os.Exit(node.Main(os.Args[1:]))
+	}
+	if len(os.Args) == 2 && os.Args[1] == plugin.PoolSubcommand {
+		os.Exit(poolMain(os.Stdin, os.Stdout, os.Stderr))
 	}
 	if len(os.Args) > 1 && os.Args[1] == plugin.DaemonSubcommand {
 		os.Exit(plugin.ServeDaemon(newProvider, os.Args[2:]))

@@ -56,10 +56,11 @@ func newSlurmPlacement(cfg *config.Config, logger hclog.Logger) (*slurm.Placemen
 		Mode:         sc.Mode,
 		NodePlugin:   nodeAgent(sc.NodePlugin),
 		KeyDir:       cfg.Gym.StateDir,
-		HandlesDir:   filepath.Join(cfg.Gym.StateDir, "sandboxes"),
 		PollInterval: sc.PollInterval,
 		Env:          apptainer.BaseEnv(cfg),
 		Logger:       logger.Named("slurm"),
+		Pool:         sc.Pool,
+		HandlesDir:   apptainer.HandlesDir(cfg),
 	})
 }
 

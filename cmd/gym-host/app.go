@@ -33,6 +33,8 @@ type app struct {
 	slowAfter time.Duration
 	// daemons lists and stops daemon mode's plugin daemons.
 	daemons daemonControl
+	// pool runs one pool operation (cmd_pool_exec.go).
+	pool func(ctx context.Context, opts globalOpts, req plugin.PoolRequest) (plugin.PoolResponse, error)
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
@@ -47,6 +49,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 		daemons:    realDaemons,
 	}
 	a.newProvider = a.pluginProvider
+	a.pool = a.pluginPool
 	return a
 }
 

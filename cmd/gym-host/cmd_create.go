@@ -49,6 +49,7 @@ The sandbox lives until 'gym-host close ID' (or --ttl): gym-host itself exits.`,
 		fs.StringArrayVar(&o.binds, "bind", nil, "bind mount `SRC:DST[:ro]`; repeatable")
 		fs.StringArrayVar(&o.files, "file", nil, "seed file `LOCAL:REMOTE`, copied in before create returns; repeatable (regular files, 16 MiB in all; larger ones: gym-host upload)")
 		fs.StringVar(&o.ttl, "ttl", "", "longest the sandbox may live, a `DURATION`: 2h, 30m, 3600 (seconds)")
+		fs.StringVar(&o.pool, "pool", "", "start the sandbox in the standing SLURM pool `NAME` (gym-host pool up; overrides gym.slurm.pool)")
 		return o.run
 	},
 }
@@ -62,6 +63,7 @@ type createOpts struct {
 	binds   []string
 	files   []string
 	ttl     string
+	pool    string
 }
 
 func (o *createOpts) spec(lookup func(string) (string, bool)) (provider.Spec, error) {
@@ -185,6 +187,7 @@ func (o *createOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pfla
 	if err != nil {
 		return err
 	}
+	opts.pool = o.pool
 	return a.withProvider(opts, func(p provider.Provider) error {
 		stop := slowNotice(a.slowAfter, a.stderr, "gym-host: creating sandbox (converting image on first use)...\n")
 		st, err := p.Create(ctx, spec)

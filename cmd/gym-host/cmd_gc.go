@@ -33,7 +33,9 @@ element with state "skipped"); the rest is collected. Exits 75 if every
 failed close found the cluster's controller unreachable (run gc again
 later), 1 if any close failed otherwise, else 3 if a handle was skipped. Run it periodically (cron, or at
 the end of a batch job) to enforce ttls: nothing else ends a sandbox whose
-ttl has passed.`,
+ttl has passed. Records of standing pools whose allocation has ended go too,
+and a pool job of this state directory without a record is cancelled (both
+named on stderr).`,
 	examples: []string{
 		"gym-host gc --dry-run",
 		"gym-host gc --json | jq -r '.[] | select(.closed) | .id'",
@@ -46,9 +48,13 @@ ttl has passed.`,
 			if _, err := nargs(fs, 0, 0, "no arguments"); err != nil {
 				return err
 			}
-			return a.withProvider(opts, func(p provider.Provider) error {
+			err := a.withProvider(opts, func(p provider.Provider) error {
 				return a.gc(ctx, p, opts, dryRun, allOwners)
 			})
+			if ctx.Err() == nil {
+				a.poolGC(ctx, opts, dryRun) // cmd_pool_gc.go
+			}
+			return err
 		}
 	},
 }

@@ -30,7 +30,7 @@ type command struct {
 // commands in the order the help lists them.
 var commands = []*command{
 	doctorCmd, createCmd, execCmd, shellCmd, uploadCmd, downloadCmd, statusCmd,
-	listCmd, closeCmd, gcCmd, runCmd, pullCmd, versionCmd, daemonCmd, serveCmd,
+	listCmd, closeCmd, gcCmd, poolCmd, runCmd, pullCmd, versionCmd, daemonCmd, serveCmd,
 }
 
 func lookupCommand(name string) *command {

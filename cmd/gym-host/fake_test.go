@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gym-apptainer/gym-apptainer/plugin"
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
@@ -167,6 +168,11 @@ type harness struct {
 	starts   int        // newProvider calls
 	cleanups int        // provider cleanups
 	opts     globalOpts // what the last newProvider got
+	// poolReqs are the pool operations run (poolOpts the last one's
+	// options); poolFn answers them (nil: an empty response).
+	poolReqs []plugin.PoolRequest
+	poolOpts globalOpts
+	poolFn   func(plugin.PoolRequest) (plugin.PoolResponse, error)
 }
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -187,6 +193,14 @@ func newHarness(t *testing.T) *harness {
 		return "/opt/gym/bin/gym-apptainer-plugin", nil
 	}
 	a.lookupEnv = func(k string) (string, bool) { v, ok := h.env[k]; return v, ok }
+	a.pool = func(_ context.Context, opts globalOpts, req plugin.PoolRequest) (plugin.PoolResponse, error) {
+		h.poolReqs = append(h.poolReqs, req)
+		h.poolOpts = opts
+		if h.poolFn != nil {
+			return h.poolFn(req)
+		}
+		return plugin.PoolResponse{}, nil
+	}
 	a.now = func() time.Time { return testNow }
 	a.slowAfter = time.Hour
 	h.app = a

@@ -20,6 +20,8 @@ type globalOpts struct {
 	pluginPath string
 	placement  string
 	partition  string
+	// pool is create's --pool: sandboxes go to that standing pool.
+	pool string
 	// daemon is --daemon / $GYM_DAEMON as given; validate parses it into
 	// daemonIdle (0 = a plugin process per invocation).
 	daemon     string
@@ -102,6 +104,11 @@ func (o globalOpts) overrides() map[string]string {
 	}
 	if o.partition != "" {
 		m["gym.slurm.partition"] = o.partition
+	}
+	if o.pool != "" {
+		// Pools exist only under placement slurm.
+		m["gym.slurm.pool"] = o.pool
+		m["gym.placement"] = "slurm"
 	}
 	return m
 }

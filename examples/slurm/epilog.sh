@@ -24,6 +24,12 @@
 # GYM_SLURM_JOB_ID=<the job (or allocation) that started it>, which the
 # configuration shows as "apptainerEnv":{"GYM_SLURM_JOB_ID":"<job>"}. This
 # kills exactly the gym instances of the ending job, and nothing else.
+#
+# Standing pools (gym-host pool up; see pool.md): a pool's sandboxes are
+# steps of the pool's job, so their holders pass the pool's job id, and
+# this epilog, run when the pool's job ends on each of its nodes (its time
+# limit, scancel, or a pool that ended abruptly), stops every sandbox of the
+# pool left on that node. Nothing else is needed for pools.
 set -u
 job=${SLURM_JOB_ID:-}
 [ -n "$job" ] || exit 0

@@ -86,7 +86,7 @@ func New(cfg *config.Config, logger hclog.Logger, opts ...Option) (*Provider, er
 	if err != nil {
 		return nil, err
 	}
-	store, err := handles.Open(filepath.Join(cfg.Gym.StateDir, "sandboxes"))
+	store, err := handles.Open(HandlesDir(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("open sandbox state in %s: %w", cfg.Gym.StateDir, err)
 	}
@@ -149,3 +149,7 @@ func (p *Provider) cacheIn(dir string) *imagecache.Cache {
 	}
 	return c
 }
+
+// HandlesDir is where the provider keeps its sandbox handles: a SLURM pool
+// packs its sandboxes by them.
+func HandlesDir(cfg *config.Config) string { return filepath.Join(cfg.Gym.StateDir, "sandboxes") }

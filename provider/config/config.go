@@ -128,4 +128,7 @@ type Slurm struct {
 	// PollInterval is how old a job-state snapshot may be before status
 	// queries squeue again. Default 5 s; must be > 0.
 	PollInterval time.Duration
+	// Pool places sandboxes as steps of this standing pool (`gym-host pool
+	// up --name NAME`), from anywhere; "" = none. It wins over Mode.
+	Pool string
 }

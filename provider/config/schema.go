@@ -83,6 +83,7 @@ var rootSchema = &schema{fields: map[string]*schema{
 			"mode":            text(func(c *Config) *string { return &c.Gym.Slurm.Mode }),
 			"node_plugin":     directory(func(c *Config) *string { return &c.Gym.Slurm.NodePlugin }),
 			"poll_interval_s": seconds(func(c *Config) *time.Duration { return &c.Gym.Slurm.PollInterval }),
+			"pool":            text(func(c *Config) *string { return &c.Gym.Slurm.Pool }),
 		}},
 		"executor": {fields: map[string]*schema{
 			"enabled": boolean(func(c *Config) *bool { return &c.Gym.Executor.Enabled }),

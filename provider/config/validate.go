@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +103,9 @@ func (c *Config) validate() []*FieldError {
 	return errs
 }
 
+// poolNameRE is slurm.ValidPoolName's rule (config does not import slurm).
+var poolNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+
 // validate checks gym.slurm. It is checked whatever gym.placement says, so
 // that a config switched to slurm on the command line (--placement) is
 // never the first to find out.
@@ -128,6 +132,9 @@ func (s Slurm) validate() []*FieldError {
 	}
 	if s.PollInterval <= 0 {
 		bad("poll_interval_s", "must be > 0, got %s", formatSeconds(s.PollInterval))
+	}
+	if s.Pool != "" && !poolNameRE.MatchString(s.Pool) {
+		bad("pool", "must be a pool name (1-40 lower-case letters, digits, '-' or '_'), got %q", s.Pool)
 	}
 	return errs
 }

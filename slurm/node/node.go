@@ -4,12 +4,14 @@
 //	holder    --ready FILE --name NAME --enforce slurm|apptainer|both --apptainer BIN [--apptainer-conf FILE] [--link FILE] [--memory-mib N] [--cpus C] -- <instance start args...>
 //	node-exec [--env-file FILE] -- <argv...>
 //	reap      --marker X
+//	agent     --dir DIR
 //
 // holder is the job's main process: it starts the instance, reports it in a
 // ready file and keeps the job alive exactly as long as the instance.
 // node-exec runs one command per srun step and frames its stdout, stderr and
 // exit code onto its own stdout (package frame), since srun mixes its own
-// messages into stderr. reap kills one exec's leftover processes.
+// messages into stderr. reap kills one exec's leftover processes. agent is
+// a standing pool's node agent (agent.go).
 //
 // node-exec runs once per exec: this package must keep its start-up cheap
 // (no work in package-level variables or init).
@@ -43,7 +45,7 @@ const (
 // that the plugin binary runs Main instead of serving the plugin.
 func IsSubcommand(name string) bool {
 	switch name {
-	case "holder", "node-exec", "reap":
+	case "holder", "node-exec", "reap", "agent":
 		return true
 	}
 	return false
@@ -63,6 +65,8 @@ func Main(args []string) int {
 		return nodeExecMain(args[1:])
 	case "reap":
 		return reapMain(args[1:])
+	case "agent":
+		return agentMain(args[1:])
 	}
 	fmt.Fprintf(os.Stderr, "%s: unknown subcommand %q (holder, node-exec or reap)\n", prog, args[0])
 	return exitUsage
