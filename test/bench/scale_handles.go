@@ -277,7 +277,7 @@ func (s *scaleBench) measureList(ctx context.Context, calls *callLog, wrapped []
 	})
 	s.rep.figure(scaleFigure{
 		Name: fmt.Sprintf("host+plugin RSS, %d handles", want),
-		What: "peak resident memory of a `gym-host list` process (getrusage) plus its plugin's (VmHWM, sampled every 5 ms), the largest over the runs",
+		What: "peak resident memory of a `gym-host list` process plus its plugin's (VmHWM of each, sampled every 5 ms), the largest over the runs",
 		Ours: round1(mib(host + plugin)), Unit: "MiB", Target: "<= 100 MiB", Result: checked(mib(host+plugin) <= 100),
 		Detail: fmt.Sprintf("gym-host %.1f MiB + plugin %.1f MiB", mib(host), mib(plugin)),
 	})
@@ -421,7 +421,7 @@ func (s *scaleBench) measureGC(ctx context.Context, set *handleSet, calls *callL
 	})
 	s.rep.figure(scaleFigure{
 		Name: fmt.Sprintf("gym-host gc, %d handles: memory", len(set.real)+len(set.copies)),
-		What: "peak resident memory of that gc process (getrusage) plus its plugin's (VmHWM, sampled every 5 ms)",
+		What: "peak resident memory of that gc process plus its plugin's (VmHWM of each, sampled every 5 ms)",
 		Ours: round1(mib(run.HostKiB + run.ChildKiB)), Unit: "MiB", Target: "report", Result: "report",
 		Detail: fmt.Sprintf("gym-host %.1f MiB + plugin %.1f MiB", mib(run.HostKiB), mib(run.ChildKiB)),
 	})

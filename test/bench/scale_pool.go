@@ -67,7 +67,7 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 
 	pool, err := s.poolUp(ctx)
 	if err != nil {
-		fig.Result = "not run: " + oneLine(err.Error())
+		fig.Result, fig.Detail = "not run", strings.TrimPrefix(fig.Detail+"; pool side: "+oneLine(err.Error()), "; ")
 		s.rep.figure(fig)
 		return err
 	}
@@ -76,7 +76,7 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 	progress("scale pool: %d creates at once in pool %s", n, pool)
 	poolSide, err := s.burst(ctx, poolHost, []string{"--pool", pool}, n)
 	if err != nil {
-		fig.Result = "not run: " + oneLine(err.Error())
+		fig.Result, fig.Detail = "not run", strings.TrimPrefix(fig.Detail+"; pool side: "+oneLine(err.Error()), "; ")
 		s.rep.figure(fig)
 		return err
 	}

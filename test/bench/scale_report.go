@@ -72,7 +72,11 @@ func (r *scaleReport) writeTable(w io.Writer) {
 		if f.Ratio != 0 {
 			ratio = fmt.Sprintf("%.3f", f.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\t%s\t\n", f.Name, num(f.Ours), f.Unit, raw, ratio, f.Target, f.Result)
+		ours := fmt.Sprintf("%s %s", num(f.Ours), f.Unit)
+		if f.Result == "not run" {
+			ours = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", f.Name, ours, raw, ratio, f.Target, f.Result)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -24,9 +24,10 @@ const rssSampleEvery = 5 * time.Millisecond
 type sampledRun struct {
 	Dur            time.Duration
 	Stdout, Stderr string
-	// HostKiB is the process's own peak RSS (getrusage's ru_maxrss: exact);
-	// ChildKiB the largest peak RSS (VmHWM) seen of any of its children (the
-	// plugin), sampled.
+	// HostKiB is the process's own peak RSS and ChildKiB the largest of its
+	// children's (the plugin), both VmHWM as last sampled. Not getrusage:
+	// wait4's ru_maxrss covers the reaped descendants too (the plugin, and
+	// the apptainer or squeue processes it ran).
 	HostKiB, ChildKiB int64
 	ExitCode          int
 }
@@ -48,18 +49,25 @@ func runSampled(ctx context.Context, env []string, argv ...string) (sampledRun, 
 		return sampledRun{}, fmt.Errorf("%s: %w", argv[0], err)
 	}
 	var (
-		mu    sync.Mutex
-		peaks = map[int]int64{}
-		done  = make(chan struct{})
-		wg    sync.WaitGroup
+		mu       sync.Mutex
+		peaks    = map[int]int64{}
+		hostPeak int64
+		done     = make(chan struct{})
+		wg       sync.WaitGroup
 	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		tick := time.NewTicker(rssSampleEvery)
 		defer tick.Stop()
+		pid := cmd.Process.Pid
 		for {
-			for _, c := range childrenOf(cmd.Process.Pid) {
+			if kib, ok := vmHWM(pid); ok {
+				mu.Lock()
+				hostPeak = max(hostPeak, kib)
+				mu.Unlock()
+			}
+			for _, c := range childrenOf(pid) {
 				if kib, ok := vmHWM(c); ok {
 					mu.Lock()
 					peaks[c] = max(peaks[c], kib)
@@ -80,9 +88,7 @@ func runSampled(ctx context.Context, env []string, argv ...string) (sampledRun, 
 	for _, kib := range peaks {
 		run.ChildKiB = max(run.ChildKiB, kib)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		run.HostKiB = ru.Maxrss // KiB on Linux
-	}
+	run.HostKiB = hostPeak
 	if ee, ok := err.(*exec.ExitError); ok {
 		run.ExitCode = ee.ExitCode()
 		err = nil
