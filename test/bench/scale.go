@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
@@ -102,6 +103,8 @@ type scaleBench struct {
 	*slurmBench
 	cl  *realenv.Cleanups
 	rep *scaleReport
+	// livePool: a pool of the section may be up (the cleanup downs it).
+	livePool atomic.Bool
 }
 
 // benchScale runs the scale section. A row that cannot run (e.g. no pool

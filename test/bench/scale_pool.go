@@ -4,16 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/plugin"
 	"github.com/gym-apptainer/gym-apptainer/provider"
+	"github.com/gym-apptainer/gym-apptainer/test/internal/realenv"
 )
 
 // poolKey is the config key that places a host's sandboxes in a pool.
@@ -32,7 +34,10 @@ type burst struct {
 // create-to-ready of one sandbox in the pool vs a local create on this
 // machine. Both sides create through the same interface (--scale-pool-via).
 // The job-mode side runs first, on an idle partition, and is closed before
-// the pool comes up: both get the same nodes.
+// the pool comes up: both get the same nodes. A third burst, N local
+// creates at once on this machine, is the floor of both: every "node" of
+// the test cluster shares this machine's cores, so N instance starts cost
+// the same CPU wherever SLURM puts them.
 func (s *scaleBench) benchPool(ctx context.Context) error {
 	o := s.opts.scale
 	n, capWhy, err := s.burstSize(ctx)
@@ -40,8 +45,13 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 		return err
 	}
 	if n < o.creates {
-		s.rep.note("pool: %d sandboxes per side instead of %d: %s (a one-CPU job per sandbox; more would pend for good)", n, o.creates, capWhy)
+		s.rep.note("pool: %d sandboxes per side instead of %d: %s (a one-CPU job per sandbox; more would pend or find no room)", n, o.creates, capWhy)
 	}
+	local, err := s.localHost("local")
+	if err != nil {
+		return err
+	}
+	defer local.Shutdown()
 
 	progress("scale pool: %d one-job-per-sandbox creates at once (job mode, via %s)", n, o.poolVia)
 	jobSide, err := s.burst(ctx, s.host, nil, n)
@@ -55,39 +65,54 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 	}
 	s.rep.row(fmt.Sprintf("pool: job mode, close the %d (8 at a time, untimed in the figure)", len(jobSide.ids)), []time.Duration{time.Since(t)})
 
+	progress("scale pool: %d local creates at once on this machine (the floor)", n)
+	floor, err := s.localBurst(ctx, local, n)
+	if err != nil {
+		return err
+	}
+
 	jobMs := float64(jobSide.wall) / float64(time.Millisecond)
+	floorMs := float64(floor.wall) / float64(time.Millisecond)
 	fig := scaleFigure{
 		Name: fmt.Sprintf("%d creates: pool of %d nodes vs one job each", n, o.poolNodes),
 		What: fmt.Sprintf("wall time from the first create's start to the last one's return, %d at once; ours: in a pool (`gym-host pool up --nodes %d`, create with %s), raw: job mode (an sbatch holder per sandbox), both -c1 --mem=256M through a long-lived plugin (--scale-pool-via %s)", n, o.poolNodes, poolKey, o.poolVia),
 		Raw:  round1(jobMs), Unit: "ms", Target: "ratio <= 0.2",
 	}
+	details := []string{fmt.Sprintf("floor: %d local creates at once on this machine %.0f ms (the cluster's nodes share its %d cores)", n, floorMs, runtime.NumCPU())}
 	if len(jobSide.fails) > 0 {
-		fig.Detail = fmt.Sprintf("job mode: %d of %d failed, e.g. %s", len(jobSide.fails), n, jobSide.fails[0])
+		details = append(details, fmt.Sprintf("job mode: %d of %d failed, e.g. %s", len(jobSide.fails), n, jobSide.fails[0]))
+	}
+	if len(floor.fails) > 0 {
+		details = append(details, fmt.Sprintf("local: %d of %d failed, e.g. %s", len(floor.fails), n, floor.fails[0]))
+	}
+	notRun := func(err error) error {
+		fig.Result = "not run"
+		fig.Detail = strings.Join(append(details, "pool side: "+oneLine(err.Error())), "; ")
+		s.rep.figure(fig)
+		return err
 	}
 
 	pool, err := s.poolUp(ctx)
 	if err != nil {
-		fig.Result, fig.Detail = "not run", strings.TrimPrefix(fig.Detail+"; pool side: "+oneLine(err.Error()), "; ")
-		s.rep.figure(fig)
-		return err
+		return notRun(err)
 	}
 	poolHost := plugin.NewHost(s.hostConfig(map[string]string{poolKey: pool}))
 	defer poolHost.Shutdown()
 	progress("scale pool: %d creates at once in pool %s", n, pool)
 	poolSide, err := s.burst(ctx, poolHost, []string{"--pool", pool}, n)
 	if err != nil {
-		fig.Result, fig.Detail = "not run", strings.TrimPrefix(fig.Detail+"; pool side: "+oneLine(err.Error()), "; ")
-		s.rep.figure(fig)
-		return err
+		return notRun(err)
 	}
 	s.rep.row(fmt.Sprintf("pool: in the pool, each of %d creates at once", n), poolSide.each)
 	poolMs := float64(poolSide.wall) / float64(time.Millisecond)
 	fig.Ours = round1(poolMs)
 	fig.Ratio = round3(poolMs / jobMs)
 	fig.Result = checked(len(jobSide.fails) == 0 && len(poolSide.fails) == 0 && fig.Ratio <= 0.2)
+	details[0] += fmt.Sprintf(": pool / floor %.2f, job mode / floor %.2f", poolMs/floorMs, jobMs/floorMs)
 	if len(poolSide.fails) > 0 {
-		fig.Detail = strings.TrimPrefix(fig.Detail+fmt.Sprintf("; pool: %d of %d failed, e.g. %s", len(poolSide.fails), n, poolSide.fails[0]), "; ")
+		details = append(details, fmt.Sprintf("pool: %d of %d failed, e.g. %s", len(poolSide.fails), n, poolSide.fails[0]))
 	}
+	fig.Detail = strings.Join(details, "; ")
 	s.rep.figure(fig)
 	t = time.Now()
 	if err := closeIDs(ctx, poolHost, poolSide.ids); err != nil {
@@ -95,26 +120,115 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 	}
 	s.rep.row(fmt.Sprintf("pool: close the %d in the pool (8 at a time)", len(poolSide.ids)), []time.Duration{time.Since(t)})
 
-	if err := s.benchPoolCreate(ctx, poolHost); err != nil {
+	if err := s.benchPoolCreate(ctx, poolHost, local); err != nil {
 		return err
 	}
 	return s.poolDown(ctx, pool)
 }
 
+// localHost is a long-lived plugin with placement local and its own
+// private state under the root's dir name.
+func (s *scaleBench) localHost(name string) (*plugin.Host, error) {
+	root, err := s.scratch(name)
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(root, "sandbox.yaml")
+	if err := writeConfig(cfg, root); err != nil {
+		return nil, err
+	}
+	h := plugin.NewHost(plugin.HostConfig{PluginPath: s.plugin, ConfigPath: cfg, Logger: s.logger})
+	stateDir := filepath.Join(root, "state")
+	s.cl.Add(func() error {
+		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		defer h.Shutdown()
+		return closeIDs(cctx, h, realenv.HandleIDs(stateDir))
+	})
+	return h, nil
+}
+
+// localBurst creates n local sandboxes at once through h, records them and
+// closes them (untimed).
+func (s *scaleBench) localBurst(ctx context.Context, h *plugin.Host, n int) (*burst, error) {
+	b := &burst{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.Now()
+			st, err := h.Create(ctx, provider.Spec{Image: s.opts.image})
+			d := time.Since(t)
+			mu.Lock()
+			defer mu.Unlock()
+			if st.Instance != "" {
+				s.names.Add(st.Instance)
+			}
+			if st.ID != "" {
+				b.ids = append(b.ids, st.ID)
+			}
+			if err != nil {
+				b.fails = append(b.fails, oneLine(err.Error()))
+				return
+			}
+			b.each = append(b.each, d)
+		}()
+	}
+	wg.Wait()
+	b.wall = time.Since(start)
+	s.rep.row(fmt.Sprintf("pool: floor, each of %d local creates at once", n), b.each)
+	if err := closeIDs(ctx, h, b.ids); err != nil {
+		return b, fmt.Errorf("closing the local burst: %w", err)
+	}
+	if ctx.Err() != nil {
+		return b, ctx.Err()
+	}
+	return b, nil
+}
+
 // burstSize is how many one-CPU sandboxes each side creates: --scale-creates,
-// or fewer when the partition has fewer idle CPUs (more would pend).
+// or fewer when the pool's nodes (the --scale-pool-nodes of the partition's
+// nodes with the most idle CPUs) have fewer idle CPUs: more would pend in
+// job mode and find no room in the pool.
 func (s *scaleBench) burstSize(ctx context.Context) (int, string, error) {
 	part := s.opts.scale.partition
-	out, stderr, _, err := s.slurm(ctx, nil, "sinfo", "-h", "-p", part, "-o", "%C")
+	out, stderr, _, err := s.slurm(ctx, nil, "sinfo", "-h", "-N", "-p", part, "-o", "%N %C")
 	if err != nil {
 		return 0, "", fmt.Errorf("sinfo -p %s: %w%s", part, err, stderr)
 	}
-	idle, total, err := parseCPUCounts(out)
+	idle, err := idleOfBestNodes(out, s.opts.scale.poolNodes)
 	if err != nil {
-		return 0, "", fmt.Errorf("sinfo -p %s -o %%C: %w", part, err)
+		return 0, "", fmt.Errorf("sinfo -N -p %s -o '%%N %%C': %w", part, err)
 	}
-	why := fmt.Sprintf("partition %s has %d idle of %d CPUs", part, idle, total)
+	why := fmt.Sprintf("the %d nodes of partition %s with the most idle CPUs have %d idle", s.opts.scale.poolNodes, part, idle)
 	return min(s.opts.scale.creates, idle), why, nil
+}
+
+// idleOfBestNodes reads `sinfo -N -o '%N %C'` lines and sums the idle CPUs
+// of the k nodes with the most.
+func idleOfBestNodes(out string, k int) (int, error) {
+	by := map[string]int{}
+	for _, l := range splitLines(out) {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			return 0, fmt.Errorf("want NODE A/I/O/T, got %q", l)
+		}
+		idle, _, err := parseCPUCounts(f[1])
+		if err != nil {
+			return 0, err
+		}
+		by[f[0]] = idle
+	}
+	idles := slices.Sorted(maps.Values(by))
+	slices.Reverse(idles)
+	sum := 0
+	for _, v := range idles[:min(k, len(idles))] {
+		sum += v
+	}
+	return sum, nil
 }
 
 // parseCPUCounts reads sinfo's %C, "allocated/idle/other/total".
@@ -207,9 +321,10 @@ func (s *scaleBench) poolUp(ctx context.Context) (string, error) {
 	}
 	o := s.opts.scale
 	name := "scale-" + s.runID
-	var up atomic.Bool
+	// Set before pool up: one cut short may still leave its allocation.
+	s.livePool.Store(true)
 	s.cl.Add(func() error {
-		if !up.Load() {
+		if !s.livePool.Load() {
 			return nil
 		}
 		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
@@ -217,7 +332,6 @@ func (s *scaleBench) poolUp(ctx context.Context) (string, error) {
 		return s.poolDown(cctx, name)
 	})
 	progress("scale pool: gym-host pool up --partition %s --nodes %d --name %s", o.partition, o.poolNodes, name)
-	up.Store(true) // a pool up cut short may still leave its allocation
 	_, _, d, err := s.cmd(ctx, nil, s.gymHost, "pool", "up", "--config", s.cfgPath, "--partition", o.partition,
 		"--nodes", strconv.Itoa(o.poolNodes), "--name", name, "--time", o.poolTime)
 	if err != nil {
@@ -227,32 +341,25 @@ func (s *scaleBench) poolUp(ctx context.Context) (string, error) {
 	return name, nil
 }
 
-// poolDown ends the pool (idempotent: the cleanup runs it again).
+// poolDown ends the pool; one that does not exist (a pool up that never
+// got that far) is success.
 func (s *scaleBench) poolDown(ctx context.Context, name string) error {
 	_, stderr, d, err := s.cmd(ctx, nil, s.gymHost, "pool", "down", "--config", s.cfgPath, name)
-	if err != nil && !strings.Contains(stderr, "not found") && !strings.Contains(stderr, "no pool") {
+	if err != nil && !strings.Contains(stderr, "does not exist") {
 		return fmt.Errorf("pool down %s: %w", name, err)
 	}
-	s.rep.row("pool: gym-host pool down", []time.Duration{d})
+	if s.livePool.Swap(false) && err == nil {
+		s.rep.row("pool: gym-host pool down", []time.Duration{d})
+	}
 	return nil
 }
 
 // benchPoolCreate: create-to-ready of one sandbox in the pool vs a local
 // create on this machine, interleaved pairs, each closed (untimed) before
 // the next.
-func (s *scaleBench) benchPoolCreate(ctx context.Context, poolHost *plugin.Host) error {
+func (s *scaleBench) benchPoolCreate(ctx context.Context, poolHost, local *plugin.Host) error {
 	n := s.opts.scale.nCreate
 	progress("scale pool: %d create-to-ready pairs, pool vs local", n)
-	root, err := s.scratch("local")
-	if err != nil {
-		return err
-	}
-	cfg := filepath.Join(root, "sandbox.yaml")
-	if err := writeConfig(cfg, root); err != nil {
-		return err
-	}
-	local := plugin.NewHost(plugin.HostConfig{PluginPath: s.plugin, ConfigPath: cfg, Logger: s.logger})
-	defer local.Shutdown()
 	one := func(h *plugin.Host, spec provider.Spec) (time.Duration, error) {
 		t := time.Now()
 		st, err := h.Create(ctx, spec)

@@ -133,3 +133,15 @@ func TestRunSampled(t *testing.T) {
 	_, err = runSampled(t.Context(), nil, "/nonexistent/gym-host")
 	assert.Error(t, err)
 }
+
+func TestIdleOfBestNodes(t *testing.T) {
+	out := "node1 2/6/0/8\nnode1 2/6/0/8\nnode2 0/0/8/8\nnode3 0/8/0/8\n"
+	n, err := idleOfBestNodes(out, 2)
+	require.NoError(t, err)
+	assert.Equal(t, 14, n, "node3 and node1, each once (a node is listed once per partition)")
+	n, err = idleOfBestNodes(out, 5)
+	require.NoError(t, err)
+	assert.Equal(t, 14, n)
+	_, err = idleOfBestNodes("node1\n", 1)
+	assert.Error(t, err)
+}
