@@ -175,6 +175,13 @@ func pinned(want []byte) func([][]byte, [][]*x509.Certificate) error {
 	}
 }
 
+// linkCurves is the key exchange of the link: X25519 alone. Go's default
+// adds the hybrid post-quantum share (X25519MLKEM768), which made every
+// handshake about 0.3 ms dearer on both ends (1.48 vs 1.07 ms per dial
+// here, 1.08 vs 0.75 resumed). The link lives seconds, inside one cluster,
+// between two pinned keys; a command pays that cost on every dial.
+var linkCurves = []tls.CurveID{tls.X25519}
+
 // ServerConfig is the holder's TLS: its own pair, and only the owner's
 // client certificate accepted.
 func ServerConfig(server tls.Certificate, clientPEM []byte) (*tls.Config, error) {
@@ -183,8 +190,9 @@ func ServerConfig(server tls.Certificate, clientPEM []byte) (*tls.Config, error)
 		return nil, fmt.Errorf("the executor link's client certificate: %w", err)
 	}
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{server},
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: linkCurves,
+		Certificates:     []tls.Certificate{server},
 		// Verified by pinning below; Go's chain verification would want a CA.
 		ClientAuth:            tls.RequireAnyClientCert,
 		VerifyPeerCertificate: pinned(want),
@@ -199,9 +207,10 @@ func ClientConfig(client tls.Certificate, serverPEM []byte) (*tls.Config, error)
 		return nil, fmt.Errorf("the holder's executor link certificate: %w", err)
 	}
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{client},
-		ServerName:   serverName,
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: linkCurves,
+		Certificates:     []tls.Certificate{client},
+		ServerName:       serverName,
 		// Self-signed and pinned: the chain check is replaced, not skipped.
 		InsecureSkipVerify:    true, //nolint:gosec // pinned in VerifyPeerCertificate
 		VerifyPeerCertificate: pinned(want),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -95,7 +96,9 @@ func (s *server) handle(conn net.Conn) {
 	var hdr [headerLen]byte
 	typ, p, err := readFrame(conn, &hdr, nil)
 	if err != nil {
-		s.logf("reading a request: %v", err)
+		if !errors.Is(err, io.EOF) { // a client that hung up unused (a retired spare link) is no news
+			s.logf("reading a request: %v", err)
+		}
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
