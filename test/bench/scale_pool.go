@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -24,6 +25,7 @@ const poolKey = "gym.slurm.pool"
 // burst is one side of the pool row: n creates at once.
 type burst struct {
 	wall  time.Duration   // first create started to last one returned
+	busy  float64         // the machine's CPUs busy during it, a fraction
 	each  []time.Duration // every successful create
 	ids   []string
 	fails []string
@@ -34,10 +36,10 @@ type burst struct {
 // create-to-ready of one sandbox in the pool vs a local create on this
 // machine. Both sides create through the same interface (--scale-pool-via).
 // The job-mode side runs first, on an idle partition, and is closed before
-// the pool comes up: both get the same nodes. A third burst, N local
-// creates at once on this machine, is the floor of both: every "node" of
-// the test cluster shares this machine's cores, so N instance starts cost
-// the same CPU wherever SLURM puts them.
+// the pool comes up: both get the same nodes. A third burst, N raw
+// instance starts at once on this machine, is the floor of both: every
+// "node" of the test cluster shares this machine's cores, so N instance
+// starts cost the same CPU wherever SLURM puts them.
 func (s *scaleBench) benchPool(ctx context.Context) error {
 	o := s.opts.scale
 	n, capWhy, err := s.burstSize(ctx)
@@ -65,8 +67,8 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 	}
 	s.rep.row(fmt.Sprintf("pool: job mode, close the %d (8 at a time, untimed in the figure)", len(jobSide.ids)), []time.Duration{time.Since(t)})
 
-	progress("scale pool: %d local creates at once on this machine (the floor)", n)
-	floor, err := s.localBurst(ctx, local, n)
+	progress("scale pool: %d raw instance starts at once on this machine (the floor)", n)
+	floor, err := s.rawBurst(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -78,12 +80,12 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 		What: fmt.Sprintf("wall time from the first create's start to the last one's return, %d at once; ours: in a pool (`gym-host pool up --nodes %d`, create with %s), raw: job mode (an sbatch holder per sandbox), both -c1 --mem=256M through a long-lived plugin (--scale-pool-via %s)", n, o.poolNodes, poolKey, o.poolVia),
 		Raw:  round1(jobMs), Unit: "ms", Target: "ratio <= 0.2",
 	}
-	details := []string{fmt.Sprintf("floor: %d local creates at once on this machine %.0f ms (the cluster's nodes share its %d cores)", n, floorMs, runtime.NumCPU())}
+	details := []string{fmt.Sprintf("floor: %d raw `apptainer instance start` + probe at once on this machine %.0f ms (the cluster's nodes share its %d cores)", n, floorMs, runtime.NumCPU())}
 	if len(jobSide.fails) > 0 {
 		details = append(details, fmt.Sprintf("job mode: %d of %d failed, e.g. %s", len(jobSide.fails), n, jobSide.fails[0]))
 	}
 	if len(floor.fails) > 0 {
-		details = append(details, fmt.Sprintf("local: %d of %d failed, e.g. %s", len(floor.fails), n, floor.fails[0]))
+		details = append(details, fmt.Sprintf("floor: %d of %d failed, e.g. %s", len(floor.fails), n, floor.fails[0]))
 	}
 	notRun := func(err error) error {
 		fig.Result = "not run"
@@ -109,6 +111,8 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 	fig.Ratio = round3(poolMs / jobMs)
 	fig.Result = checked(len(jobSide.fails) == 0 && len(poolSide.fails) == 0 && fig.Ratio <= 0.2)
 	details[0] += fmt.Sprintf(": pool / floor %.2f, job mode / floor %.2f", poolMs/floorMs, jobMs/floorMs)
+	details = append(details, fmt.Sprintf("the machine's %d CPUs were %.0f%% busy during the pool burst, %.0f%% during job mode's, %.0f%% during the floor's",
+		runtime.NumCPU(), 100*poolSide.busy, 100*jobSide.busy, 100*floor.busy))
 	if len(poolSide.fails) > 0 {
 		details = append(details, fmt.Sprintf("pool: %d of %d failed, e.g. %s", len(poolSide.fails), n, poolSide.fails[0]))
 	}
@@ -148,28 +152,31 @@ func (s *scaleBench) localHost(name string) (*plugin.Host, error) {
 	return h, nil
 }
 
-// localBurst creates n local sandboxes at once through h, records them and
-// closes them (untimed).
-func (s *scaleBench) localBurst(ctx context.Context, h *plugin.Host, n int) (*burst, error) {
+// rawBurst starts n instances at once on this machine with raw apptainer
+// (instance start, then the probe exec), as many as each side creates: the
+// CPU those starts cost is the floor of both sides, since every node of the
+// test cluster runs on this machine's cores. They are stopped untimed.
+func (s *scaleBench) rawBurst(ctx context.Context, n int) (*burst, error) {
 	b := &burst{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	busy := cpuBusy()
 	start := time.Now()
-	for range n {
+	for i := range n {
+		name := fmt.Sprintf("bench-raw-%s-f%d", s.runID, i+1)
+		s.names.Add(name)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			t := time.Now()
-			st, err := h.Create(ctx, provider.Spec{Image: s.opts.image})
+			_, _, _, err := s.cmd(ctx, nil, s.appt, "instance", "start", "--userns", "--contain", "--cleanenv", "--writable-tmpfs", s.opts.image, name)
+			if err == nil {
+				_, _, _, err = s.cmd(ctx, nil, s.appt, "exec", "instance://"+name, "printf", probeWord)
+			}
 			d := time.Since(t)
 			mu.Lock()
 			defer mu.Unlock()
-			if st.Instance != "" {
-				s.names.Add(st.Instance)
-			}
-			if st.ID != "" {
-				b.ids = append(b.ids, st.ID)
-			}
+			b.ids = append(b.ids, name)
 			if err != nil {
 				b.fails = append(b.fails, oneLine(err.Error()))
 				return
@@ -178,15 +185,18 @@ func (s *scaleBench) localBurst(ctx context.Context, h *plugin.Host, n int) (*bu
 		}()
 	}
 	wg.Wait()
-	b.wall = time.Since(start)
-	s.rep.row(fmt.Sprintf("pool: floor, each of %d local creates at once", n), b.each)
-	if err := closeIDs(ctx, h, b.ids); err != nil {
-		return b, fmt.Errorf("closing the local burst: %w", err)
+	b.wall, b.busy = time.Since(start), busy()
+	s.rep.row(fmt.Sprintf("pool: floor, each of %d raw apptainer instance start + probe at once on this machine", n), b.each)
+	var errs []error
+	for _, name := range b.ids {
+		if _, stderr, _, err := s.cmd(ctx, nil, s.appt, "instance", "stop", "-t", "0", name); err != nil && !strings.Contains(stderr, "no instance found") {
+			errs = append(errs, err)
+		}
 	}
 	if ctx.Err() != nil {
 		return b, ctx.Err()
 	}
-	return b, nil
+	return b, errors.Join(errs...)
 }
 
 // burstSize is how many one-CPU sandboxes each side creates: --scale-creates,
@@ -257,6 +267,7 @@ func (s *scaleBench) burst(ctx context.Context, h *plugin.Host, cliArgs []string
 	var mu sync.Mutex
 	sem := make(chan struct{}, o.createPar)
 	var wg sync.WaitGroup
+	busy := cpuBusy()
 	start := time.Now()
 	for range n {
 		wg.Add(1)
@@ -280,7 +291,7 @@ func (s *scaleBench) burst(ctx context.Context, h *plugin.Host, cliArgs []string
 		}()
 	}
 	wg.Wait()
-	b.wall = time.Since(start)
+	b.wall, b.busy = time.Since(start), busy()
 	if ctx.Err() != nil && len(b.each) == 0 {
 		return b, fmt.Errorf("no create returned within %ds (%s)", o.createTime, strings.Join(b.fails[:min(len(b.fails), 1)], ""))
 	}

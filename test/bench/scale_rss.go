@@ -169,3 +169,47 @@ func pluginsOf(path string) []int {
 
 // mib is KiB in MiB.
 func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// cpuTicks is the machine's CPU time from /proc/stat's "cpu" line: busy
+// (everything but idle and iowait) and total, in clock ticks.
+func cpuTicks() (busy, total int64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	return parseCPUTicks(string(b))
+}
+
+func parseCPUTicks(stat string) (busy, total int64) {
+	for _, l := range strings.Split(stat, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || f[0] != "cpu" {
+			continue
+		}
+		for i, v := range f[1:] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, 0
+			}
+			total += n
+			if i != 3 && i != 4 { // idle, iowait
+				busy += n
+			}
+		}
+		return busy, total
+	}
+	return 0, 0
+}
+
+// cpuBusy measures how busy the machine's CPUs were between start and the
+// call of the function it returns, as a fraction.
+func cpuBusy() func() float64 {
+	b0, t0 := cpuTicks()
+	return func() float64 {
+		b1, t1 := cpuTicks()
+		if t1 <= t0 {
+			return 0
+		}
+		return float64(b1-b0) / float64(t1-t0)
+	}
+}

@@ -145,3 +145,12 @@ func TestIdleOfBestNodes(t *testing.T) {
 	_, err = idleOfBestNodes("node1\n", 1)
 	assert.Error(t, err)
 }
+
+func TestParseCPUTicks(t *testing.T) {
+	busy, total := parseCPUTicks("cpu  100 5 50 800 40 1 2 0 0 0\ncpu0 50 2 25 400 20 0 1 0 0 0\n")
+	assert.Equal(t, int64(100+5+50+1+2), busy, "all but idle and iowait")
+	assert.Equal(t, int64(998), total)
+	busy, total = parseCPUTicks("intr 1 2\n")
+	assert.Zero(t, busy)
+	assert.Zero(t, total)
+}
