@@ -57,7 +57,7 @@ func (s *scaleOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.creates, "scale-creates", 64, "scale pool: sandboxes created at once on each side (fewer when the partition has fewer idle CPUs: each takes one)")
 	fs.IntVar(&s.poolNodes, "scale-pool-nodes", 3, "scale pool: nodes of the pool (gym-host pool up --nodes)")
 	fs.StringVar(&s.partition, "scale-partition", "cpu", "scale pool: partition of the pool and of the job-mode side")
-	fs.IntVar(&s.nCreate, "scale-n-create", 5, "scale pool: create-to-ready pairs, a pool create vs a local create")
+	fs.IntVar(&s.nCreate, "scale-n-create", 10, "scale pool: create-to-ready pairs, a pool create vs a local create")
 	fs.StringVar(&s.poolVia, "scale-pool-via", "host", "scale pool: create through a long-lived plugin host with gym.slurm.pool set (`host`), or one gym-host create --pool process each (cli)")
 	fs.StringVar(&s.poolTime, "scale-pool-time", "20", "scale pool: the pool's time limit (gym-host pool up --time), a leak's upper bound")
 	fs.IntVar(&s.submitPar, "scale-submit-par", 8, "scale handles: concurrent sbatch calls")
