@@ -53,7 +53,7 @@ func (s *scaleOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.handles, "scale-handles", 1000, "scale handles: handle files, each pointing at its own real SLURM job (sbatch --wrap sleep)")
 	fs.IntVar(&s.real, "scale-real", 2, "scale handles: real sandboxes (job mode) whose handle files are copied to make the rest")
 	fs.IntVar(&s.nList, "scale-n-list", 5, "scale handles: gym-host list runs (each alternated with the raw squeue)")
-	fs.IntVar(&s.holdCap, "scale-hold-cap", 100, "scale hold: create idle sandboxes on this machine one by one up to this many, or until one fails")
+	fs.IntVar(&s.holdCap, "scale-hold-cap", 200, "scale hold: create idle sandboxes on this machine one by one up to this many, or until one fails")
 	fs.IntVar(&s.creates, "scale-creates", 64, "scale pool: sandboxes created at once on each side (fewer when the partition has fewer idle CPUs: each takes one)")
 	fs.IntVar(&s.poolNodes, "scale-pool-nodes", 3, "scale pool: nodes of the pool (gym-host pool up --nodes)")
 	fs.StringVar(&s.partition, "scale-partition", "cpu", "scale pool: partition of the pool and of the job-mode side")
