@@ -111,8 +111,8 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 	fig.Ratio = round3(poolMs / jobMs)
 	fig.Result = checked(len(jobSide.fails) == 0 && len(poolSide.fails) == 0 && fig.Ratio <= 0.2)
 	details[0] += fmt.Sprintf(": pool / floor %.2f, job mode / floor %.2f", poolMs/floorMs, jobMs/floorMs)
-	details = append(details, fmt.Sprintf("the machine's %d CPUs were %.0f%% busy during the pool burst, %.0f%% during job mode's, %.0f%% during the floor's",
-		runtime.NumCPU(), 100*poolSide.busy, 100*jobSide.busy, 100*floor.busy))
+	details = append(details, fmt.Sprintf("the machine's %d CPUs were %.0f%% busy during the pool burst (%.1f CPU-s), %.0f%% during job mode's (%.1f CPU-s), %.0f%% during the floor's (%.1f CPU-s)",
+		runtime.NumCPU(), 100*poolSide.busy, poolSide.cpuSeconds(), 100*jobSide.busy, jobSide.cpuSeconds(), 100*floor.busy, floor.cpuSeconds()))
 	if len(poolSide.fails) > 0 {
 		details = append(details, fmt.Sprintf("pool: %d of %d failed, e.g. %s", len(poolSide.fails), n, poolSide.fails[0]))
 	}
@@ -197,6 +197,12 @@ func (s *scaleBench) rawBurst(ctx context.Context, n int) (*burst, error) {
 		return b, ctx.Err()
 	}
 	return b, errors.Join(errs...)
+}
+
+// cpuSeconds is the machine's CPU time spent during the burst (all of it:
+// plugin, SLURM daemons, apptainer, everyone else's).
+func (b *burst) cpuSeconds() float64 {
+	return b.busy * b.wall.Seconds() * float64(runtime.NumCPU())
 }
 
 // burstSize is how many one-CPU sandboxes each side creates: --scale-creates,
