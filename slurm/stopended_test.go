@@ -24,9 +24,9 @@ func TestStopOfEndedJobsRunsNoScancel(t *testing.T) {
 		hs[i] = h
 	}
 	running := hs[2]
-	for _, h := range hs[:2] {
+	for i, h := range hs[:2] {
 		j := f.sim.job(h.JobID)
-		j.State = "TIMEOUT"
+		j.State = []string{"TIMEOUT", "CANCELLED"}[i]
 		f.sim.set(j)
 	}
 	_, err := f.p.poller.Jobs(context.Background(), 0) // a fresh snapshot, as gc's list takes
@@ -44,4 +44,24 @@ func TestStopOfEndedJobsRunsNoScancel(t *testing.T) {
 	require.Len(t, sc, 1, "a running job is still cancelled")
 	assert.Equal(t, []string{"scancel", running.JobID}, sc[0].Argv)
 	assert.Equal(t, "CANCELLED", f.sim.job(running.JobID).State)
+}
+
+// A job that ended NODE_FAIL may be requeued by SLURM (a holder submitted
+// without --no-requeue): it is still cancelled.
+func TestStopOfNodeFailJobStillCancels(t *testing.T) {
+	f := newPl(t, nil, nil)
+	h := newHandle(t, resources.Resources{CPU: 1})
+	f.sim.onSubmit = holderReady(t, h, nil)
+	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
+	j := f.sim.job(h.JobID)
+	j.State = "NODE_FAIL"
+	f.sim.set(j)
+	_, err := f.p.poller.Jobs(context.Background(), 0)
+	require.NoError(t, err)
+	f.rec.Reset()
+
+	require.NoError(t, f.p.Stop(context.Background(), h))
+	sc := f.calls("scancel")
+	require.Len(t, sc, 1)
+	assert.Equal(t, []string{"scancel", h.JobID}, sc[0].Argv)
 }
