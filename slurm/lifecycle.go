@@ -406,6 +406,10 @@ func (p *Placement) Stop(ctx context.Context, h *handles.Handle) error {
 		}
 		return p.waitStepGone(ctx, h.JobID+"."+step, h)
 	}
+	if p.jobEnded(ctx, h.JobID) {
+		p.poller.Untrack(h.JobID)
+		return nil
+	}
 	if err := p.scancel(ctx, h.JobID); err != nil {
 		return err
 	}

@@ -507,16 +507,19 @@ func TestStopIsIdempotent(t *testing.T) {
 	f.sim.onSubmit = holderReady(t, h, nil)
 	require.NoError(t, f.p.Start(context.Background(), h, specFor(h, placement.Plan{Partition: "cpu"})))
 
+	// A scancel that fails otherwise than "unknown job" fails the stop
+	// (while the job still runs: an ended one needs no scancel).
+	f.sim.scancelErr = "scancel: error: Unable to contact slurm controller (connect failure)\n"
+	err := f.p.Stop(context.Background(), h)
+	require.ErrorContains(t, err, "scancel 101 failed (exit 1): scancel: error: Unable to contact slurm controller")
+	f.sim.scancelErr = ""
+
 	require.NoError(t, f.p.Stop(context.Background(), h))
 	assert.Equal(t, "CANCELLED", f.sim.job(h.JobID).State)
 	require.NoError(t, f.p.Stop(context.Background(), h), "a finished job is success")
 
 	f.sim.scancelErr = "scancel: error: Kill job error on job id 101: Invalid job id specified\n"
 	require.NoError(t, f.p.Stop(context.Background(), h), "an unknown job is success")
-
-	f.sim.scancelErr = "scancel: error: Unable to contact slurm controller (connect failure)\n"
-	err := f.p.Stop(context.Background(), h)
-	require.ErrorContains(t, err, "scancel 101 failed (exit 1): scancel: error: Unable to contact slurm controller")
 }
 
 // TestStopRefusesAnotherJob: a handle whose job id names another job

@@ -23,11 +23,14 @@ type options struct {
 	nSlurmStatus     int
 	slurmConfig      string
 	slurmIdleTimeout int
+	scale            scaleOptions
 }
 
-// runLocal and runSlurm say which sections run.
-func (o options) runLocal() bool { return o.only != "slurm" }
+// runLocal, runSlurm and runScale say which sections run. The scale
+// section runs only on its own: it loads the cluster for minutes.
+func (o options) runLocal() bool { return o.only == "" || o.only == "local" }
 func (o options) runSlurm() bool { return o.slurm || o.only == "slurm" }
+func (o options) runScale() bool { return o.only == "scale" }
 
 func parseFlags(args []string) (options, error) {
 	var o options
@@ -46,12 +49,13 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.apptainer, "apptainer", "apptainer", "apptainer binary for the raw side (the plugin finds its own on PATH)")
 	fs.StringVar(&o.pluginLog, "plugin-log", "", "write host and plugin logs at debug level to this `FILE` (slows the plugin a little; for profiling; the SLURM section writes FILE.slurm)")
 	fs.BoolVar(&o.slurm, "slurm", false, "also run the SLURM section (needs the cluster of scripts/slurm-cluster.sh up)")
-	fs.StringVar(&o.only, "only", "", "run only this section: `local` or slurm")
+	fs.StringVar(&o.only, "only", "", "run only this section: `local`, slurm or scale (scale_*.go; needs the cluster)")
 	fs.IntVar(&o.nSlurmExec, "n-slurm-exec", 30, "SLURM exec pairs (ours via a long-lived plugin.Host, raw srun --overlap apptainer exec)")
 	fs.IntVar(&o.nSlurmCreate, "n-slurm-create", 5, "SLURM create-to-ready pairs (each side on an idle node)")
 	fs.IntVar(&o.nSlurmStatus, "n-slurm-status", 5, "SLURM status calls per sandbox count whose slurm commands are counted")
 	fs.StringVar(&o.slurmConfig, "slurm-config", "", "gym config the SLURM section starts from (default: examples/slurm/gym.yaml of the module)")
 	fs.IntVar(&o.slurmIdleTimeout, "slurm-idle-timeout", 120, "seconds to wait for the node to be idle before each create")
+	o.scale.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			fs.SetOutput(nil)
@@ -63,9 +67,15 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch o.only {
-	case "", "local", "slurm":
+	case "", "local", "slurm", "scale":
 	default:
-		return o, fmt.Errorf("--only %q: want local or slurm", o.only)
+		return o, fmt.Errorf("--only %q: want local, slurm or scale", o.only)
+	}
+	if o.only == "scale" && o.slurm {
+		return o, fmt.Errorf("--slurm and --only scale contradict each other")
+	}
+	if err := o.scale.check(); err != nil {
+		return o, err
 	}
 	if o.only == "local" && o.slurm {
 		return o, fmt.Errorf("--slurm and --only local contradict each other")

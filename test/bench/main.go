@@ -5,6 +5,7 @@
 //	go run ./test/bench [--n 50] [--n-create 10] [--n-close 5] [--n-cli 30] [--json]
 //	go run ./test/bench --slurm        # the same, then the SLURM section (slurm_*.go)
 //	go run ./test/bench --only slurm   # the SLURM section alone
+//	go run ./test/bench --only scale   # the scale section (scale_*.go): 1000 handles, pools
 //
 // It works in private temp dirs (APPTAINER_CONFIGDIR, state and cache dirs)
 // so that it never sees or touches anyone else's instances, and it removes
@@ -61,6 +62,12 @@ func run() int {
 	if opts.runSlurm() {
 		var err error
 		if rep.Slurm, err = benchSlurm(ctx, opts); err != nil {
+			return fail(ctx, err)
+		}
+	}
+	if opts.runScale() {
+		var err error
+		if rep.Scale, err = benchScale(ctx, opts); err != nil {
 			return fail(ctx, err)
 		}
 	}

@@ -78,6 +78,8 @@ type report struct {
 	PTYEcho stats `json:"pty_echo"`
 	// Slurm is the SLURM section (--slurm, --only slurm).
 	Slurm *slurmReport `json:"slurm,omitempty"`
+	// Scale is the scale section (--only scale).
+	Scale *scaleReport `json:"scale,omitempty"`
 }
 
 func (r *report) add(c comparison) { r.Comparisons = append(r.Comparisons, c) }
@@ -89,8 +91,9 @@ func (r *report) writeJSON(w io.Writer, local bool) error {
 	enc.SetIndent("", "  ")
 	if !local {
 		return enc.Encode(struct {
-			Slurm *slurmReport `json:"slurm"`
-		}{r.Slurm})
+			Slurm *slurmReport `json:"slurm,omitempty"`
+			Scale *scaleReport `json:"scale,omitempty"`
+		}{r.Slurm, r.Scale})
 	}
 	return enc.Encode(r)
 }
@@ -104,6 +107,9 @@ func (r *report) writeTable(w io.Writer) {
 			fmt.Fprintln(w)
 		}
 		r.Slurm.writeTable(w)
+	}
+	if r.Scale != nil {
+		r.Scale.writeTable(w)
 	}
 }
 

@@ -148,6 +148,11 @@ func setupSlurm(ctx context.Context, o options, cl *realenv.Cleanups) (*slurmBen
 		if err := goBuild(ctx, mod, binDir, "./cmd/gym-host", "./cmd/gym-apptainer-plugin", "./cmd/gym-apptainer-node"); err != nil {
 			return nil, err
 		}
+		// Static, as scripts/setup.sh builds it: without it beside the
+		// plugin, sandboxes run without an executor.
+		if err := buildExecutor(ctx, mod, binDir); err != nil {
+			return nil, err
+		}
 	}
 	b.gymHost = filepath.Join(binDir, "gym-host")
 	b.plugin = filepath.Join(binDir, plugin.PluginBinary)
