@@ -37,9 +37,9 @@ func clusterScript(t *testing.T) string {
 	return p
 }
 
-// requireNodes skips the test (fails it in CI) unless the cluster has the
+// requireNodeFailCluster skips the test (fails it in CI) unless the cluster has the
 // nodes it needs and the script can fail one.
-func requireNodes(t *testing.T) {
+func requireNodeFailCluster(t *testing.T) {
 	t.Helper()
 	requireSlurm(t)
 	why := ""
@@ -253,7 +253,7 @@ func (e *slurmEnv) noLiveStepOf(t *testing.T, lost []string) {
 // first status, the other node's sandbox works on, exec on a lost one fails
 // at once, gc cleans them up; the node comes back and takes a new sandbox.
 func TestSlurmNodeFailureJobs(t *testing.T) {
-	requireNodes(t)
+	requireNodeFailCluster(t)
 	e := newSlurmEnv(t, "job", pinnedPartitions(t))
 	ctx := e.ctx(5 * time.Minute)
 	keep := e.createCLI(t, ctx, nil, "--cpu", "1", "--memory-mib", "256")
@@ -291,7 +291,7 @@ func TestSlurmNodeFailureJobs(t *testing.T) {
 // allocation runs on without it. The steps on it turn lost (the node left
 // the allocation), the step on the other node works on, gc cleans up.
 func TestSlurmNodeFailureAllocation(t *testing.T) {
-	requireNodes(t)
+	requireNodeFailCluster(t)
 	e := newSlurmEnv(t, "auto", pinnedPartitions(t))
 	ctx := e.ctx(5 * time.Minute)
 	alloc := salloc(t, "-J", "gym-it-nodefail", "-p", "cpu", "-N2", "-w", nodeKeep+","+nodeFail, "--no-kill",
