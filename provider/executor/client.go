@@ -227,11 +227,11 @@ func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, e
 	wr := wireRequest{Proto: ProtocolVersion, Op: opExec, Argv: req.Argv, Env: req.Env, Cwd: req.Cwd,
 		ExecID: req.ExecID, TimeoutNS: int64(req.Timeout), Stdin: stdin, TTY: req.TTY}
 	if _, err := conn.Write(jsonFrame(frameRequest, wr)); err != nil {
-		if hungUp(err) {
-			conn.Close()
-			return nil, fmt.Errorf("sending the request to the executor at %s: %w (%v)", c.path, ErrNoAnswer, err)
-		}
+		werr := err
 		err = whyWriteFailed(conn, err)
+		if err == werr && hungUp(werr) { // no refusal came back: nothing ran
+			err = fmt.Errorf("%w (%v)", ErrNoAnswer, werr)
+		}
 		conn.Close()
 		return nil, fmt.Errorf("sending the request to the executor at %s: %w", c.path, err)
 	}
