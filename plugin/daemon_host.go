@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
+
 	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
 	"google.golang.org/grpc"
@@ -300,7 +302,7 @@ func (h *Host) startDaemon(ctx context.Context, path, cfgPath string, files daem
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(files.pem(), pemData); err != nil {
+	if err := atomicfile.Write(files.pem(), pemData); err != nil {
 		return nil, fmt.Errorf("writing the daemon's TLS material: %w", err)
 	}
 	// Append: a previous daemon of this key may still be draining into it.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
 )
 
 // Daemon mode's files, all in one state directory (0700), all named by the
@@ -235,33 +237,12 @@ func readRecord(path string) (*DaemonRecord, error) {
 	return &r, nil
 }
 
-// writeFileAtomic writes data to path (mode 0600) by renaming a temp file
-// over it, so that readers see the old file or the whole new one.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
 func writeRecord(path string, r DaemonRecord) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	return atomicfile.Write(path, append(data, '\n'))
 }
 
 // daemonAlive reports whether pid runs plugin: kill -0, then its

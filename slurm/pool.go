@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
+
 	"github.com/gym-apptainer/gym-apptainer/provider"
 )
 
@@ -171,7 +173,7 @@ func (s PoolStore) Put(p *Pool) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("create the pools directory: %w", err)
 	}
-	return writeFileAtomic(s.recordPath(p.Name), b)
+	return atomicfile.Write(s.recordPath(p.Name), b)
 }
 
 // Delete removes pool name's record and files. A missing one is success.
@@ -231,29 +233,4 @@ func (s PoolStore) List() ([]*Pool, []SkippedPool, error) {
 	}
 	slices.SortFunc(out, func(a, b *Pool) int { return strings.Compare(a.Name, b.Name) })
 	return out, skipped, nil
-}
-
-// writeFileAtomic replaces path with b (0600) so that a reader sees the
-// old file or the whole new one.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
+
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/resources"
@@ -229,7 +231,7 @@ func reserve(store PoolStore, pool *Pool, handlesDir, jobNodes, id string, r res
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create pool %s's reservations dir: %w", pool.Name, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, id+".json"), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, id+".json"), b); err != nil {
 		return "", err
 	}
 	return node, nil

@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
 )
 
 // certLifetime: a client key lives as long as its state directory, and the
@@ -54,10 +56,10 @@ func ClientCert(stateDir string) (tls.Certificate, []byte, error) {
 	// Key first, certificate last: the certificate's presence says the pair
 	// is complete. Two plugins racing both write whole pairs; the last
 	// rename wins and both then read it back, so they agree.
-	if err := writeAtomic(keyPath, keyPEM); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM); err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	if err := writeAtomic(certPath, certPEM); err != nil {
+	if err := atomicfile.Write(certPath, certPEM); err != nil {
 		return tls.Certificate{}, nil, err
 	}
 	c, pemBytes, err := loadPair(certPath, keyPath)
@@ -132,25 +134,6 @@ func newPair(cn string) (certPEM, keyPEM []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 // certDER is the DER of a PEM certificate, the form pinning compares.

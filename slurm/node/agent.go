@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
 )
 
 // Agent is what a pool's node agent reports about its node, in
@@ -148,21 +150,8 @@ func writeAgent(path string, a Agent) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s for the agent record: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, ".agent-*.tmp")
-	if err != nil {
-		return fmt.Errorf("write the agent record in %s: %w", dir, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(append(b, '\n'))
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write the agent record %s: %w", path, werr)
+	if err := atomicfile.Write(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("the agent record: %w", err)
 	}
 	return nil
 }

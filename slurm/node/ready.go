@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
 )
 
 // Ready is what the holder reports once the instance runs (OK) or could not
@@ -78,24 +80,8 @@ func writeReady(path string, r Ready) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s for the ready file: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, ".ready-*.tmp")
-	if err != nil {
-		return fmt.Errorf("creating the ready file in %s: %w", dir, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(append(b, '\n'))
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("writing the ready file %s: %w", path, werr)
+	if err := atomicfile.Write(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("the ready file: %w", err)
 	}
 	return nil
 }
