@@ -100,12 +100,7 @@ func TestSparesDropALinkTheOtherSideClosed(t *testing.T) {
 	defer s.Close()
 	p := &pipes{}
 	d := s.dialer("a", p.dial)
-	for i := 0; i < 2; i++ {
-		c, err := d(context.Background())
-		require.NoError(t, err)
-		c.Close()
-	}
-	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
+	warmUp(t, s, d)
 	require.NoError(t, p.server(2).Close()) // the holder went away
 	require.Eventually(t, func() bool { return s.Len() == 0 }, 5*time.Second, time.Millisecond)
 
@@ -120,12 +115,7 @@ func TestSparesKeepWhatArrivedBeforeTheClaim(t *testing.T) {
 	defer s.Close()
 	p := &pipes{}
 	d := s.dialer("a", p.dial)
-	for i := 0; i < 2; i++ {
-		c, err := d(context.Background())
-		require.NoError(t, err)
-		c.Close()
-	}
-	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
+	warmUp(t, s, d)
 	_, err := p.server(2).Write([]byte("early"))
 	require.NoError(t, err)
 
@@ -189,4 +179,16 @@ func TestSparesOverRealLinks(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Len() == 0 }, 5*time.Second, time.Millisecond)
 	_, err = roundTrip(t, d)
 	assert.Error(t, err)
+}
+
+// warmUp dials twice through d, so that s keeps a spare for it, and waits
+// for the spare.
+func warmUp(t *testing.T, s *Spares, d func(context.Context) (net.Conn, error)) {
+	t.Helper()
+	for i := 0; i < 2; i++ {
+		c, err := d(context.Background())
+		require.NoError(t, err)
+		c.Close()
+	}
+	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
 }

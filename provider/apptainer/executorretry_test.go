@@ -29,18 +29,23 @@ func serveExecutor(t *testing.T) string {
 	return sock
 }
 
-// deadThenLive dials a connection that hangs up after the request first
-// (a link dialled ahead whose executor had just gone), then the real one.
+// hangUp dials a connection that hangs up after the request, as a link
+// whose executor had just gone does.
+func hangUp(context.Context) (net.Conn, error) {
+	c, srv := net.Pipe()
+	go func() {
+		b := make([]byte, 64<<10)
+		_, _ = srv.Read(b)
+		srv.Close()
+	}()
+	return c, nil
+}
+
+// deadThenLive dials hangUp first, then the real executor.
 func deadThenLive(sock string, dials *atomic.Int32) func(context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
 		if dials.Add(1) == 1 {
-			c, srv := net.Pipe()
-			go func() {
-				b := make([]byte, 64<<10)
-				_, _ = srv.Read(b)
-				srv.Close()
-			}()
-			return c, nil
+			return hangUp(ctx)
 		}
 		return executor.DialSocket(ctx, sock)
 	}
@@ -63,15 +68,6 @@ func TestLinkThatDiedUnseenIsRetriedOnceWithTheWholeRequest(t *testing.T) {
 }
 
 func TestLinkThatNeverAnswersIsUnreachable(t *testing.T) {
-	hangUp := func(context.Context) (net.Conn, error) {
-		c, srv := net.Pipe()
-		go func() {
-			b := make([]byte, 64<<10)
-			_, _ = srv.Read(b)
-			srv.Close()
-		}()
-		return c, nil
-	}
 	cl := realExecutor{executor.NewDialClient("node n1", hangUp)}
 	_, err := cl.Run(context.Background(), fastRequest{Argv: []string{"/bin/true"}})
 	assert.ErrorIs(t, err, errExecutorUnreachable, "nothing ran: the call goes the slow way, never a made-up result")
