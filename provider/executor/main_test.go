@@ -52,6 +52,9 @@ func serveForTest(path string) int {
 		fmt.Sscan(uid, &n)
 		opts.peerUID = &n
 	}
+	if d := os.Getenv("GYM_EXECUTOR_TEST_WAIT_DELAY"); d != "" {
+		opts.WaitDelay, _ = time.ParseDuration(d)
+	}
 	if err := Serve(ctx, ln, opts); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gym-apptainer/gym-apptainer/internal/outpipe"
 )
 
 // Why an exec was killed.
@@ -174,21 +176,13 @@ func (s *session) pump(f *os.File, typ byte) {
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
 	buf := *bp
-	for {
-		n, err := f.Read(buf[headerLen:])
-		if n > 0 {
-			buf[0] = typ
-			binary.BigEndian.PutUint32(buf[1:headerLen], uint32(n))
-			if werr := s.write(buf[:headerLen+n]); werr != nil {
-				s.kill(reasonGone)
-				return
-			}
-		}
-		if err != nil {
-			// EOF, EIO from a pty master whose slave is closed, or the
-			// read deadline set after the command exited.
-			return
-		}
+	err := outpipe.Copy(f, buf[headerLen:], func(n int) error {
+		buf[0] = typ
+		binary.BigEndian.PutUint32(buf[1:headerLen], uint32(n))
+		return s.write(buf[:headerLen+n])
+	})
+	if err != nil {
+		s.kill(reasonGone)
 	}
 }
 

@@ -109,8 +109,16 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 		}
 		defer errFile.Close()
 		cmd.Stdout, cmd.Stderr = outFile, errFile
-	} else {
-		cmd.Stdout, cmd.Stderr = orDiscard(c.Stdout), orDiscard(c.Stderr)
+	}
+	// Output pipes are ours, not os/exec's: its copiers stop at WaitDelay
+	// and drop what the pipe still holds when a loaded machine stalled
+	// them past it; ours drain it (outpipe).
+	var outs outputs
+	if !c.Detached {
+		if err := outs.open(cmd, c.Stdout, c.Stderr); err != nil {
+			return Result{ExitCode: -1}, fmt.Errorf("creating output pipes for %s: %w", c.Argv[0], err)
+		}
+		defer outs.close()
 	}
 
 	// Stdin is copied by our own goroutine rather than by os/exec: os/exec
@@ -132,6 +140,7 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 		}
 		return Result{ExitCode: -1}, fmt.Errorf("starting %s: %w", c.Argv[0], err)
 	}
+	outs.started()
 	if stdin != nil {
 		go func() {
 			_, _ = io.Copy(stdin, c.Stdin)
@@ -143,6 +152,7 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 	}
 
 	waitErr := cmd.Wait()
+	outErr := outs.wait(time.Now().Add(cmd.WaitDelay))
 	elapsed := time.Since(start)
 
 	if cancelled.Load() {
@@ -167,6 +177,8 @@ func (l *Local) Run(ctx context.Context, c Cmd) (Result, error) {
 
 	var exitErr *exec.ExitError
 	switch {
+	case outErr != nil:
+		return res, fmt.Errorf("delivering output of %s: %w", c.Argv[0], outErr)
 	case waitErr == nil, errors.As(waitErr, &exitErr), errors.Is(waitErr, exec.ErrWaitDelay):
 		// A non-zero exit is a result; ErrWaitDelay only says a leftover
 		// process held the pipes past WaitDelay, which is expected.
@@ -204,13 +216,6 @@ func MergeEnv(base, extra []string) []string {
 		}
 	}
 	return out
-}
-
-func orDiscard(w io.Writer) io.Writer {
-	if w == nil {
-		return io.Discard
-	}
-	return w
 }
 
 // unlinkedTemp returns a file that exists only as an open descriptor, so

@@ -94,7 +94,7 @@ class Conformance(unittest.TestCase):
         # Exit codes are the command's own, 1, 2 and 255 included.
         for code in (0, 1, 2, 42, 255):
             r = await run(f"exit {code}")
-            check(f"exit {code}", (r.return_code, r.error_type), (code, None))
+            check(f"exit {code} (stderr {r.stderr!r})", (r.return_code, r.error_type), (code, None))
         r = await run("echo out; echo err >&2")
         check("streams", (r.stdout, r.stderr), ("out\n", "err\n"))
 
