@@ -46,6 +46,9 @@ type holder struct {
 	place     placement
 	startArgv []string
 	prefix    []string
+	// instanceFile is where apptainer records the instance; "" skips the
+	// early path (startEarly).
+	instanceFile string
 
 	run      runner.Runner
 	procRoot string
@@ -96,12 +99,24 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 		res, err := h.run.Run(startCtx, runner.Cmd{Argv: h.startArgv, Env: h.jobTag(), Stderr: &errb, Detached: true})
 		done <- started{res, errb.String(), err}
 	}()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	earlyCh := make(chan early, 1)
+	go func() { earlyCh <- h.startEarly(watchCtx) }()
+	// abandonEarly undoes the early path of a start that failed: the
+	// executor's client first, before anything stops the instance.
+	abandonEarly := func() {
+		stopWatch()
+		e := <-earlyCh
+		e.lnk.stop()
+	}
 	var st started
 	select {
 	case st = <-done:
 	case sig := <-signals:
 		cancelStart()
 		<-done
+		abandonEarly()
 		h.logf("got %s while instance %s was starting; stopping it", signame(sig), h.name)
 		h.stopBestEffort()
 		h.fail(fmt.Sprintf("the holder got %s while instance %s was starting (job cancelled or out of time)", signame(sig), h.name))
@@ -109,6 +124,9 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 	}
 	if st.stderr != "" {
 		_, _ = io.WriteString(h.log, st.stderr)
+	}
+	if st.err != nil || st.res.ExitCode != 0 {
+		abandonEarly()
 	}
 	if st.err != nil {
 		h.fail(fmt.Sprintf("starting instance %s: %v", h.name, st.err))
@@ -126,7 +144,19 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 		return 1
 	}
 
-	id, cgroup, err := h.locate()
+	stopWatch()
+	e := <-earlyCh
+	var id procIdentity
+	var cgroup string
+	var err error
+	if e.found && e.id.alive(h.procRoot) {
+		id, cgroup = e.id, e.cgroup
+		h.logf("instance %s (pid %d) located and its executor started while instance start ran", h.name, id.pid)
+	} else {
+		e.lnk.stop()
+		e = early{}
+		id, cgroup, err = h.locate()
+	}
 	if err != nil {
 		// Stopped first, so that a host reading the failure finds nothing
 		// left running.
@@ -150,7 +180,12 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 	if v, ok := h.lookupEnv("CUDA_VISIBLE_DEVICES"); ok {
 		ready.CUDAVisibleDevices = &v
 	}
-	lnk := h.link(&ready)
+	lnk := e.lnk
+	if e.found {
+		e.withExec(&ready)
+	} else {
+		lnk = h.link(&ready)
+	}
 	defer lnk.stop()
 	if err := writeReady(h.readyPath, ready); err != nil {
 		h.logf("%v; stopping instance %s", err, h.name)

@@ -26,6 +26,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"os/user"
 	"strings"
 	"syscall"
 
@@ -141,7 +142,8 @@ func holderMain(args []string) int {
 		// built on another host, which may mount other things).
 		startArgv: apptainercli.Start(prefix, apptainercli.InsertFlags(argv, 2,
 			apptainercli.BindFlags(apptainercli.SysBinds(readMountinfo()))...)...),
-		prefix: prefix,
+		prefix:       prefix,
+		instanceFile: instanceFilePath(*name),
 		// The holder's commands see its whole environment: APPTAINER_*
 		// (config dir, cache) and SLURM_* come from the job.
 		run:       runner.NewLocal(os.Environ()),
@@ -154,6 +156,21 @@ func holderMain(args []string) int {
 		kill:      syscall.Kill,
 	}
 	return h.serve(signals)
+}
+
+// instanceFilePath is where apptainer, run by this process, records the
+// instance called name; "" when this user cannot be named (the holder then
+// learns the instance from `instance list` after the start).
+func instanceFilePath(name string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	u, err := user.Current()
+	if err != nil {
+		return ""
+	}
+	return apptainercli.InstanceFile(os.LookupEnv, host, u.Username, u.HomeDir, name)
 }
 
 func nodeExecMain(args []string) int {

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 )
 
 type options struct {
@@ -23,6 +24,7 @@ type options struct {
 	nSlurmStatus     int
 	slurmConfig      string
 	slurmIdleTimeout int
+	slurmSettle      time.Duration
 	scale            scaleOptions
 }
 
@@ -55,6 +57,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.nSlurmStatus, "n-slurm-status", 5, "SLURM status calls per sandbox count whose slurm commands are counted")
 	fs.StringVar(&o.slurmConfig, "slurm-config", "", "gym config the SLURM section starts from (default: examples/slurm/gym.yaml of the module)")
 	fs.IntVar(&o.slurmIdleTimeout, "slurm-idle-timeout", 120, "seconds to wait for the node to be idle before each create")
+	fs.DurationVar(&o.slurmSettle, "slurm-settle", 150*time.Millisecond, "pause before each SLURM exec arm (untimed), so that no arm is timed while the previous srun step still tears down on the node")
 	o.scale.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -85,6 +88,9 @@ func parseFlags(args []string) (options, error) {
 		if v < 1 {
 			return o, fmt.Errorf("--%s must be at least 1", name)
 		}
+	}
+	if o.slurmSettle < 0 {
+		return o, fmt.Errorf("--slurm-settle must be >= 0")
 	}
 	if o.warmup < 0 {
 		return o, fmt.Errorf("--warmup must be >= 0")

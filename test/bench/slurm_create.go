@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,13 +27,21 @@ func (b *slurmBench) benchCreate(ctx context.Context, rep *slurmReport) error {
 	// split records where one timed create's time went, from slurmctld's
 	// log and the mtime of the file the node side wrote when the instance
 	// was up (ours: the holder's ready file; raw: instance start's output).
+	var clock *schedClock
+	if slog != nil {
+		clock = newSchedClock(slog.params)
+	}
 	split := func(i int, into *createTimes, job string, from int64, start time.Time, total time.Duration, upFile string) {
-		if i < 0 || slog == nil {
+		if slog == nil {
 			return
 		}
 		submit, alloc, err := slog.times(job, from)
 		if err != nil {
 			rep.Notes = append(rep.Notes, "create: "+err.Error())
+			return
+		}
+		clock.saw(alloc)
+		if i < 0 {
 			return
 		}
 		fi, err := os.Stat(upFile)
@@ -43,10 +52,22 @@ func (b *slurmBench) benchCreate(ctx context.Context, rep *slurmReport) error {
 		end := start.Add(total)
 		into.add(alloc.Sub(submit), total-alloc.Sub(submit), fi.ModTime().Sub(alloc), end.Sub(fi.ModTime()))
 	}
+	// Each pair's point of slurmctld's scheduling cycle (schedClock).
+	phases := make([]float64, b.opts.nSlurmCreate)
+	for i := range phases {
+		phases[i] = rand.Float64()
+	}
 	waitIdle := func(side string, i int, into *[]time.Duration) error {
 		d, busy, err := b.waitNodeIdle(ctx)
 		if err != nil {
 			return err
+		}
+		if i >= 0 && clock != nil {
+			slept, err := clock.waitPhase(ctx, phases[i])
+			if err != nil {
+				return err
+			}
+			d += slept
 		}
 		if i >= 0 {
 			*into = append(*into, d)
@@ -129,8 +150,8 @@ func (b *slurmBench) benchCreate(ctx context.Context, rep *slurmReport) error {
 		{Name: "ours: ready file to Create returned (ready-file poll tick, probe through the executor's link, handle)", Stats: summarize(ourT.ready)},
 		{Name: "raw:  instance start returned to the first passing probe returned (< 0: the probe passed first)", Stats: summarize(rawT.ready)},
 		{Name: "raw:  sbatch call (submit only)", Stats: summarize(submits)},
-		{Name: "wait for an idle node before our create (untimed)", Stats: summarize(ourIdle)},
-		{Name: "wait for an idle node before the raw create (untimed)", Stats: summarize(rawIdle)},
+		{Name: "wait for an idle node and the pair's point of the scheduling cycle, before our create (untimed)", Stats: summarize(ourIdle)},
+		{Name: "the same before the raw create (untimed)", Stats: summarize(rawIdle)},
 	}
 	rep.RawProbes = probes
 	return nil

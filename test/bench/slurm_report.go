@@ -20,6 +20,7 @@ type slurmReport struct {
 	Config        string    `json:"config"`     // the example the bench's config is made from
 	NodeAgent     string    `json:"node_agent"` // what node-exec runs as
 	HolderJob     string    `json:"holder_job"` // the shared holder of exec and status
+	SettleMs      float64   `json:"settle_ms"`  // untimed pause before each exec arm
 	Setup         []row     `json:"setup"`
 
 	Comparisons []comparison `json:"comparisons"`
@@ -42,11 +43,13 @@ func (r *slurmReport) writeTable(w io.Writer) {
 
 	writeComparisons(w, r.Comparisons)
 	fmt.Fprintf(w, "exec: both sides against the same holder, %s\n", r.HolderJob)
-	fmt.Fprintf(w, "  (arms rotate their order each round; ours and raw are paired by round)\n")
+	fmt.Fprintf(w, "  (arms rotate their order each round, each after an untimed %.0f ms pause; ours and raw are paired by round)\n", r.SettleMs)
 	fmt.Fprintf(w, "create: each side starts on an idle node and is torn down (untimed) before the next; the raw side polls\n"+
 		"  every %.0f ms, exactly as our create polls (slurm fast poll: ready file + shared squeue per tick).\n"+
 		"  slurmctld starts batch jobs on its own scheduling passes (~3 s apart here), so create-to-ready carries\n"+
-		"  0-3 s of scheduler delay that depends on when in the cycle sbatch ran; \"create after alloc\" removes it\n", r.RawPollMs)
+		"  0-3 s of scheduler delay that depends on when in the cycle sbatch ran. Both sides of a pair submit at\n"+
+		"  the same point of that cycle (random per pair, timed from the passes in slurmctld's log), so the cycle\n"+
+		"  adds the same delay to both; \"create after alloc\" removes it\n", r.RawPollMs)
 	if len(r.RawProbes) > 0 {
 		p := slices.Clone(r.RawProbes)
 		slices.Sort(p)

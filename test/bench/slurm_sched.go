@@ -18,7 +18,10 @@ import (
 // create-to-ready. Minus this delay both sides are compared on what follows
 // the allocation. Readable on the single-node cluster (the bench runs on
 // the controller's machine); elsewhere the section goes without.
-type schedLog struct{ path string }
+type schedLog struct {
+	path   string
+	params string // SchedulerParameters
+}
 
 // findSchedLog locates and opens slurmctld's log; why says why not.
 func (b *slurmBench) findSchedLog(ctx context.Context) (l *schedLog, why string) {
@@ -35,7 +38,7 @@ func (b *slurmBench) findSchedLog(ctx context.Context) (l *schedLog, why string)
 		return nil, err.Error()
 	}
 	f.Close()
-	return &schedLog{path: path}, ""
+	return &schedLog{path: path, params: configValue(out, "SchedulerParameters")}, ""
 }
 
 // configValue is KEY's value in `scontrol show config` ("KEY = VALUE").

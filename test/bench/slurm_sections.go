@@ -58,6 +58,7 @@ func (b *slurmBench) benchmark(ctx context.Context) (*slurmReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep.SettleMs = float64(b.opts.slurmSettle) / float64(time.Millisecond)
 	rep.HolderJob = fmt.Sprintf("job %s on node %s, instance %s", j.job, j.node, j.name)
 
 	if err := b.benchExec(ctx, rep, id, j); err != nil {
@@ -149,7 +150,7 @@ func (b *slurmBench) benchExec(ctx context.Context, rep *slurmReport, id string,
 	for k, i := range run {
 		fns[k] = arms[execArms[i].key]
 	}
-	s, err := interleaveRotated(ctx, b.opts.warmup, b.opts.nSlurmExec, fns...)
+	s, err := interleaveRotated(ctx, b.opts.warmup, b.opts.nSlurmExec, b.opts.slurmSettle, fns...)
 	if err != nil {
 		return err
 	}
@@ -211,12 +212,21 @@ var execSteps = []struct{ name, what, a, b string }{
 // each round, so that no arm always runs right after the same other one (a
 // step that follows another step of the same job may find slurmd and
 // slurmstepd warm, or still busy with the previous step's teardown). Over
-// len(arms) rounds every arm holds every position once.
-func interleaveRotated(ctx context.Context, warm, n int, arms ...func(i int) (time.Duration, error)) ([][]time.Duration, error) {
+// len(arms) rounds every arm holds every position once. settle is an
+// untimed pause before each arm: an srun returns before its step's
+// teardown (slurmstepd's exit, the step's cgroup) is over, and on a small
+// node the next arm would be timed against that work.
+func interleaveRotated(ctx context.Context, warm, n int, settle time.Duration, arms ...func(i int) (time.Duration, error)) ([][]time.Duration, error) {
 	out := make([][]time.Duration, len(arms))
 	for i := -warm; i < n; i++ {
 		for k := range arms {
 			a := (k + i + warm) % len(arms)
+			if settle > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(settle):
+				}
+			}
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}

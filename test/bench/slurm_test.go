@@ -148,7 +148,7 @@ func TestInterleaveRotated(t *testing.T) {
 			return d, nil
 		}
 	}
-	s, err := interleaveRotated(context.Background(), 1, 3, arm("a", 1), arm("b", 2), arm("c", 3))
+	s, err := interleaveRotated(context.Background(), 1, 3, 0, arm("a", 1), arm("b", 2), arm("c", 3))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"}, order,
 		"one warm-up round, then the order rotates by one per round")
@@ -156,6 +156,6 @@ func TestInterleaveRotated(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = interleaveRotated(ctx, 0, 1, arm("a", 1))
+	_, err = interleaveRotated(ctx, 0, 1, 0, arm("a", 1))
 	assert.ErrorIs(t, err, context.Canceled)
 }
