@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/apptainercli"
@@ -17,11 +18,12 @@ const earlyPoll = 5 * time.Millisecond
 // return ("in case child would exit"); the holder locates the instance,
 // checks its limits and starts its executor in that time, not after it.
 type early struct {
-	found  bool // the rest is set only when found
-	id     procIdentity
-	cgroup string
-	lnk    *link
-	exec   Ready // the link's outcome: ExecAddr and ExecCert, or ExecError
+	found   bool // the rest is set only when found
+	foundAt time.Time
+	id      procIdentity
+	cgroup  string
+	lnk     *link
+	exec    Ready // the link's outcome: ExecAddr and ExecCert, or ExecError
 }
 
 // startEarly waits for the instance file until ctx ends. Found, the
@@ -47,6 +49,7 @@ func (h *holder) startEarly(ctx context.Context) early {
 		case <-tick.C:
 		}
 	}
+	foundAt := time.Now()
 	id, _, err := readIdentity(h.procRoot, pid)
 	if err != nil {
 		return early{}
@@ -55,7 +58,7 @@ func (h *holder) startEarly(ctx context.Context) early {
 	if err != nil {
 		return early{}
 	}
-	e := early{found: true, id: id, cgroup: cgroup}
+	e := early{found: true, foundAt: foundAt, id: id, cgroup: cgroup}
 	e.lnk = h.link(&e.exec)
 	return e
 }
@@ -63,4 +66,70 @@ func (h *holder) startEarly(ctx context.Context) early {
 // withExec copies the link's outcome into r.
 func (e *early) withExec(r *Ready) {
 	r.ExecAddr, r.ExecCert, r.ExecError = e.exec.ExecAddr, e.exec.ExecCert, e.exec.ExecError
+}
+
+// earlyGrace is how long an instance found early must have lived before
+// the holder reports it ready: apptainer's own wait, after it wrote the
+// instance file, before it lets `instance start` succeed ("in case child
+// would exit"). What `instance start` does after that is its own
+// teardown; here it took another 100-300 ms before the command returned.
+const earlyGrace = 100 * time.Millisecond
+
+// startWatch waits for `instance start` and, meanwhile, for the early path.
+type startWatch struct {
+	earlyCh   <-chan early
+	stopWatch context.CancelFunc
+	e         early
+	got       bool // e came from earlyCh
+	// reported: the ready file says OK already, from the early path.
+	reported bool
+}
+
+// await returns how instance start ended, or the signal that came first.
+// An instance found early, checked, alive after earlyGrace and with its
+// executor's link started is reported ready before instance start returns.
+func (w *startWatch) await(h *holder, done <-chan started, signals <-chan os.Signal) (st started, sig os.Signal, signalled bool) {
+	earlyCh := w.earlyCh
+	var grace <-chan time.Time
+	for {
+		select {
+		case st = <-done:
+			return st, nil, false
+		case sig = <-signals:
+			return st, sig, true
+		case w.e = <-earlyCh:
+			earlyCh, w.got = nil, true
+			if w.e.found {
+				grace = time.After(time.Until(w.e.foundAt.Add(earlyGrace)))
+			}
+		case <-grace:
+			grace = nil
+			if !w.e.id.alive(h.procRoot) {
+				continue // instance start decides, and says why
+			}
+			ready := h.readyFor(w.e.id, w.e.cgroup)
+			w.e.withExec(&ready)
+			if err := writeReady(h.readyPath, ready); err != nil {
+				h.logf("%v", err)
+				continue
+			}
+			w.reported = true
+			h.logf("instance %s (pid %d) reported ready before instance start returned: registered, alive for %s, executor started", h.name, w.e.id.pid, earlyGrace)
+		}
+	}
+}
+
+// result is the early path's outcome, once instance start has returned.
+func (w *startWatch) result() early {
+	if !w.got {
+		w.stopWatch()
+		w.e, w.got = <-w.earlyCh, true
+	}
+	return w.e
+}
+
+// abandon undoes the early path of a start that failed: the executor's
+// client first, before anything stops the instance.
+func (w *startWatch) abandon() {
+	w.result().lnk.stop()
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,6 +23,13 @@ import (
 // returns exitCode. sawExecutor says whether the executor was up before
 // the start returned.
 func earlyNode(t *testing.T, exitCode int) (f *fakeNode, sock string, sawExecutor *atomic.Bool) {
+	return earlyNodeUntil(t, exitCode, false)
+}
+
+// earlyNodeUntil is earlyNode whose start, when untilReady, waits for the
+// ready file (up to 5 s) rather than for the executor: an apptainer that
+// takes its time to return after the instance is up.
+func earlyNodeUntil(t *testing.T, exitCode int, untilReady bool) (f *fakeNode, sock string, sawExecutor *atomic.Bool) {
 	f, _ = linkedNode(t, false)
 	sock = f.h.run.(executorRunner).socket
 	f.h.instanceFile = filepath.Join(t.TempDir(), "gym-x", "gym-x.json")
@@ -34,6 +42,13 @@ func earlyNode(t *testing.T, exitCode int) (f *fakeNode, sock string, sawExecuto
 		require.NoError(t, os.MkdirAll(filepath.Dir(f.h.instanceFile), 0o700))
 		require.NoError(t, os.WriteFile(f.h.instanceFile, []byte(`{"pid":`+fakePID+`,"ppid":1,"name":"gym-x"}`), 0o644))
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if untilReady {
+				if r, ok, _ := ReadReady(f.h.readyPath); ok && r.OK {
+					sawExecutor.Store(r.ExecAddr != "")
+					break
+				}
+				continue
+			}
 			if c, err := net.Dial("unix", sock); err == nil {
 				_ = c.Close()
 				sawExecutor.Store(true)
@@ -93,4 +108,41 @@ func TestHolderWithoutTheInstanceFileListsTheInstance(t *testing.T) {
 	assert.Equal(t, []string{"/usr/bin/apptainer", "-c", "/etc/x.conf", "instance", "list", "--json", "gym-x"}, f.argvs()[1])
 	f.signals <- syscall.SIGTERM
 	assert.Equal(t, 0, wait(t, done))
+}
+
+// An instance that is registered, alive past apptainer's own grace and has
+// its executor is reported ready while instance start has yet to return.
+func TestHolderReportsReadyBeforeInstanceStartReturns(t *testing.T) {
+	f, _, sawReady := earlyNodeUntil(t, 0, true)
+	done := f.serveAsync()
+	r := f.waitReady()
+	require.True(t, r.OK, "log:\n%s", f.log.String())
+	assert.NotEmpty(t, r.ExecAddr)
+	assert.Equal(t, 4242, r.PID)
+	// The fake start returns only once it saw the ready file: seen with
+	// the executor's address, it came before the start returned.
+	require.Eventually(t, func() bool { return strings.Contains(f.log.String(), "holding instance gym-x") }, 10*time.Second, 5*time.Millisecond)
+	assert.True(t, sawReady.Load(), "ready (with the executor) was reported while instance start ran")
+	assert.Contains(t, f.log.String(), "reported ready before instance start returned")
+	for _, argv := range f.argvs() {
+		assert.NotContains(t, argv, "list")
+	}
+	f.signals <- syscall.SIGTERM
+	assert.Equal(t, 0, wait(t, done))
+	assert.Equal(t, 1, f.stopCalls())
+}
+
+// A start that fails after the holder reported ready turns the report
+// into the failure and stops the executor's link.
+func TestHolderReportedEarlyThenStartFails(t *testing.T) {
+	f, sock, sawReady := earlyNodeUntil(t, 255, true)
+	done := f.serveAsync()
+	assert.Equal(t, 1, wait(t, done))
+	require.True(t, sawReady.Load())
+	r := f.ready()
+	assert.False(t, r.OK)
+	assert.Contains(t, r.Error, "the container exited")
+	assert.Contains(t, f.log.String(), "instance start failed after the holder had reported the instance ready")
+	_, err := net.Dial("unix", sock)
+	assert.Error(t, err, "the executor's link must be gone")
 }

@@ -69,6 +69,13 @@ func (h *holder) logf(format string, args ...any) {
 	fmt.Fprintf(h.log, time.Now().Format("15:04:05.000")+" "+prog+" holder: "+format+"\n", args...)
 }
 
+// started is how `instance start` ended.
+type started struct {
+	res    runner.Result
+	stderr string
+	err    error
+}
+
 // serve runs the holder until the instance is gone or a signal arrives and
 // returns the exit code.
 func (h *holder) serve(signals <-chan os.Signal) int {
@@ -86,11 +93,6 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 	h.logf("starting instance %s", h.name)
 	startCtx, cancelStart := context.WithCancel(context.Background())
 	defer cancelStart()
-	type started struct {
-		res    runner.Result
-		stderr string
-		err    error
-	}
 	done := make(chan started, 1)
 	go func() {
 		var errb bytes.Buffer
@@ -103,20 +105,13 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 	defer stopWatch()
 	earlyCh := make(chan early, 1)
 	go func() { earlyCh <- h.startEarly(watchCtx) }()
-	// abandonEarly undoes the early path of a start that failed: the
-	// executor's client first, before anything stops the instance.
-	abandonEarly := func() {
-		stopWatch()
-		e := <-earlyCh
-		e.lnk.stop()
-	}
-	var st started
-	select {
-	case st = <-done:
-	case sig := <-signals:
+	w := &startWatch{earlyCh: earlyCh, stopWatch: stopWatch}
+
+	st, sig, signalled := w.await(h, done, signals)
+	if signalled {
 		cancelStart()
 		<-done
-		abandonEarly()
+		w.abandon()
 		h.logf("got %s while instance %s was starting; stopping it", signame(sig), h.name)
 		h.stopBestEffort()
 		h.fail(fmt.Sprintf("the holder got %s while instance %s was starting (job cancelled or out of time)", signame(sig), h.name))
@@ -126,7 +121,10 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 		_, _ = io.WriteString(h.log, st.stderr)
 	}
 	if st.err != nil || st.res.ExitCode != 0 {
-		abandonEarly()
+		w.abandon()
+		if w.reported {
+			h.logf("instance start failed after the holder had reported the instance ready")
+		}
 	}
 	if st.err != nil {
 		h.fail(fmt.Sprintf("starting instance %s: %v", h.name, st.err))
@@ -144,8 +142,12 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 		return 1
 	}
 
-	stopWatch()
-	e := <-earlyCh
+	e := w.result()
+	if w.reported {
+		defer e.lnk.stop()
+		h.logf("holding instance %s (pid %d, memory cgroup %s)", h.name, e.id.pid, e.cgroup)
+		return h.hold(e.id, signals, e.lnk)
+	}
 	var id procIdentity
 	var cgroup string
 	var err error
@@ -169,17 +171,7 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 		h.report(err.Error())
 		return 1
 	}
-	ready := Ready{
-		OK:     true,
-		Node:   h.nodeName(),
-		PID:    id.pid,
-		Cgroup: cgroup,
-	}
-	ready.JobID, _ = h.lookupEnv("SLURM_JOB_ID")
-	ready.StepID, _ = h.lookupEnv("SLURM_STEP_ID")
-	if v, ok := h.lookupEnv("CUDA_VISIBLE_DEVICES"); ok {
-		ready.CUDAVisibleDevices = &v
-	}
+	ready := h.readyFor(id, cgroup)
 	lnk := e.lnk
 	if e.found {
 		e.withExec(&ready)
@@ -195,6 +187,23 @@ func (h *holder) serve(signals <-chan os.Signal) int {
 	}
 	h.logf("holding instance %s (pid %d, memory cgroup %s)", h.name, id.pid, cgroup)
 	return h.hold(id, signals, lnk)
+}
+
+// readyFor is the ready report of the instance id, in cgroup, on this
+// node and job.
+func (h *holder) readyFor(id procIdentity, cgroup string) Ready {
+	ready := Ready{
+		OK:     true,
+		Node:   h.nodeName(),
+		PID:    id.pid,
+		Cgroup: cgroup,
+	}
+	ready.JobID, _ = h.lookupEnv("SLURM_JOB_ID")
+	ready.StepID, _ = h.lookupEnv("SLURM_STEP_ID")
+	if v, ok := h.lookupEnv("CUDA_VISIBLE_DEVICES"); ok {
+		ready.CUDAVisibleDevices = &v
+	}
+	return ready
 }
 
 // link starts the executor and its gateway when the host asked for them,
