@@ -47,12 +47,20 @@ func (p *Provider) runFast(ctx context.Context, h *handles.Handle, cl executorCl
 		spec.Command, spec.CommandFile = "", file
 	}
 	argv := commandArgv(spec)
-	if req.TTY != nil {
-		// A terminal merges the streams: the start marker would be
-		// output. The executor says whether the command started.
+	// The executor says whether the command started. The marker is kept
+	// only where the wrapper does work of its own before the command (su,
+	// reading a command file) that can fail: its absence then says so.
+	// Elsewhere it would be one more frame through every hop; on a
+	// terminal it would be output (the streams are merged).
+	marked := req.TTY == nil && (spec.User != "" || spec.CommandFile != "")
+	if !marked {
 		argv = withoutMarker(argv)
 	}
-	stderr := newMarkerWriter(req.Stderr)
+	errOut, marker := req.Stderr, (*markerWriter)(nil)
+	if marked {
+		marker = newMarkerWriter(req.Stderr)
+		errOut = marker
+	}
 	timeout := p.execTimeout(req.Timeout)
 	runCtx, cancel := context.WithCancel(ctx)
 	if timeout > 0 {
@@ -69,7 +77,7 @@ func (p *Provider) runFast(ctx context.Context, h *handles.Handle, cl executorCl
 		Timeout: timeout,
 		Stdin:   req.Stdin,
 		Stdout:  req.Stdout,
-		Stderr:  stderr,
+		Stderr:  errOut,
 	})
 
 	if runErr != nil {
@@ -111,10 +119,10 @@ func (p *Provider) runFast(ctx context.Context, h *handles.Handle, cl executorCl
 			return res, fmt.Errorf("exec in sandbox %s: the command's environment and arguments exceed the kernel's limit (ARG_MAX): %s: %w", h.ID, r.StartErr, provider.ErrInvalid), true
 		}
 		return sandboxFailure(req.ExecID, "the command could not start: "+r.StartErr), nil, true
-	case req.TTY == nil && !stderr.Started():
+	case marked && !marker.Started():
 		// The wrapper ended before the command began (a command file it
 		// could not read): the sandbox's failure, as on the apptainer path.
-		return sandboxFailure(req.ExecID, fmt.Sprintf("the command did not start (exit %d): %s", r.ExitCode, oneLine(stderr.Prefix()))), nil, true
+		return sandboxFailure(req.ExecID, fmt.Sprintf("the command did not start (exit %d): %s", r.ExitCode, oneLine(marker.Prefix()))), nil, true
 	}
 	res.ExitCode = r.ExitCode
 	return res, nil, true

@@ -80,7 +80,11 @@ func (c fakeExecClient) Run(ctx context.Context, r fastRequest) (fastResult, err
 // ran plays a command that started: the wrapper's marker, then output.
 func ran(r fastRequest, stdout, stderr string) {
 	if r.Stderr != nil {
-		_, _ = io.WriteString(r.Stderr, startMarker+stderr)
+		// As the real wrapper: the marker only where its script prints it.
+		if len(r.Argv) > 2 && strings.Contains(r.Argv[2], markerPrintf) {
+			stderr = startMarker + stderr
+		}
+		_, _ = io.WriteString(r.Stderr, stderr)
 	}
 	if r.Stdout != nil && stdout != "" {
 		_, _ = io.WriteString(r.Stdout, stdout)
@@ -150,7 +154,7 @@ func TestCreateStartsExecutorAndProbesThroughIt(t *testing.T) {
 
 	reqs := fe.requests()
 	require.Len(t, reqs, 1, "the probe")
-	assert.Equal(t, []string{"/bin/sh", "-c", wrapperScript, "sh", config.DefaultProbeCommand}, reqs[0].Argv)
+	assert.Equal(t, []string{"/bin/sh", "-c", strings.Replace(wrapperScript, markerPrintf, "", 1), "sh", config.DefaultProbeCommand}, reqs[0].Argv)
 	assert.Equal(t, secretValue, reqs[0].Env["API_TOKEN"])
 	assert.Equal(t, "/work", reqs[0].Cwd)
 	assert.NotEmpty(t, reqs[0].ExecID)
@@ -242,7 +246,7 @@ func TestExecThroughExecutor(t *testing.T) {
 	reqs := fe.requests()
 	require.Len(t, reqs, 1)
 	r := reqs[0]
-	assert.Equal(t, []string{"/bin/sh", "-c", wrapperScript, "sh", "cat; exit 3"}, r.Argv)
+	assert.Equal(t, []string{"/bin/sh", "-c", strings.Replace(wrapperScript, markerPrintf, "", 1), "sh", "cat; exit 3"}, r.Argv)
 	assert.Equal(t, map[string]string{"API_TOKEN": "tok-s3cret-create", "CREATE_ONLY": "c", "SHARED": "from-call", "PWD": "/tmp"}, r.Env)
 	assert.Equal(t, "/tmp", r.Cwd)
 	assert.Equal(t, "exec-7", r.ExecID)
@@ -264,7 +268,9 @@ func TestExecThroughExecutorOutcomes(t *testing.T) {
 		{"never started", func(fastRequest) fastResult {
 			return fastResult{ExitCode: -1, StartErr: "chdir /nope: no such file or directory"}
 		}, 125, provider.ErrorTypeSandbox, "chdir /nope"},
-		{"wrapper failed before the marker", func(fastRequest) fastResult { return fastResult{ExitCode: 1} }, 125, provider.ErrorTypeSandbox, "did not start"},
+		// A plain command's wrapper prints no marker: the executor's
+		// report that it started is the proof.
+		{"plain command without marker", func(fastRequest) fastResult { return fastResult{ExitCode: 1} }, 1, "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -277,6 +283,29 @@ func TestExecThroughExecutorOutcomes(t *testing.T) {
 			assert.Contains(t, res.Message, tc.message)
 		})
 	}
+}
+
+// Where the wrapper reads a command file first, the marker stays: a wrapper
+// that ended without it never ran the command.
+func TestExecThroughExecutorCommandFileWithoutMarker(t *testing.T) {
+	p, h, _, fe := newFastFixture(t, &runner.Recorder{})
+	var argv []string
+	fe.run = func(_ context.Context, r fastRequest) (fastResult, error) {
+		argv = r.Argv
+		return fastResult{ExitCode: 1}, nil
+	}
+	res, err := p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: strings.Repeat("x", maxInlineCommand+1), ExecID: "e1"})
+	require.NoError(t, err)
+	assert.Equal(t, 125, res.ExitCode)
+	assert.Equal(t, provider.ErrorTypeSandbox, res.ErrorType)
+	assert.Contains(t, res.Message, "did not start")
+	require.Greater(t, len(argv), 2)
+	assert.Contains(t, argv[2], markerPrintf)
+
+	res, err = p.Exec(context.Background(), h.ID, provider.ExecRequest{Command: "x", ExecID: "e2"})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.ExitCode)
+	assert.NotContains(t, argv[2], markerPrintf, "a plain command's wrapper prints no marker")
 }
 
 func TestExecFallsBackWhenExecutorUnreachable(t *testing.T) {
