@@ -173,7 +173,9 @@ func (h *Host) launch(ctx context.Context) (*pluginProc, error) {
 	})
 	p, err := configure(ctx, client, h.cfg, cfgYAML)
 	if err != nil {
+		socket := pluginSocket(client)
 		client.Kill()
+		removeDeadSocket(socket)
 		return nil, err
 	}
 	h.logger.Debug("plugin started", "path", path, "version", p.version)
@@ -200,8 +202,10 @@ func configure(ctx context.Context, client *goplugin.Client, cfg HostConfig, cfg
 		}
 		return nil, configError(cfg.ConfigPath, err)
 	}
-	p := &pluginProc{client: client, impl: impl, version: version, release: client.Kill,
-		alive: func() bool { return !client.Exited() }}
+	socket := pluginSocket(client)
+	p := &pluginProc{client: client, impl: impl, version: version,
+		release: func() { client.Kill(); removeDeadSocket(socket) },
+		alive:   func() bool { return !client.Exited() }}
 	if rc := client.ReattachConfig(); rc != nil {
 		p.pid = rc.Pid
 	}

@@ -189,6 +189,36 @@ func TestHostRestartsPluginThatDiedBetweenCalls(t *testing.T) {
 	assert.NotEqual(t, oldPID, h.pluginPID())
 }
 
+// A killed plugin cannot unlink its socket file; the host removes it, so
+// plugins killed one after another leave nothing in the temp dir.
+func TestHostRemovesTheSocketOfAKilledPlugin(t *testing.T) {
+	ctx := testCtx(t)
+	h, _ := newTestHost(t, HostConfig{})
+	_, err := h.List(ctx)
+	require.NoError(t, err)
+	h.mu.Lock()
+	old := pluginSocket(h.cur.client)
+	h.mu.Unlock()
+	require.NotEmpty(t, old, "a per-call plugin serves on a socket file in the temp dir")
+	require.FileExists(t, old)
+
+	require.NoError(t, syscall.Kill(h.pluginPID(), syscall.SIGKILL))
+	require.Eventually(t, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.cur.client.Exited()
+	}, 10*time.Second, 10*time.Millisecond)
+	_, err = h.List(ctx)
+	require.NoError(t, err)
+	assert.NoFileExists(t, old, "the dead plugin's socket")
+
+	h.mu.Lock()
+	cur := pluginSocket(h.cur.client)
+	h.mu.Unlock()
+	h.Shutdown()
+	assert.NoFileExists(t, cur, "the socket of a plugin stopped by Shutdown")
+}
+
 func TestHostCancelledExecIsNotPluginDeath(t *testing.T) {
 	h, killFile := newTestHost(t, HostConfig{})
 	ctx, cancel := context.WithCancel(testCtx(t))
