@@ -17,6 +17,7 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/apptainer"
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
+	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 	"github.com/gym-apptainer/gym-apptainer/slurm"
 )
@@ -201,3 +202,10 @@ func spareTools(cfg *config.Config, logger hclog.Logger, name string) (slurm.Spa
 	}
 	return maker, prov.Close, nil
 }
+
+// The provider finds the placement's spares by an interface of its own
+// (provider/apptainer/spare.go): a stale signature here would silently turn
+// warm spares off.
+var _ interface {
+	ClaimSpare(ctx context.Context, key string, creator *handles.Creator) (*handles.Handle, error)
+} = (*slurm.Placement)(nil)
