@@ -48,14 +48,30 @@ func (p *Placement) FillSpares(ctx context.Context, name string, maker SpareMake
 	if _, err := store.Get(name); err != nil {
 		return err
 	}
-	unlock, err := p.refillLock(ctx, store, name, background)
-	if errors.Is(err, errLocked) {
-		return nil
+	for {
+		err := p.fillOnce(ctx, store, name, maker, closeSpare, background, progress)
+		if errors.Is(err, errLocked) {
+			return nil // another spare maker runs
+		}
+		// A claim that found the lock still held as this refill finished
+		// started none: one more look, under the lock again.
+		if err != nil || !background || !belowTarget(store, name) {
+			return err
+		}
 	}
+}
+
+// fillOnce is one round of FillSpares under the refill lock.
+func (p *Placement) fillOnce(ctx context.Context, store PoolStore, name string, maker SpareMaker,
+	closeSpare func(ctx context.Context, id string) error, background bool, progress io.Writer) error {
+	unlock, err := p.refillLock(ctx, store, name, background)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	// This is the refill a claim started (if one did): later claims see
+	// the lock held.
+	_ = os.Remove(store.filePath(name, "refill.kick"))
 	f := &filler{p: p, store: store, name: name, maker: maker, background: background, progress: progress,
 		done: make(chan error, fillParallel)}
 	defer f.drain()
@@ -66,6 +82,16 @@ func (p *Placement) FillSpares(ctx context.Context, name string, maker SpareMake
 		return f.trim(ctx, closeSpare)
 	}
 	return nil
+}
+
+// belowTarget reports whether pool name (still there) has fewer spares,
+// ready or starting, than its target.
+func belowTarget(store PoolStore, name string) bool {
+	if _, err := store.Get(name); err != nil {
+		return false
+	}
+	hs, err := store.spares(name)
+	return err == nil && len(hs) < store.Warm(name).Target
 }
 
 // refillLock takes the pool's refill lock and records this process's pid

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -27,21 +26,21 @@ type refillRequest struct {
 	Name      string            `json:"name"`
 }
 
-// kickGap is how long after starting a refill this process does not start
-// another for the same pool: a burst of claims needs one.
+// kickGap is how long a started refill has to take its lock before
+// another claim may start one again (refill.kick, removed by the refill
+// once it holds the lock): a burst of claims, from many processes, starts
+// one refill.
 const kickGap = 5 * time.Second
 
-var kicked sync.Map // pool files dir -> time.Time of the last kick
-
 // kickRefill starts a background refill of pool name unless one runs (its
-// lock is held) or this process started one moments ago. The refill is
-// this binary's pool subcommand in a session of its own (it outlives a
+// lock is held) or was just started (refill.kick). The refill is this
+// binary's pool subcommand in a session of its own (it outlives a
 // short-lived plugin), its output appended to refill.log; a long-lived
 // plugin reaps it. Failures are logged: the create that claimed is done
 // either way.
 func (p *Placement) kickRefill(store PoolStore, name string, w WarmSpec) {
-	dir := store.FilesDir(name)
-	if t, ok := kicked.Load(dir); ok && time.Since(t.(time.Time)) < kickGap {
+	kick := store.filePath(name, "refill.kick")
+	if fi, err := os.Stat(kick); err == nil && time.Since(fi.ModTime()) < kickGap {
 		return
 	}
 	unlock, err := lockFile(store.filePath(name, "refill.lock"), true)
@@ -52,8 +51,14 @@ func (p *Placement) kickRefill(store PoolStore, name string, w WarmSpec) {
 		return
 	}
 	unlock()
-	kicked.Store(dir, time.Now())
+	_ = os.Remove(kick) // a stale one
+	f, err := os.OpenFile(kick, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return // another claim is starting it this instant
+	}
+	_ = f.Close()
 	if err := startRefillFn(store, name, w); err != nil {
+		_ = os.Remove(kick)
 		p.log.Warn("could not start the refill of the pool's spares; 'gym-host pool warm' tops them up", "pool", name, "error", err)
 	}
 }
