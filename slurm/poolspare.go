@@ -37,6 +37,7 @@ import (
 //	pools/NAME.d/refill.pid     its pid, for pool down
 //	pools/NAME.d/refill.log     a background refill's output
 //	pools/NAME.d/last-claim     touched by every claim (refill waits for quiet)
+//	pools/NAME.d/claims/ID      a claim whose create may still be finishing
 
 // ExtraClaimed is the handle Extra key a claim sets, to the time (RFC 3339)
 // the sandbox was taken from its pool's spares.
@@ -307,4 +308,37 @@ func (p *Placement) MakeSpares() { spareMakers.Store(p, true) }
 func (p *Placement) makesSpares() bool {
 	_, ok := spareMakers.Load(p)
 	return ok
+}
+
+// markClaim notes that sandbox id was claimed: until its create has
+// finished (probe, seed files), a background refill starts no spare.
+func markClaim(store PoolStore, name, id string) {
+	dir := store.filePath(name, "claims")
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		if f, err := os.OpenFile(filepath.Join(dir, id), os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// claimsFinishing counts the claimed sandboxes of pool name whose creates
+// are still running (their handle in handlesDir creating, by a live
+// process); the marks of the others are removed.
+func claimsFinishing(store PoolStore, name, handlesDir string) int {
+	dir := store.filePath(name, "claims")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	hs := &handles.Store{Dir: handlesDir}
+	for _, e := range ents {
+		h, err := hs.Get(e.Name())
+		if err == nil && h.State == handles.StateCreating && creatorAlive(h.Creator) {
+			n++
+			continue
+		}
+		_ = os.Remove(filepath.Join(dir, e.Name()))
+	}
+	return n
 }

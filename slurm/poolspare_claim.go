@@ -2,9 +2,12 @@ package slurm
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
@@ -61,39 +64,73 @@ func (p *Placement) claim(store PoolStore, rec *Pool, key string, creator *handl
 		return nil, 0, err
 	}
 	defer unlock()
-	hs, err := store.spares(rec.Name)
+	// Only the spares read until one matches: a burst of claims takes
+	// this lock one after the other.
+	dir := store.SparesDir(rec.Name)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("read pool %s's spares: %w", rec.Name, err)
 	}
+	sp := &handles.Store{Dir: dir}
 	live := liveAgents(store, rec, "", time.Now())
-	pick := -1
-	for i, h := range hs {
-		if matchSpare(h, rec, key, live) {
-			pick = i
-			break // List is oldest first: the spare started longest ago
+	var h *handles.Handle
+	left := 0
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || handles.ValidateID(id) != nil {
+			continue
+		}
+		left++
+		if h != nil {
+			continue
+		}
+		if c, err := sp.Get(id); err == nil && matchSpare(c, rec, key, live) {
+			h = c
 		}
 	}
-	if pick < 0 {
-		return nil, len(hs), nil
+	if h == nil {
+		return nil, left, nil
 	}
-	h := hs[pick]
 	h.State, h.Creator = handles.StateCreating, creator
 	h.Extra = maps.Clone(h.Extra)
 	h.Extra[ExtraClaimed] = time.Now().UTC().Format(time.RFC3339Nano)
-	sp := &handles.Store{Dir: store.SparesDir(rec.Name)}
-	if err := sp.Put(h); err != nil {
-		return nil, len(hs), fmt.Errorf("claim spare %s: %w", h.ID, err)
+	if err := putUnsynced(dir, h); err != nil {
+		return nil, left, fmt.Errorf("claim spare %s: %w", h.ID, err)
 	}
-	if err := moveHandle(sp.Dir, p.handlesDir, h.ID); err != nil {
+	if err := moveHandle(dir, p.handlesDir, h.ID); err != nil {
 		// Still a spare, now marked creating by a live process: put it
 		// back as it was.
 		h.State, h.Creator = "", nil
 		delete(h.Extra, ExtraClaimed)
 		_ = sp.Put(h)
-		return nil, len(hs), err
+		return nil, left, err
 	}
 	touch(store.filePath(rec.Name, "last-claim"))
-	return h, len(hs) - 1, nil
+	markClaim(store, rec.Name, h.ID)
+	return h, left - 1, nil
+}
+
+// putUnsynced writes h into dir as handles.Store.Put does (a temp file
+// renamed over it) but without its fsyncs, which a burst of claims would
+// pay one after the other under the spares lock: the claim guards against
+// a process dying, which cannot tear a renamed file; a machine that loses
+// power loses the spare's instance with the mark.
+func putUnsynced(dir string, h *handles.Handle) error {
+	c := *h
+	c.Version = handles.Version
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".tmp-"+h.ID+"-claim")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, h.ID+".json")); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // matchSpare reports whether spare h may be claimed by a create whose
