@@ -54,7 +54,7 @@ resources after the partition's defaults, no binds, and the same config:
 mount point, default binds, extra_start_args, apptainer) claims one instead
 of starting one: it gets its env, workdir, ttl, metadata and seed files,
 and the readiness probe runs. Others start as usual. After claims, a
-background refill tops the spares up once creates pause. Each spare holds
+background refill tops the spares up once the claiming creates are done. Each spare holds
 its CPUs and memory on its node. The instance's startscript of a claimed
 spare ran before the create: it does not see the create's env (no
 sandbox's startscript does; every exec does). list, gc and close --all
