@@ -75,6 +75,7 @@ func (p *Provider) createFromSpare(ctx context.Context, spec provider.Spec, plan
 	if !ok || key == "" {
 		return provider.Status{}, false, nil
 	}
+	t0 := time.Now()
 	h, err := sc.ClaimSpare(ctx, key, thisCreator())
 	if err != nil {
 		log.Debug("no spare looked at", "error", err)
@@ -88,7 +89,7 @@ func (p *Provider) createFromSpare(ctx context.Context, spec provider.Spec, plan
 	h.Image, h.Env, h.Workdir, h.TTL = spec.Image, maps.Clone(spec.Env), spec.Workdir, spec.TTL
 	h.Metadata = mergeMetadata(p.cfg.DefaultMetadata, spec.Metadata)
 	h.Created, h.Owner = time.Now().UTC(), host
-	c := &creation{p: p, h: h, plan: plan, files: spec.Files, madeStaging: true, startTried: true}
+	c := &creation{p: p, h: h, plan: plan, files: spec.Files, madeStaging: true, startTried: true, tStart: time.Since(t0)}
 	if err := c.finishSpare(ctx); err != nil {
 		c.undo(ctx, log)
 		if ctx.Err() != nil {
@@ -97,7 +98,8 @@ func (p *Provider) createFromSpare(ctx context.Context, spec provider.Spec, plan
 		log.Warn("a claimed warm spare failed; starting a sandbox instead", "spare", h.ID, "error", err)
 		return provider.Status{}, false, nil
 	}
-	log.Debug("sandbox created from a warm spare", "sandbox", h.ID, "node", h.Node)
+	log.Debug("sandbox created from a warm spare", "spare", h.ID, "node", h.Node, "claim_time", c.tStart,
+		"probe_time", c.tProbe, "files_time", c.tFiles, "total", time.Since(t0))
 	return provider.Status{ID: h.ID, State: provider.StateRunning, Image: spec.Image, Instance: h.Instance, Created: h.Created,
 		Placement: h.Placement, Node: h.Node, JobID: h.JobID, TTL: h.TTL, Executor: executorState(h)}, true, nil
 }
@@ -109,12 +111,16 @@ func (c *creation) finishSpare(ctx context.Context) error {
 	if err := p.saveHandle(h); err != nil {
 		return err
 	}
+	t := time.Now()
 	if err := p.probe(ctx, h); err != nil {
 		return provider.SandboxError(err)
 	}
+	c.tProbe = time.Since(t)
+	t = time.Now()
 	if err := c.writeFiles(ctx); err != nil {
 		return err
 	}
+	c.tFiles = time.Since(t)
 	h.State, h.Creator = "", nil
 	return p.saveHandle(h)
 }
