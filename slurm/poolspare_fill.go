@@ -25,9 +25,7 @@ const (
 	// claim, and after every claimed create has finished (its probe and
 	// seed files), before it starts spares: a burst of creates claims
 	// spares faster than any refill makes them, and instance starts
-	// competing with it for the nodes' CPUs would slow the burst down
-	// (measured: 64 claims at once took 7.1 s with the refill starting
-	// spares a second after the last claim, while their probes ran).
+	// competing with it for the nodes' CPUs would slow the burst down.
 	refillQuiet = time.Second
 	fillPoll    = 200 * time.Millisecond
 )
