@@ -274,7 +274,9 @@ func (p *Placement) SparesDir(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := checkPoolName(name); err != nil {
+	// Only a pool that exists gets one: a pool down of a pool that does
+	// not must leave no directory behind.
+	if _, err := store.Get(name); err != nil {
 		return "", err
 	}
 	dir := store.SparesDir(name)
