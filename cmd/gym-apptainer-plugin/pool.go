@@ -83,7 +83,10 @@ func runPool(ctx context.Context, req plugin.PoolRequest, progress io.Writer, lo
 		if req.Warm > 0 {
 			w := slurm.WarmSpec{Target: req.Warm, Image: req.WarmImage, CPU: req.WarmCPU, MemoryMiB: req.WarmMemoryMiB,
 				Config: req.Config, Overrides: req.Overrides}
-			warmErr = fillSpares(ctx, cfg, logger, place, rec.Name, w, progress)
+			if err := fillSpares(ctx, cfg, logger, place, rec.Name, w, progress); err != nil {
+				warmErr = fmt.Errorf("pool %s is up (job %s), but not all its warm spares started: %w "+
+					"('gym-host pool warm %s N' tries again, 'gym-host pool down %s' ends the pool)", rec.Name, rec.JobID, err, rec.Name, rec.Name)
+			}
 		}
 		sts, _, err := place.PoolStatus(ctx, rec.Name)
 		if err != nil {
