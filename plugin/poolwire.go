@@ -17,6 +17,11 @@ const (
 	PoolDown   = "down"
 	// PoolGC removes the records of pools that ended (gym-host gc).
 	PoolGC = "gc"
+	// PoolWarm sets a running pool's warm-spare target and fills it.
+	PoolWarm = "warm"
+	// PoolRefill tops a pool's spares up to its target in the background;
+	// a create that claimed a spare starts it (slurm.RefillOp).
+	PoolRefill = "refill"
 )
 
 // PoolRequest is one pool operation.
@@ -33,6 +38,14 @@ type PoolRequest struct {
 	CPUsPerNode      int    `json:"cpus_per_node,omitempty"`
 	MemoryMiBPerNode int64  `json:"memory_mib_per_node,omitempty"`
 	GPUsPerNode      int    `json:"gpus_per_node,omitempty"`
+	// Warm is the number of warm spares (up: 0 = none; warm: the new
+	// target), each started from WarmImage with WarmCPU and
+	// WarmMemoryMiB (0: the partition's defaults). warm keeps the pool's
+	// current spec when WarmImage is "".
+	Warm          int     `json:"warm,omitempty"`
+	WarmImage     string  `json:"warm_image,omitempty"`
+	WarmCPU       float64 `json:"warm_cpu,omitempty"`
+	WarmMemoryMiB int64   `json:"warm_memory_mib,omitempty"`
 	// Timeout bounds pool up's wait for the allocation and its agents.
 	Timeout time.Duration `json:"timeout_ns,omitempty"`
 	// DryRun: gc only reports.
@@ -71,6 +84,15 @@ type PoolJSON struct {
 	State     string         `json:"state"`
 	Reason    string         `json:"reason,omitempty"`
 	Nodes     []PoolNodeJSON `json:"nodes"`
+	Spares    PoolSparesJSON `json:"spares"`
+}
+
+// PoolSparesJSON is a pool's warm spares: ready to be claimed, starting,
+// and the target the pool keeps.
+type PoolSparesJSON struct {
+	Ready    int `json:"ready"`
+	Starting int `json:"starting"`
+	Target   int `json:"target"`
 }
 
 // PoolNodeJSON is one node of a pool: what the pool holds there, what

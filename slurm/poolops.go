@@ -66,6 +66,7 @@ func (p *Placement) PoolUp(ctx context.Context, s PoolSpec, progress io.Writer) 
 				s.Name, old.JobID, j.State, s.Name, provider.ErrInvalid)
 		}
 	}
+	dropSpareFiles(store, s.Name) // of a pool of that name that ended
 	if err := store.Delete(s.Name); err != nil {
 		return nil, err
 	}
@@ -232,6 +233,8 @@ type PoolState struct {
 	// Live is the set of nodes whose agent reported recently (nil: none
 	// did).
 	Live map[string]bool
+	// Spares are the pool's warm spares: ready, starting, and the target.
+	Spares SpareCount
 }
 
 // PoolStatus reports pool name (every pool when name is ""), from one
@@ -276,6 +279,12 @@ func (p *Placement) PoolStatus(ctx context.Context, name string) ([]PoolState, [
 		if st.Use, err = poolUsage(store, rec, p.handlesDir); err != nil {
 			return nil, skipped, err
 		}
+		hs, err := store.spares(rec.Name)
+		if err != nil {
+			return nil, skipped, err
+		}
+		st.Spares.Ready, st.Spares.Starting = countSpares(hs)
+		st.Spares.Target = store.Warm(rec.Name).Target
 		if st.State == provider.StateRunning {
 			st.Live = liveAgents(store, rec, jobNodes, now)
 		}
@@ -285,10 +294,12 @@ func (p *Placement) PoolStatus(ctx context.Context, name string) ([]PoolState, [
 }
 
 // PoolDown closes pool name's sandboxes (through closeSandbox, the
-// provider's close, so that their handles and staging dirs go too),
-// cancels its job, waits for it to end and removes the record. It returns
-// the sandboxes closed.
-func (p *Placement) PoolDown(ctx context.Context, name string, closeSandbox func(ctx context.Context, id string) error) ([]string, error) {
+// provider's close, so that their handles and staging dirs go too) and its
+// warm spares (closeSpare: the same close on the spares' store, after the
+// target is dropped and any refill has stopped), cancels its job, waits
+// for it to end and removes the record. It returns the sandboxes closed
+// (not the spares).
+func (p *Placement) PoolDown(ctx context.Context, name string, closeSandbox, closeSpare func(ctx context.Context, id string) error) ([]string, error) {
 	store, err := p.poolStore()
 	if err != nil {
 		return nil, err
@@ -297,16 +308,36 @@ func (p *Placement) PoolDown(ctx context.Context, name string, closeSandbox func
 	if err != nil {
 		return nil, err
 	}
+	var errs []error
+	if err := os.Remove(store.warmPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("drop pool %s's warm target: %w", name, err))
+	}
+	if err := stopRefill(ctx, store, name); err != nil {
+		errs = append(errs, err)
+	}
+	if closeSpare != nil {
+		spares, err := store.spares(name)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		ids := make([]string, 0, len(spares))
+		for _, h := range spares {
+			ids = append(ids, h.ID)
+		}
+		_, failed := closeAll(ctx, ids, closeSpare)
+		errs = append(errs, failed...)
+	}
 	used, err := poolUsage(store, rec, p.handlesDir)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(append(errs, err)...)
 	}
 	var ids []string
 	for _, u := range used {
 		ids = append(ids, u.Sandboxes...)
 	}
 	slices.Sort(ids)
-	closed, errs := closeAll(ctx, ids, closeSandbox)
+	closed, failed := closeAll(ctx, ids, closeSandbox)
+	errs = append(errs, failed...)
 	if err := p.scancel(ctx, rec.JobID); err != nil {
 		return closed, errors.Join(append(errs, err)...)
 	}
@@ -402,6 +433,9 @@ func (p *Placement) PoolGC(ctx context.Context, dryRun bool) ([]PoolState, error
 		if dryRun {
 			st.Reason = strings.Replace(st.Reason, "removed", "would remove", 1)
 		} else {
+			// Its spares' instances ended with the job; their
+			// staging dirs go with the record.
+			dropSpareFiles(store, rec.Name)
 			if err := store.Delete(rec.Name); err != nil {
 				errs = append(errs, err)
 				continue
@@ -490,9 +524,10 @@ func (p *Placement) leakedPoolSteps(ctx context.Context, jobs map[string]JobInfo
 		return nil, err
 	}
 	var out []provider.Status
+	spares := spareInstances(PoolStore{Dir: PoolsDir(p.keyDir)})
 	for _, s := range steps {
 		id, _, ok := owner.Parse(s.Name)
-		if !ok || !pools[s.JobID()] || known[s.Name] || seen[s.Name] {
+		if !ok || !pools[s.JobID()] || known[s.Name] || seen[s.Name] || spares[s.Name] {
 			continue
 		}
 		seen[s.Name] = true

@@ -212,7 +212,7 @@ func TestPoolStatusDownAndGC(t *testing.T) {
 		closed = append(closed, id)
 		mu.Unlock()
 		return pf.hs.Delete(id)
-	})
+	}, nil)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{a, b}, closed)
 	assert.ElementsMatch(t, ids, closed)

@@ -27,6 +27,7 @@ type NodeUse struct {
 	MemoryMiB int64
 	GPUs      int
 	Sandboxes []string // sandbox ids, sorted
+	Spares    []string // the pool's warm spares' ids, sorted (counted in the above)
 }
 
 // need is what a sandbox with filled resources r takes on its node: SLURM
@@ -110,11 +111,16 @@ type reservation struct {
 // (closed, or a create that failed and was undone) is removed.
 func poolUsage(store PoolStore, pool *Pool, handlesDir string) (map[string]NodeUse, error) {
 	used := map[string]NodeUse{}
+	spare := map[string]bool{}
 	add := func(node, id string, r resources.Resources) {
 		u := used[node]
 		c, m, g := need(r)
 		u.CPUs, u.MemoryMiB, u.GPUs = u.CPUs+c, u.MemoryMiB+m, u.GPUs+g
-		u.Sandboxes = append(u.Sandboxes, id)
+		if spare[id] {
+			u.Spares = append(u.Spares, id)
+		} else {
+			u.Sandboxes = append(u.Sandboxes, id)
+		}
 		used[node] = u
 	}
 	have := map[string]bool{}
@@ -124,7 +130,15 @@ func poolUsage(store PoolStore, pool *Pool, handlesDir string) (map[string]NodeU
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range hs {
+		// The pool's spares hold their nodes' capacity as sandboxes do.
+		spares, err := store.spares(pool.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range spares {
+			spare[h.ID] = true
+		}
+		for _, h := range append(hs, spares...) {
 			have[h.ID] = true
 			if h.Node != "" && h.JobID == pool.JobID && h.Extra[ExtraPool] == pool.Name {
 				counted[h.ID] = true
@@ -159,6 +173,7 @@ func poolUsage(store PoolStore, pool *Pool, handlesDir string) (map[string]NodeU
 	}
 	for n, u := range used {
 		slices.Sort(u.Sandboxes)
+		slices.Sort(u.Spares)
 		used[n] = u
 	}
 	return used, nil

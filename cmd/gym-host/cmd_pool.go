@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +19,7 @@ import (
 
 var poolCmd = &command{
 	name:    "pool",
-	usage:   "up|status|down [NAME] [flags]",
+	usage:   "up|status|down|warm [NAME] [N] [flags]",
 	summary: "start, show or end a standing pool of SLURM nodes",
 	desc: `A pool is one SLURM allocation, held open by an agent on each of its nodes,
 in which sandboxes start as job steps: 'create --pool NAME' (or
@@ -31,12 +34,31 @@ sbatch and no wait for the scheduler per sandbox.
       anything is submitted when the partitions file caps pools below the
       request (max_pool_nodes, max_pool_time); without --time the pool gets
       max_pool_time, else the partition's default time.
+      With --warm N --warm-image IMG [--warm-cpu C] [--warm-memory-mib M] it
+      then starts N warm spares and returns once they are ready
+      ("warm: 12/64 ready" on stderr).
+  pool warm NAME N [--warm-image IMG ...]
+      sets a running pool's spare target to N (0: none) and starts or
+      closes spares until it holds; the image and resources stay the
+      pool's unless --warm-image is given.
   pool status [NAME]
       the pool's state (one squeue), its nodes, the sandboxes on each and
       what they leave free.
   pool down NAME
       closes the pool's sandboxes, cancels its job, waits for it to end and
       removes its record.
+
+Warm spares are sandboxes the pool starts ahead of time. A create in the
+pool whose instance start would be identical (same image path, same
+resources after the partition's defaults, no binds, and the same config:
+mount point, default binds, extra_start_args, apptainer) claims one instead
+of starting one: it gets its env, workdir, ttl, metadata and seed files,
+and the readiness probe runs. Others start as usual. After claims, a
+background refill tops the spares up once the claiming creates are done. Each spare holds
+its CPUs and memory on its node. The instance's startscript of a claimed
+spare ran before the create: it does not see the create's env (no
+sandbox's startscript does; every exec does). list, gc and close --all
+do not see spares; pool status counts them; pool down closes them.
 
 Sandboxes are packed: each goes to the node with the least free capacity
 that still fits its cpu, memory and gpu, as this state directory's
@@ -58,6 +80,10 @@ sandboxes stopped; 'gym-host gc' closes them and removes the record.`,
 		fs.Int64Var(&o.memMiB, "mem-per-node", 0, "up: memory on each node in `MIB` (default: whole nodes)")
 		fs.IntVar(&o.gpus, "gpus-per-node", 0, "up: `G` GPUs on each node")
 		fs.StringVar(&o.timeout, "timeout", "10m", "up: how long to wait for the allocation and its agents, a `DURATION`")
+		fs.IntVar(&o.warm, "warm", 0, "up: keep `N` warm spares in the pool")
+		fs.StringVar(&o.warmImage, "warm-image", "", "up, warm: the spares' `IMAGE`")
+		fs.Float64Var(&o.warmCPU, "warm-cpu", 0, "up, warm: each spare's `CPUS` (default: the partition's)")
+		fs.Int64Var(&o.warmMemMiB, "warm-memory-mib", 0, "up, warm: each spare's memory in `MIB` (default: the partition's)")
 		return o.run
 	},
 }
@@ -70,6 +96,31 @@ type poolOpts struct {
 	memMiB  int64
 	gpus    int
 	timeout string
+
+	warm       int
+	warmImage  string
+	warmCPU    float64
+	warmMemMiB int64
+}
+
+// warmRequest fills req's spare fields: target n, and the image (a local
+// path made absolute here: a background refill runs from another
+// directory) with its resources.
+func (o *poolOpts) warmRequest(req *plugin.PoolRequest, n int) error {
+	if o.warmCPU < 0 || o.warmMemMiB < 0 {
+		return usageErrorf("--warm-cpu and --warm-memory-mib must not be negative")
+	}
+	req.Warm, req.WarmImage, req.WarmCPU, req.WarmMemoryMiB = n, o.warmImage, o.warmCPU, o.warmMemMiB
+	if img := o.warmImage; img != "" && !strings.Contains(img, ":") && !filepath.IsAbs(img) {
+		if _, err := os.Stat(img); err == nil {
+			abs, err := filepath.Abs(img)
+			if err != nil {
+				return fmt.Errorf("--warm-image %s: %w", img, err)
+			}
+			req.WarmImage = abs
+		}
+	}
+	return nil
 }
 
 // defaultPoolName is the pool of a pool up without --name.
@@ -81,6 +132,14 @@ func (o *poolOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 		return usageErrorf("missing the operation: up, status or down")
 	}
 	op, rest := args[0], args[1:]
+	warmN := -1
+	if op == plugin.PoolWarm && len(rest) > 0 {
+		n, err := strconv.Atoi(rest[len(rest)-1])
+		if err != nil || n < 0 {
+			return usageErrorf("pool warm: the spare target must be a number >= 0, got %q", rest[len(rest)-1])
+		}
+		warmN, rest = n, rest[:len(rest)-1]
+	}
 	if len(rest) > 1 {
 		return usageErrorf("too many arguments (want at most a pool name, got %q)", strings.Join(rest, " "))
 	}
@@ -109,14 +168,30 @@ func (o *poolOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 		}
 		req.Partition, req.Nodes, req.TimeLimit, req.Timeout = opts.partition, o.nodes, o.time, d
 		req.CPUsPerNode, req.MemoryMiBPerNode, req.GPUsPerNode = o.cpus, o.memMiB, o.gpus
+		if o.warm < 0 {
+			return usageErrorf("--warm must not be negative, got %d", o.warm)
+		}
+		if o.warm > 0 && o.warmImage == "" {
+			return usageErrorf("--warm needs --warm-image: the image the spares start from")
+		}
+		if err := o.warmRequest(&req, o.warm); err != nil {
+			return err
+		}
+	case plugin.PoolWarm:
+		if req.Name == "" || warmN < 0 {
+			return usageErrorf("pool warm needs the pool's name and the spare target: pool warm NAME N")
+		}
+		if err := o.warmRequest(&req, warmN); err != nil {
+			return err
+		}
 	case plugin.PoolStatus:
 	case plugin.PoolDown:
 		if req.Name == "" {
 			return usageErrorf("pool down needs the pool's name")
 		}
 	default:
-		msg := fmt.Sprintf("unknown pool operation %q: want up, status or down", op)
-		if s := suggest(op, []string{plugin.PoolUp, plugin.PoolStatus, plugin.PoolDown}); s != "" {
+		msg := fmt.Sprintf("unknown pool operation %q: want up, status, down or warm", op)
+		if s := suggest(op, []string{plugin.PoolUp, plugin.PoolStatus, plugin.PoolDown, plugin.PoolWarm}); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		}
 		return &usageError{msg: msg}
@@ -142,7 +217,7 @@ func (o *poolOpts) run(ctx context.Context, a *app, opts *globalOpts, fs *pflag.
 				closed = []string{}
 			}
 			return writeJSON(a.stdout, map[string]any{"name": name, "closed": closed})
-		case plugin.PoolUp:
+		case plugin.PoolUp, plugin.PoolWarm:
 			if len(resp.Pools) == 1 {
 				return writeJSON(a.stdout, resp.Pools[0])
 			}
@@ -178,6 +253,9 @@ func printPools(w io.Writer, pools []plugin.PoolJSON, sandboxes bool) error {
 			state += " (" + p.Reason + ")"
 		}
 		fmt.Fprintf(w, "pool %s: job %s, partition %s, %s\n", p.Name, p.JobID, orDash(p.Partition), state)
+		if sp := p.Spares; sp.Target > 0 || sp.Ready > 0 || sp.Starting > 0 {
+			fmt.Fprintf(w, "  warm spares: %d ready, %d starting, target %d\n", sp.Ready, sp.Starting, sp.Target)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  NODE\tCPUS FREE\tMEMORY_MIB FREE\tGPUS FREE\tAGENT\tSANDBOXES\n")
 		for _, n := range p.Nodes {

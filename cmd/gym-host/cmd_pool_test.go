@@ -105,3 +105,35 @@ func TestGCRemovesEndedPoolRecords(t *testing.T) {
 	assert.True(t, h.poolReqs[0].DryRun)
 	assert.Contains(t, h.stderr.String(), "gym-host: gc: pool roll: ended (job 9 TIMEOUT (TimeLimit)); would remove its record")
 }
+
+func TestPoolWarmRequests(t *testing.T) {
+	h := newHarness(t)
+	h.poolFn = func(req plugin.PoolRequest) (plugin.PoolResponse, error) {
+		return plugin.PoolResponse{Pools: []plugin.PoolJSON{{Name: req.Name, JobID: "9", State: "running",
+			Spares: plugin.PoolSparesJSON{Ready: 3, Starting: 1, Target: 4}}}}, nil
+	}
+	require.Equal(t, exitOK, h.run("pool", "up", "--name", "r", "--warm", "4", "--warm-image", "/i/env.sif", "--warm-cpu", "1",
+		"--warm-memory-mib", "256"), h.stderr.String())
+	assert.Equal(t, 4, h.poolReqs[0].Warm)
+	assert.Equal(t, "/i/env.sif", h.poolReqs[0].WarmImage)
+	assert.Equal(t, 1.0, h.poolReqs[0].WarmCPU)
+	assert.EqualValues(t, 256, h.poolReqs[0].WarmMemoryMiB)
+	assert.Contains(t, h.stdout.String(), "warm spares: 3 ready, 1 starting, target 4")
+
+	require.Equal(t, exitOK, h.run("pool", "warm", "r", "0"), h.stderr.String())
+	assert.Equal(t, plugin.PoolRequest{Op: "warm", Name: "r", Overrides: map[string]string{}}, h.poolReqs[1], "0 drops the spares")
+	require.Equal(t, exitOK, h.run("pool", "warm", "r", "8"), h.stderr.String())
+	assert.Equal(t, 8, h.poolReqs[2].Warm)
+
+	for name, args := range map[string][]string{
+		"warm without image": {"pool", "up", "--warm", "2"},
+		"negative warm":      {"pool", "up", "--warm", "-1", "--warm-image", "x"},
+		"warm no target":     {"pool", "warm", "r"},
+		"warm bad target":    {"pool", "warm", "r", "many"},
+		"warm no name":       {"pool", "warm", "3"},
+	} {
+		h := newHarness(t)
+		assert.Equal(t, exitUsage, h.run(args...), name)
+		assert.Empty(t, h.poolReqs, name)
+	}
+}

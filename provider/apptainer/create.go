@@ -65,6 +65,10 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		return provider.Status{}, fmt.Errorf("create sandbox from %s: %w", spec.Image, err)
 	}
 	tImage := time.Since(t0)
+	key := p.startKey(plan, imagePath, spec.Binds)
+	if st, ok, err := p.createFromSpare(ctx, spec, plan, key, log); ok {
+		return st, err
+	}
 
 	host, _ := os.Hostname()
 	h := &handles.Handle{
@@ -87,6 +91,7 @@ func (p *Provider) Create(ctx context.Context, spec provider.Spec) (provider.Sta
 		Extra: map[string]string{
 			extraApptainerConf: plan.ApptainerConf,
 			extraStagingRoot:   stagingRoot,
+			extraStartKey:      key,
 		},
 	}
 	if plan.Partition != "" {
@@ -231,15 +236,23 @@ func (c *creation) run(ctx context.Context) error {
 	c.tProbe = time.Since(t)
 
 	t = time.Now()
-	for _, remote := range slices.Sorted(maps.Keys(c.files)) {
-		if err := p.putFile(ctx, h, remote, bytes.NewReader(c.files[remote])); err != nil {
-			return fmt.Errorf("write seed file %s: %w", remote, err)
-		}
+	if err := c.writeFiles(ctx); err != nil {
+		return err
 	}
 	c.tFiles = time.Since(t)
 
 	h.State, h.Creator = "", nil
 	return p.saveHandle(h)
+}
+
+// writeFiles writes the spec's seed files, in name order.
+func (c *creation) writeFiles(ctx context.Context) error {
+	for _, remote := range slices.Sorted(maps.Keys(c.files)) {
+		if err := c.p.putFile(ctx, c.h, remote, bytes.NewReader(c.files[remote])); err != nil {
+			return fmt.Errorf("write seed file %s: %w", remote, err)
+		}
+	}
+	return nil
 }
 
 // undo removes what run made, best effort, on a fresh context: the

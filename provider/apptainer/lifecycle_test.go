@@ -217,7 +217,9 @@ func TestLifecycleCreate(t *testing.T) {
 		"partition":      "cpu",
 		"staging_root":   f.root,
 		"mode":           "job",
+		"start_key":      h.Extra["start_key"],
 	}, h.Extra)
+	assert.Len(t, h.Extra["start_key"], 32, "every handle records its start key (what a warm spare must match)")
 	assert.DirExists(t, staging)
 
 	// Close: the placement stops it with the sandbox's own prefix; files go.

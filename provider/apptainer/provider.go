@@ -75,6 +75,13 @@ func readMountinfo() []byte {
 // WithPlacement replaces the local placement.
 func WithPlacement(p Placement) Option { return func(pr *Provider) { pr.place = p } }
 
+// WithHandlesDir keeps the provider's handles in dir instead of the state
+// dir's sandboxes/ (slurm pools' warm spares: a store list, gc and close
+// --all do not read). dir must exist.
+func WithHandlesDir(dir string) Option {
+	return func(pr *Provider) { pr.store = &handles.Store{Dir: dir} }
+}
+
 // New builds a Provider from a validated config. It runs no external command:
 // plugin start-up stays cheap, and a missing binary is reported here with
 // the fix.

@@ -124,6 +124,10 @@ func (s *scaleBench) benchPool(ctx context.Context) error {
 	}
 	s.rep.row(fmt.Sprintf("pool: close the %d in the pool (8 at a time)", len(poolSide.ids)), []time.Duration{time.Since(t)})
 
+	if err := s.benchPoolWarm(ctx, poolHost, pool, n, jobMs); err != nil {
+		return err
+	}
+
 	if err := s.benchPoolCreate(ctx, poolHost, local); err != nil {
 		return err
 	}
