@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,7 +59,7 @@ func (s *scaleOptions) register(fs *flag.FlagSet) {
 	fs.IntVar(&s.poolNodes, "scale-pool-nodes", 3, "scale pool: nodes of the pool (gym-host pool up --nodes)")
 	fs.StringVar(&s.partition, "scale-partition", "cpu", "scale pool: partition of the pool and of the job-mode side")
 	fs.IntVar(&s.nCreate, "scale-n-create", 10, "scale pool: create-to-ready pairs, a pool create vs a local create")
-	fs.StringVar(&s.poolVia, "scale-pool-via", "host", "scale pool: create through a long-lived plugin host with gym.slurm.pool set (`host`), or one gym-host create --pool process each (cli)")
+	fs.StringVar(&s.poolVia, "scale-pool-via", "host", "scale pool: create through a long-lived plugin host with gym.slurm.pool set (`host`), one gym-host create --pool process each (cli), or the same processes in daemon mode (daemon: GYM_DAEMON, one plugin daemon per config)")
 	fs.StringVar(&s.poolTime, "scale-pool-time", "20", "scale pool: the pool's time limit (gym-host pool up --time), a leak's upper bound")
 	fs.IntVar(&s.submitPar, "scale-submit-par", 8, "scale handles: concurrent sbatch calls")
 	fs.IntVar(&s.createPar, "scale-create-par", 64, "scale pool: concurrent creates on each side")
@@ -81,8 +82,8 @@ func (s *scaleOptions) check() error {
 	if s.real > s.handles {
 		return fmt.Errorf("--scale-real (%d) must not exceed --scale-handles (%d)", s.real, s.handles)
 	}
-	if s.poolVia != "host" && s.poolVia != "cli" {
-		return fmt.Errorf("--scale-pool-via %q: want host or cli", s.poolVia)
+	if s.poolVia != "host" && s.poolVia != "cli" && s.poolVia != "daemon" {
+		return fmt.Errorf("--scale-pool-via %q: want host, cli or daemon", s.poolVia)
 	}
 	return nil
 }
@@ -103,6 +104,9 @@ type scaleBench struct {
 	*slurmBench
 	cl  *realenv.Cleanups
 	rep *scaleReport
+	// daemonEnv is the create processes' env with --scale-pool-via daemon.
+	daemonOnce sync.Once
+	daemonEnv  []string
 	// livePool: a pool of the section may be up (the cleanup downs it).
 	livePool atomic.Bool
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -320,7 +321,7 @@ func (s *scaleBench) createVia(ctx context.Context, h *plugin.Host, extra []stri
 		return st.ID, err
 	}
 	argv := slices.Concat([]string{s.gymHost, "create", "--json", "--config", s.cfgPath, "--image", s.opts.image, "--cpu", "1", "--memory-mib", "256"}, extra)
-	out, _, _, err := s.cmd(ctx, nil, argv...)
+	out, _, _, err := s.cmd(ctx, s.viaEnv(), argv...)
 	var st struct {
 		ID       string `json:"id"`
 		Instance string `json:"instance"`
@@ -411,4 +412,28 @@ func (s *scaleBench) benchPoolCreate(ctx context.Context, poolHost, local *plugi
 	s.rep.row("pool: create-to-ready in the pool", o)
 	s.rep.row("pool: local create-to-ready", r)
 	return nil
+}
+
+// viaEnv is the environment of the create processes: daemon mode's
+// (--scale-pool-via daemon) sends every create of a config to one plugin
+// daemon, whose records live in the run's private XDG_STATE_HOME and which
+// the run stops (the first call registers that); nil (this process's)
+// otherwise.
+func (s *scaleBench) viaEnv() []string {
+	if s.opts.scale.poolVia != "daemon" {
+		return nil
+	}
+	s.daemonOnce.Do(func() {
+		s.daemonEnv = append(os.Environ(), plugin.DaemonEnv+"="+benchDaemonIdle.String(),
+			"XDG_STATE_HOME="+filepath.Join(s.root, "xdg-state"))
+		s.cl.Add(func() error {
+			cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			defer cancel()
+			if _, _, _, err := s.cmd(cctx, s.daemonEnv, s.gymHost, "daemon", "stop", "--all"); err != nil {
+				return fmt.Errorf("stopping the scale pool's plugin daemons: %w", err)
+			}
+			return nil
+		})
+	})
+	return s.daemonEnv
 }
