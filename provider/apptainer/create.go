@@ -228,9 +228,14 @@ func (c *creation) run(ctx context.Context) error {
 		return err
 	}
 	c.tExecutor = time.Since(t)
+	return c.finish(ctx)
+}
 
-	t = time.Now()
-	if err := p.probe(ctx, h); err != nil {
+// finish is every create's tail, a claimed spare's too: the readiness
+// probe, the seed files, then the handle marked ready.
+func (c *creation) finish(ctx context.Context) error {
+	t := time.Now()
+	if err := c.p.probe(ctx, c.h); err != nil {
 		return provider.SandboxError(err)
 	}
 	c.tProbe = time.Since(t)
@@ -241,8 +246,8 @@ func (c *creation) run(ctx context.Context) error {
 	}
 	c.tFiles = time.Since(t)
 
-	h.State, h.Creator = "", nil
-	return p.saveHandle(h)
+	c.h.State, c.h.Creator = "", nil
+	return c.p.saveHandle(c.h)
 }
 
 // writeFiles writes the spec's seed files, in name order.

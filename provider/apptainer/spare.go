@@ -107,20 +107,8 @@ func (p *Provider) createFromSpare(ctx context.Context, spec provider.Spec, plan
 // finishSpare is run's tail for a claimed spare: save (still creating),
 // probe, seed files, ready.
 func (c *creation) finishSpare(ctx context.Context) error {
-	p, h := c.p, c.h
-	if err := p.saveHandle(h); err != nil {
+	if err := c.p.saveHandle(c.h); err != nil {
 		return err
 	}
-	t := time.Now()
-	if err := p.probe(ctx, h); err != nil {
-		return provider.SandboxError(err)
-	}
-	c.tProbe = time.Since(t)
-	t = time.Now()
-	if err := c.writeFiles(ctx); err != nil {
-		return err
-	}
-	c.tFiles = time.Since(t)
-	h.State, h.Creator = "", nil
-	return p.saveHandle(h)
+	return c.finish(ctx)
 }
