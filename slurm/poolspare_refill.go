@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 )
 
 // RefillOp is the pool operation a claim starts in the background: the
@@ -57,7 +58,7 @@ func (p *Placement) kickRefill(store PoolStore, name string, w WarmSpec) {
 		return // another claim is starting it this instant
 	}
 	_ = f.Close()
-	if err := startRefillFn(store, name, w); err != nil {
+	if err := startRefillFn(p.local, store, name, w); err != nil {
 		_ = os.Remove(kick)
 		p.log.Warn("could not start the refill of the pool's spares; 'gym-host pool warm' tops them up", "pool", name, "error", err)
 	}
@@ -67,7 +68,7 @@ func (p *Placement) kickRefill(store PoolStore, name string, w WarmSpec) {
 // not the plugin).
 var startRefillFn = startRefill
 
-func startRefill(store PoolStore, name string, w WarmSpec) error {
+func startRefill(run runner.Runner, store PoolStore, name string, w WarmSpec) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -94,13 +95,13 @@ func startRefill(store PoolStore, name string, w WarmSpec) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(exe, "pool")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	// The plugin's own working directory: a config path may be relative.
+	dir, _ := os.Getwd()
+	_, err = run.Run(context.Background(), runner.Cmd{Argv: []string{exe, "pool"}, Dir: dir,
+		Stdin: r, Stdout: logf, Stderr: logf, Background: true})
+	if err != nil {
 		return fmt.Errorf("start %s pool (refill): %w", exe, err)
 	}
-	go func() { _ = cmd.Wait() }()
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
+	"github.com/gym-apptainer/gym-apptainer/provider/runner"
 	"github.com/gym-apptainer/gym-apptainer/resources"
 	"github.com/gym-apptainer/gym-apptainer/slurm/node"
 )
@@ -145,7 +146,7 @@ func TestClaimKicksRefillBelowTarget(t *testing.T) {
 	pf := newPoolFixture(t, PoolNode{Name: "n1", CPUs: 8})
 	f := newPoolPl(t, filepath.Dir(pf.store.Dir), "p")
 	var kicks atomic.Int32
-	startRefillFn = func(PoolStore, string, WarmSpec) error { kicks.Add(1); return nil }
+	startRefillFn = func(runner.Runner, PoolStore, string, WarmSpec) error { kicks.Add(1); return nil }
 	t.Cleanup(func() { startRefillFn = startRefill })
 	require.NoError(t, pf.store.PutWarm("p", WarmSpec{Target: 2, Image: "/i.sif"}))
 	pf.spare(t, "k", "n1", "")

@@ -35,6 +35,13 @@ func (l *Local) startBackground(c Cmd, log hclog.Logger) (Result, error) {
 	// the plugin.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Stdout, cmd.Stderr = out, errOut // *os.File: passed as is, no copier
+	if c.Stdin != nil {
+		in, ok := c.Stdin.(*os.File)
+		if !ok {
+			return Result{ExitCode: -1}, fmt.Errorf("starting %s: a background command's stdin must be an *os.File (a pipe written ahead, a file), not %T", c.Argv[0], c.Stdin)
+		}
+		cmd.Stdin = in
+	}
 	if err := cmd.Start(); err != nil {
 		return Result{ExitCode: -1}, fmt.Errorf("starting %s: %w", c.Argv[0], err)
 	}

@@ -34,7 +34,8 @@ type Cmd struct {
 	OnStart func(pid int)
 	// Background starts a long-lived daemon that must outlive this process
 	// (the executor inside a sandbox): it gets a session of its own and no
-	// parent-death signal, stdin is /dev/null, and Stdout/Stderr must be nil
+	// parent-death signal, stdin is /dev/null unless Stdin is an *os.File
+	// (a pipe written ahead: its request), and Stdout/Stderr must be nil
 	// (discarded) or *os.File (a log file): a pipe would tie the daemon's
 	// output to this process. Run returns as soon as it has started
 	// (Result.ExitCode 0); the context only guards the start. OnExit, when
