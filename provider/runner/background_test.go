@@ -69,3 +69,34 @@ func TestLocalBackgroundRefusesPipes(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "must be a file")
 }
+
+// A background command takes a pipe written ahead as its stdin (a request
+// that outlives nothing of the caller); any other reader is refused.
+func TestLocalBackgroundStdinFile(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	require.NoError(t, err)
+	defer f.Close()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	_, err = w.WriteString(`{"op":"refill"}`)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	done := make(chan Result, 1)
+	_, err = NewLocal(nil).Run(context.Background(), Cmd{Argv: []string{"/bin/cat"}, Stdin: r, Stdout: f, Background: true,
+		OnExit: func(res Result) { done <- res }})
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+	select {
+	case res := <-done:
+		assert.Equal(t, 0, res.ExitCode)
+	case <-time.After(10 * time.Second):
+		t.Fatal("cat did not end")
+	}
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, `{"op":"refill"}`, string(b))
+
+	_, err = NewLocal(nil).Run(context.Background(), Cmd{Argv: []string{"/bin/cat"}, Stdin: strings.NewReader("x"), Background: true})
+	assert.ErrorContains(t, err, "stdin must be an *os.File")
+}
