@@ -125,7 +125,10 @@ type Placement struct {
 	// spreadMu guards the node of each sandbox this process placed, by
 	// id, for spreading an allocation's steps (spread.go).
 	spreadMu sync.Mutex
-	placed   map[string]string
+	placed   map[string]placedNode
+	// spreadGen numbers the placements, so that a handle listing taken
+	// before a placement never makes it forgotten (spread.go).
+	spreadGen uint64
 	// signalExit is when a command on a node last died by a signal (unix
 	// nanoseconds; 0 = never).
 	signalExit atomic.Int64
@@ -232,7 +235,7 @@ func New(cfg Config) (*Placement, error) {
 		export:       ExportArg(slurmEnv(env)),
 		poller:       NewPoller(r, usr, log.Named("poller")),
 		handlesDir:   cfg.HandlesDir,
-		placed:       map[string]string{},
+		placed:       map[string]placedNode{},
 		log:          log,
 		pool:         cfg.Pool,
 		pools:        PoolStore{Dir: PoolsDir(cfg.KeyDir)},

@@ -32,6 +32,11 @@ func (p *Placement) stepNode(ctx context.Context, id string) string {
 	if len(nodes) < 2 {
 		return ""
 	}
+	// Placements numbered after this are newer than the listing below,
+	// which may not show their handles yet.
+	p.spreadMu.Lock()
+	listedAt := p.spreadGen
+	p.spreadMu.Unlock()
 	onDisk := map[string]*handles.Handle{}
 	known := false // onDisk is the state dir's every handle
 	if p.handlesDir != "" {
@@ -44,6 +49,7 @@ func (p *Placement) stepNode(ctx context.Context, id string) string {
 			p.log.Debug("spreading steps without this state dir's handles", "error", err)
 		}
 	}
+	spreadListed()
 	count := map[string]int{}
 	for _, h := range onDisk {
 		if h.Placement == Name && modeOf(h) == ModeAllocation && h.JobID == p.allocJob && h.Node != "" {
@@ -52,14 +58,16 @@ func (p *Placement) stepNode(ctx context.Context, id string) string {
 	}
 	p.spreadMu.Lock()
 	defer p.spreadMu.Unlock()
-	for sid, n := range p.placed {
+	for sid, pl := range p.placed {
 		h, ok := onDisk[sid]
 		switch {
-		case !ok && known:
+		case !ok && known && pl.gen <= listedAt:
+			// Its handle was saved before it was placed, and the listing
+			// came after: closed, or its create failed.
 			delete(p.placed, sid)
 		case ok && h.Node != "": // counted from its handle
 		default:
-			count[n]++
+			count[pl.node]++
 		}
 	}
 	node := nodes[0]
@@ -68,8 +76,15 @@ func (p *Placement) stepNode(ctx context.Context, id string) string {
 			node = n
 		}
 	}
-	p.placed[id] = node
+	p.spreadGen++
+	p.placed[id] = placedNode{node: node, gen: p.spreadGen}
 	return node
+}
+
+// placedNode is where this process placed a sandbox, and when (spreadGen).
+type placedNode struct {
+	node string
+	gen  uint64
 }
 
 // onNode makes a StepArgv argv run on node (-w NODE after -N1); "" leaves
@@ -100,3 +115,7 @@ func (p *Placement) allocationNodes(ctx context.Context) []string {
 	}
 	return nodes
 }
+
+// spreadListed runs between stepNode's handle listing and its count (a
+// test's window for a create that races it).
+var spreadListed = func() {}

@@ -85,6 +85,42 @@ func TestStepNodeSpreads(t *testing.T) {
 }
 
 // TestStepNodeOneNode: a one-node allocation gets no -w (srun picks).
+// A sandbox placed while another create listed the handles (its handle
+// saved after that listing) still counts for that create: six creates at
+// once must land 2/2/2, not stack on the node the stale listing suggests.
+func TestStepNodeCountsAPlacementNewerThanItsListing(t *testing.T) {
+	line := string(fixture(t, "squeue_alloc_3nodes.txt"))
+	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
+		if c.Argv[0] == "squeue" {
+			return runner.Result{}, line, "", nil
+		}
+		return runner.Result{}, "", "", nil
+	}}
+	dir := filepath.Join(t.TempDir(), "sandboxes")
+	p, err := New(Config{Partitions: testPartitions(), NodePlugin: testPlugin, User: "root", Runner: rec,
+		Env: []string{"PATH=/bin", "SLURM_JOB_ID=2881"}, HandlesDir: dir})
+	require.NoError(t, err)
+	store, err := handles.Open(dir)
+	require.NoError(t, err)
+	creating := func(n int) string {
+		id := fmt.Sprintf("gym-00000000-0000-0000-0000-%012d", n)
+		require.NoError(t, store.Put(&handles.Handle{ID: id, Placement: Name}))
+		return id
+	}
+	ctx := context.Background()
+	outer := creating(10)
+	var racer, racerNode string
+	spreadListed = func() {
+		spreadListed = func() {}
+		racer = creating(11)
+		racerNode = p.stepNode(ctx, racer)
+	}
+	t.Cleanup(func() { spreadListed = func() {} })
+	got := p.stepNode(ctx, outer)
+	require.NotEmpty(t, racer)
+	assert.NotEqual(t, racerNode, got, "the racing create's node counts")
+}
+
 func TestStepNodeOneNode(t *testing.T) {
 	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
 		return runner.Result{}, "2881|RUNNING|None|vm|gym-fixture-alloc|(null)\n", "", nil
