@@ -26,9 +26,24 @@ type recorder struct {
 	mu       sync.Mutex
 	lat      map[string][]time.Duration
 	failures []string
+	// executors counts the sandboxes by their executor state at create
+	// (ok, off, fallback: ...): a fall-back is legal but slow, so the
+	// report shows how the commands went.
+	executors map[string]int
 }
 
-func newRecorder() *recorder { return &recorder{lat: map[string][]time.Duration{}} }
+func newRecorder() *recorder {
+	return &recorder{lat: map[string][]time.Duration{}, executors: map[string]int{}}
+}
+
+func (r *recorder) executor(state string) {
+	if state == "" {
+		state = "none"
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.executors[state]++
+}
 
 func (r *recorder) add(op string, d time.Duration) {
 	r.mu.Lock()
@@ -87,6 +102,9 @@ func (w *world) cycle(ctx context.Context, rec *recorder, i int) (err error) {
 	err = rec.timed("create", func() error {
 		st, err := w.host.Create(ctx, provider.Spec{Image: w.o.image})
 		id = st.ID
+		if err == nil {
+			rec.executor(st.Executor)
+		}
 		if id != "" {
 			w.names.Add(id)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ type report struct {
 	Sandboxes    int // created, warm-up included
 	Wall         time.Duration
 	Ops          []opStats
+	Executors    map[string]int // sandboxes by executor state at create
 	Failures     []string
 	Leaks        leaks
 	SettledAfter time.Duration
@@ -64,6 +66,13 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "  %-9s %5s %9s %9s %9s %9s\n", "op", "n", "p50 ms", "p90 ms", "p99 ms", "max ms")
 	for _, s := range r.Ops {
 		fmt.Fprintf(w, "  %-9s %5d %9.0f %9.0f %9.0f %9.0f\n", s.Op, s.N, s.P50, s.P90, s.P99, s.Max)
+	}
+	if len(r.Executors) > 0 {
+		var parts []string
+		for _, k := range slices.Sorted(maps.Keys(r.Executors)) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, r.Executors[k]))
+		}
+		fmt.Fprintf(w, "  executor at create: %s\n", strings.Join(parts, ", "))
 	}
 	l := r.Leaks
 	fmt.Fprintf(w, "  leaks: instances %d, processes %d, slurm jobs %d, staging dirs %d, handles %d, host fds %+d, host goroutines %+d, plugin fds %+d, plugin RSS %.1f MiB (%.1f at the baseline)\n",

@@ -48,6 +48,7 @@ func (w *world) soak(ctx context.Context) (*report, error) {
 	}
 	rep.Failures = append(rep.Failures, rec.failures...)
 	rep.Sandboxes = w.names.Len()
+	rep.Executors = rec.executors
 	for _, op := range ops {
 		rep.Ops = append(rep.Ops, summarize(op, rec.lat[op]))
 	}
