@@ -60,6 +60,13 @@ func (h *holder) startEarly(ctx context.Context) early {
 	}
 	e := early{found: true, foundAt: foundAt, id: id, cgroup: cgroup}
 	e.lnk = h.link(&e.exec)
+	if e.lnk == nil && h.linkPath != "" {
+		// An executor that would not start this early is tried again
+		// once instance start has returned, as it always was: a sandbox
+		// must not lose its executor for having been found early.
+		h.logf("trying the executor of %s again once instance start returns", h.name)
+		return early{}
+	}
 	return e
 }
 

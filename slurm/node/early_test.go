@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -145,4 +146,30 @@ func TestHolderReportedEarlyThenStartFails(t *testing.T) {
 	assert.Contains(t, f.log.String(), "instance start failed after the holder had reported the instance ready")
 	_, err := net.Dial("unix", sock)
 	assert.Error(t, err, "the executor's link must be gone")
+}
+
+// An executor that fails to start early is started again after instance
+// start returns: the sandbox keeps its executor when the second try works.
+func TestHolderRetriesAnEarlyExecutorFailure(t *testing.T) {
+	f, _, _ := earlyNode(t, 0)
+	er := f.h.run.(executorRunner)
+	var tries atomic.Int32
+	f.h.run = runner.RunnerFunc(func(ctx context.Context, c runner.Cmd) (runner.Result, error) {
+		if len(c.Argv) > 0 && c.Argv[0] == "fake-executor" && tries.Add(1) == 1 {
+			return runner.Result{ExitCode: 255}, nil // the early try
+		}
+		if len(c.Argv) > 0 && c.Argv[0] == "fake-executor" {
+			go func() { <-er.env }() // the fake reports its env; nobody else reads it
+		}
+		return er.Run(ctx, c)
+	})
+	done := f.serveAsync()
+	r := f.waitReady()
+	require.True(t, r.OK, "log:\n%s", f.log.String())
+	assert.NotEmpty(t, r.ExecAddr, "the second try gave the sandbox its executor; log:\n%s", f.log.String())
+	assert.Empty(t, r.ExecError)
+	assert.Equal(t, int32(2), tries.Load())
+	assert.Contains(t, f.log.String(), "trying the executor of gym-x again")
+	f.signals <- syscall.SIGTERM
+	assert.Equal(t, 0, wait(t, done))
 }
