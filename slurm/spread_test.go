@@ -14,6 +14,26 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/resources"
 )
 
+// allocPlacement is a placement inside allocation 2881, whose squeue line
+// was recorded from a real salloc -N3, with its handle store.
+func allocPlacement(t *testing.T) (*Placement, *handles.Store, *runner.Recorder) {
+	t.Helper()
+	line := string(fixture(t, "squeue_alloc_3nodes.txt"))
+	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
+		if c.Argv[0] == "squeue" {
+			return runner.Result{}, line, "", nil
+		}
+		return runner.Result{}, "", "", nil
+	}}
+	dir := filepath.Join(t.TempDir(), "sandboxes")
+	p, err := New(Config{Partitions: testPartitions(), NodePlugin: testPlugin, User: "root", Runner: rec,
+		Env: []string{"PATH=/bin", "SLURM_JOB_ID=2881"}, HandlesDir: dir})
+	require.NoError(t, err)
+	store, err := handles.Open(dir)
+	require.NoError(t, err)
+	return p, store, rec
+}
+
 func TestOnNode(t *testing.T) {
 	argv := StepArgv("77", &testPartitions().List[0], resources.Resources{CPU: 1, MemoryMiB: 256}, "gym-x.o", "/s/log", "--export=PATH", []string{"holder"})
 	got := onNode(argv, "node2")
@@ -28,19 +48,7 @@ func TestOnNode(t *testing.T) {
 // process placed whose handles do not record one yet; a sandbox whose
 // handle is gone no longer counts.
 func TestStepNodeSpreads(t *testing.T) {
-	line := string(fixture(t, "squeue_alloc_3nodes.txt"))
-	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
-		if c.Argv[0] == "squeue" {
-			return runner.Result{}, line, "", nil
-		}
-		return runner.Result{}, "", "", nil
-	}}
-	dir := filepath.Join(t.TempDir(), "sandboxes")
-	p, err := New(Config{Partitions: testPartitions(), NodePlugin: testPlugin, User: "root", Runner: rec,
-		Env: []string{"PATH=/bin", "SLURM_JOB_ID=2881"}, HandlesDir: dir})
-	require.NoError(t, err)
-	store, err := handles.Open(dir)
-	require.NoError(t, err)
+	p, store, rec := allocPlacement(t)
 	put := func(n int, job, node, mode string) string {
 		id := fmt.Sprintf("gym-00000000-0000-0000-0000-%012d", n)
 		require.NoError(t, store.Put(&handles.Handle{ID: id, Placement: Name, JobID: job, Node: node,
@@ -89,19 +97,7 @@ func TestStepNodeSpreads(t *testing.T) {
 // saved after that listing) still counts for that create: six creates at
 // once must land 2/2/2, not stack on the node the stale listing suggests.
 func TestStepNodeCountsAPlacementNewerThanItsListing(t *testing.T) {
-	line := string(fixture(t, "squeue_alloc_3nodes.txt"))
-	rec := &runner.Recorder{Respond: func(c runner.Cmd) (runner.Result, string, string, error) {
-		if c.Argv[0] == "squeue" {
-			return runner.Result{}, line, "", nil
-		}
-		return runner.Result{}, "", "", nil
-	}}
-	dir := filepath.Join(t.TempDir(), "sandboxes")
-	p, err := New(Config{Partitions: testPartitions(), NodePlugin: testPlugin, User: "root", Runner: rec,
-		Env: []string{"PATH=/bin", "SLURM_JOB_ID=2881"}, HandlesDir: dir})
-	require.NoError(t, err)
-	store, err := handles.Open(dir)
-	require.NoError(t, err)
+	p, store, _ := allocPlacement(t)
 	creating := func(n int) string {
 		id := fmt.Sprintf("gym-00000000-0000-0000-0000-%012d", n)
 		require.NoError(t, store.Put(&handles.Handle{ID: id, Placement: Name}))
