@@ -17,6 +17,30 @@ import (
 // Exec is in client_exec.go.
 type SandboxGRPCClient struct {
 	client pb.SandboxProviderClient
+	// lane, when the plugin offers one, carries the execs without stdin,
+	// terminal or controls (lane.go); set once by openLane, before any exec.
+	lane *laneClient
+}
+
+// openLane asks the plugin for its exec lane. A plugin without one (an
+// older build, daemon mode) or a failed ask leaves every exec on gRPC.
+func (c *SandboxGRPCClient) openLane(ctx context.Context) error {
+	resp, err := c.client.ExecLane(ctx, &pb.ExecLaneRequest{})
+	if err != nil {
+		return fromStatus(ctx, err)
+	}
+	if resp.GetName() == "" || len(resp.GetToken()) != laneTokenLen {
+		return nil
+	}
+	c.lane = &laneClient{name: resp.GetName(), token: resp.GetToken()}
+	return nil
+}
+
+// closeLane drops the lane's idle connections (the plugin is going away).
+func (c *SandboxGRPCClient) closeLane() {
+	if c.lane != nil {
+		c.lane.close()
+	}
 }
 
 var _ Configurable = (*SandboxGRPCClient)(nil)

@@ -36,9 +36,14 @@ func (c *SandboxGRPCClient) Exec(ctx context.Context, id string, req provider.Ex
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.client.Exec(ctx)
-	if err != nil {
-		return failed, fromStatus(ctx, err)
+	var stream pb.SandboxProvider_ExecClient
+	if c.lane != nil && req.Stdin == nil && req.TTY == nil && req.Control == nil {
+		stream = c.lane.open(ctx)
+	} else {
+		var err error
+		if stream, err = c.client.Exec(ctx); err != nil {
+			return failed, fromStatus(ctx, err)
+		}
 	}
 	start := &pb.ExecClientMsg{Msg: &pb.ExecClientMsg_Start{Start: execRequestToPB(id, req)}}
 	// A Send error other than io.EOF is local (the message could not be

@@ -100,7 +100,7 @@ func runDaemon(factory Factory, o daemonOpts, logger hclog.Logger) int {
 	closed := make(chan struct{})
 	go goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
-		VersionedPlugins: servedPlugins(impl),
+		VersionedPlugins: servedPlugins(impl, nil),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpcServer(append(opts, d.act.serverOptions()...))
 		},

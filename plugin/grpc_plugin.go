@@ -15,13 +15,15 @@ type SandboxGRPCPlugin struct {
 	goplugin.NetRPCUnsupportedPlugin
 	// Impl is what the plugin serves; the host leaves it nil.
 	Impl Configurable
+	// Lane is the plugin's exec lane (lane.go); nil: none.
+	Lane *laneServer
 }
 
 var _ goplugin.GRPCPlugin = (*SandboxGRPCPlugin)(nil)
 
 // GRPCServer registers the SandboxProvider service, backed by Impl.
 func (p *SandboxGRPCPlugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterSandboxProviderServer(s, &SandboxGRPCServer{Impl: p.Impl})
+	pb.RegisterSandboxProviderServer(s, &SandboxGRPCServer{Impl: p.Impl, Lane: p.Lane})
 	return nil
 }
 

@@ -39,9 +39,10 @@ var VersionedPlugins = map[int]goplugin.PluginSet{
 	ProtocolVersion: PluginMap,
 }
 
-// servedPlugins is the plugin's own set: the same plugin, holding impl.
-func servedPlugins(impl Configurable) map[int]goplugin.PluginSet {
+// servedPlugins is the plugin's own set: the same plugin, holding impl
+// and its exec lane (nil: none).
+func servedPlugins(impl Configurable, lane *laneServer) map[int]goplugin.PluginSet {
 	return map[int]goplugin.PluginSet{
-		ProtocolVersion: {PluginName: &SandboxGRPCPlugin{Impl: impl}},
+		ProtocolVersion: {PluginName: &SandboxGRPCPlugin{Impl: impl, Lane: lane}},
 	}
 }

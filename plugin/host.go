@@ -171,7 +171,7 @@ func (h *Host) launch(ctx context.Context) (*pluginProc, error) {
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage))},
 	})
-	p, err := configure(ctx, client, h.cfg, cfgYAML)
+	p, err := configure(ctx, client, h.cfg, cfgYAML, h.logger)
 	if err != nil {
 		socket := pluginSocket(client)
 		client.Kill()
@@ -182,7 +182,7 @@ func (h *Host) launch(ctx context.Context) (*pluginProc, error) {
 	return p, nil
 }
 
-func configure(ctx context.Context, client *goplugin.Client, cfg HostConfig, cfgYAML []byte) (*pluginProc, error) {
+func configure(ctx context.Context, client *goplugin.Client, cfg HostConfig, cfgYAML []byte, logger hclog.Logger) (*pluginProc, error) {
 	rpc, err := client.Client()
 	if err != nil {
 		return nil, fmt.Errorf("starting the apptainer plugin: %w", err)
@@ -202,9 +202,16 @@ func configure(ctx context.Context, client *goplugin.Client, cfg HostConfig, cfg
 		}
 		return nil, configError(cfg.ConfigPath, err)
 	}
+	closeLane := func() {}
+	if gc, ok := impl.(*SandboxGRPCClient); ok {
+		if err := gc.openLane(ctx); err != nil {
+			logger.Debug("no exec lane; execs go through gRPC", "error", err)
+		}
+		closeLane = gc.closeLane
+	}
 	socket := pluginSocket(client)
 	p := &pluginProc{client: client, impl: impl, version: version,
-		release: func() { client.Kill(); removeDeadSocket(socket) },
+		release: func() { closeLane(); client.Kill(); removeDeadSocket(socket) },
 		alive:   func() bool { return !client.Exited() }}
 	if rc := client.ReattachConfig(); rc != nil {
 		p.pid = rc.Pid

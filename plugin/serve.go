@@ -44,8 +44,8 @@ func Serve(factory Factory) {
 	// must then fail quietly, not kill the plugin (Go's default for fd 2)
 	// before it has killed the commands it runs.
 	signal.Ignore(syscall.SIGPIPE)
-	cfg := serveConfig(factory, os.Getenv, os.Stderr)
 	var calls callGroup
+	cfg, lane := serveConfig(factory, os.Getenv, os.Stderr, &calls)
 	var mu sync.Mutex
 	var srv *grpc.Server
 	stopping := false
@@ -63,12 +63,14 @@ func Serve(factory Factory) {
 		mu.Lock()
 		defer mu.Unlock()
 		stopping = true
+		lane.shutdown()
 		if srv != nil {
 			// Stop cancels every call in flight; goplugin.Serve returns.
 			go srv.Stop()
 		}
 	})
 	goplugin.Serve(cfg)
+	lane.shutdown()
 	if !calls.wait(callDrainTimeout) {
 		cfg.Logger.Error("calls still running after the host left; exiting anyway", "timeout", callDrainTimeout)
 	}
@@ -153,18 +155,24 @@ func startedByHost(getenv func(string) string) bool {
 
 // serveConfig logs JSON to stderr: go-plugin on the host parses those lines
 // and replays them, with their levels and fields, into the host's logger.
-func serveConfig(factory Factory, getenv func(string) string, stderr io.Writer) *goplugin.ServeConfig {
+// calls counts the exec lane's calls; nil: no lane.
+func serveConfig(factory Factory, getenv func(string) string, stderr io.Writer, calls *callGroup) (*goplugin.ServeConfig, *laneServer) {
 	logger := hclog.New(&hclog.LoggerOptions{
 		Level:      logLevel(getenv(LogLevelEnv)),
 		Output:     stderr,
 		JSONFormat: true,
 	})
-	return &goplugin.ServeConfig{
+	var lane *laneServer
+	if calls != nil {
+		lane = newLaneServer(calls, logger.Named("lane"))
+	}
+	cfg := &goplugin.ServeConfig{
 		HandshakeConfig:  Handshake,
-		VersionedPlugins: servedPlugins(NewConfigurable(factory, logger)),
+		VersionedPlugins: servedPlugins(NewConfigurable(factory, logger), lane),
 		GRPCServer:       grpcServer,
 		Logger:           logger,
 	}
+	return cfg, lane
 }
 
 // grpcServer is go-plugin's default server with the message limit raised

@@ -28,7 +28,7 @@ func TestLogLevel(t *testing.T) {
 func TestServeConfigLogsJSONAtEnvLevel(t *testing.T) {
 	var buf bytes.Buffer
 	env := map[string]string{LogLevelEnv: "warn"}
-	cfg := serveConfig(helperFactory, func(k string) string { return env[k] }, &buf)
+	cfg, _ := serveConfig(helperFactory, func(k string) string { return env[k] }, &buf, nil)
 	assert.Equal(t, Handshake, cfg.HandshakeConfig)
 	require.Contains(t, cfg.VersionedPlugins, ProtocolVersion)
 	p, ok := cfg.VersionedPlugins[ProtocolVersion][PluginName].(*SandboxGRPCPlugin)

@@ -14,9 +14,26 @@ import (
 type SandboxGRPCServer struct {
 	pb.UnimplementedSandboxProviderServer
 	Impl Configurable
+	// Lane, when set, is the exec lane ExecLane hands out (lane.go).
+	Lane *laneServer
 }
 
 var _ pb.SandboxProviderServer = (*SandboxGRPCServer)(nil)
+
+// ExecLane opens the exec lane and says how to reach it; without one (a
+// daemon, or a lane that could not open) the answer is empty and the host
+// stays on gRPC.
+func (s *SandboxGRPCServer) ExecLane(context.Context, *pb.ExecLaneRequest) (*pb.ExecLaneResponse, error) {
+	if s.Lane == nil {
+		return &pb.ExecLaneResponse{}, nil
+	}
+	name, token, err := s.Lane.open(s)
+	if err != nil {
+		s.Lane.logger.Warn("no exec lane; execs go through gRPC", "error", err)
+		return &pb.ExecLaneResponse{}, nil
+	}
+	return &pb.ExecLaneResponse{Name: name, Token: token}, nil
+}
 
 // Configure builds the provider (see Configurable.Configure).
 func (s *SandboxGRPCServer) Configure(ctx context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {

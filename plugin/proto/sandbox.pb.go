@@ -155,6 +155,98 @@ func (x *ConfigureResponse) GetProviderVersion() string {
 	return ""
 }
 
+type ExecLaneRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecLaneRequest) Reset() {
+	*x = ExecLaneRequest{}
+	mi := &file_sandbox_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecLaneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecLaneRequest) ProtoMessage() {}
+
+func (x *ExecLaneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecLaneRequest.ProtoReflect.Descriptor instead.
+func (*ExecLaneRequest) Descriptor() ([]byte, []int) {
+	return file_sandbox_proto_rawDescGZIP(), []int{2}
+}
+
+type ExecLaneResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The lane's abstract unix socket name (without the leading NUL); empty
+	// when there is no lane.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The secret a connection presents first; only a host that got it over
+	// this (mutual TLS) channel may use the lane.
+	Token         []byte `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecLaneResponse) Reset() {
+	*x = ExecLaneResponse{}
+	mi := &file_sandbox_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecLaneResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecLaneResponse) ProtoMessage() {}
+
+func (x *ExecLaneResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sandbox_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecLaneResponse.ProtoReflect.Descriptor instead.
+func (*ExecLaneResponse) Descriptor() ([]byte, []int) {
+	return file_sandbox_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExecLaneResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExecLaneResponse) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 // Resources is resources.Resources; a zero field means "not requested".
 type Resources struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -169,7 +261,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_sandbox_proto_msgTypes[2]
+	mi := &file_sandbox_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +273,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[2]
+	mi := &file_sandbox_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +286,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{2}
+	return file_sandbox_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Resources) GetCpu() float64 {
@@ -254,7 +346,7 @@ type Spec struct {
 
 func (x *Spec) Reset() {
 	*x = Spec{}
-	mi := &file_sandbox_proto_msgTypes[3]
+	mi := &file_sandbox_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -266,7 +358,7 @@ func (x *Spec) String() string {
 func (*Spec) ProtoMessage() {}
 
 func (x *Spec) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[3]
+	mi := &file_sandbox_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -279,7 +371,7 @@ func (x *Spec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Spec.ProtoReflect.Descriptor instead.
 func (*Spec) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{3}
+	return file_sandbox_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Spec) GetImage() string {
@@ -347,7 +439,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_sandbox_proto_msgTypes[4]
+	mi := &file_sandbox_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +451,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[4]
+	mi := &file_sandbox_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +464,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{4}
+	return file_sandbox_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateRequest) GetSpec() *Spec {
@@ -411,7 +503,7 @@ type StatusMsg struct {
 
 func (x *StatusMsg) Reset() {
 	*x = StatusMsg{}
-	mi := &file_sandbox_proto_msgTypes[5]
+	mi := &file_sandbox_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +515,7 @@ func (x *StatusMsg) String() string {
 func (*StatusMsg) ProtoMessage() {}
 
 func (x *StatusMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[5]
+	mi := &file_sandbox_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +528,7 @@ func (x *StatusMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusMsg.ProtoReflect.Descriptor instead.
 func (*StatusMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{5}
+	return file_sandbox_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StatusMsg) GetId() string {
@@ -571,7 +663,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_sandbox_proto_msgTypes[6]
+	mi := &file_sandbox_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +675,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[6]
+	mi := &file_sandbox_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +688,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{6}
+	return file_sandbox_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecRequest) GetId() string {
@@ -693,7 +785,7 @@ type WinSize struct {
 
 func (x *WinSize) Reset() {
 	*x = WinSize{}
-	mi := &file_sandbox_proto_msgTypes[7]
+	mi := &file_sandbox_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +797,7 @@ func (x *WinSize) String() string {
 func (*WinSize) ProtoMessage() {}
 
 func (x *WinSize) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[7]
+	mi := &file_sandbox_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +810,7 @@ func (x *WinSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WinSize.ProtoReflect.Descriptor instead.
 func (*WinSize) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{7}
+	return file_sandbox_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WinSize) GetRows() uint32 {
@@ -751,7 +843,7 @@ type ExecClientMsg struct {
 
 func (x *ExecClientMsg) Reset() {
 	*x = ExecClientMsg{}
-	mi := &file_sandbox_proto_msgTypes[8]
+	mi := &file_sandbox_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +855,7 @@ func (x *ExecClientMsg) String() string {
 func (*ExecClientMsg) ProtoMessage() {}
 
 func (x *ExecClientMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[8]
+	mi := &file_sandbox_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +868,7 @@ func (x *ExecClientMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecClientMsg.ProtoReflect.Descriptor instead.
 func (*ExecClientMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{8}
+	return file_sandbox_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecClientMsg) GetMsg() isExecClientMsg_Msg {
@@ -881,7 +973,7 @@ type ExecResult struct {
 
 func (x *ExecResult) Reset() {
 	*x = ExecResult{}
-	mi := &file_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +985,7 @@ func (x *ExecResult) String() string {
 func (*ExecResult) ProtoMessage() {}
 
 func (x *ExecResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[9]
+	mi := &file_sandbox_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +998,7 @@ func (x *ExecResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResult.ProtoReflect.Descriptor instead.
 func (*ExecResult) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{9}
+	return file_sandbox_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExecResult) GetExitCode() int32 {
@@ -951,7 +1043,7 @@ type ExecServerMsg struct {
 
 func (x *ExecServerMsg) Reset() {
 	*x = ExecServerMsg{}
-	mi := &file_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1055,7 @@ func (x *ExecServerMsg) String() string {
 func (*ExecServerMsg) ProtoMessage() {}
 
 func (x *ExecServerMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[10]
+	mi := &file_sandbox_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1068,7 @@ func (x *ExecServerMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecServerMsg.ProtoReflect.Descriptor instead.
 func (*ExecServerMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{10}
+	return file_sandbox_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecServerMsg) GetMsg() isExecServerMsg_Msg {
@@ -1045,7 +1137,7 @@ type KillExecRequest struct {
 
 func (x *KillExecRequest) Reset() {
 	*x = KillExecRequest{}
-	mi := &file_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1149,7 @@ func (x *KillExecRequest) String() string {
 func (*KillExecRequest) ProtoMessage() {}
 
 func (x *KillExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[11]
+	mi := &file_sandbox_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1162,7 @@ func (x *KillExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillExecRequest.ProtoReflect.Descriptor instead.
 func (*KillExecRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{11}
+	return file_sandbox_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KillExecRequest) GetId() string {
@@ -1095,7 +1187,7 @@ type KillExecResponse struct {
 
 func (x *KillExecResponse) Reset() {
 	*x = KillExecResponse{}
-	mi := &file_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1199,7 @@ func (x *KillExecResponse) String() string {
 func (*KillExecResponse) ProtoMessage() {}
 
 func (x *KillExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[12]
+	mi := &file_sandbox_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1212,7 @@ func (x *KillExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillExecResponse.ProtoReflect.Descriptor instead.
 func (*KillExecResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{12}
+	return file_sandbox_proto_rawDescGZIP(), []int{14}
 }
 
 type UploadRequest struct {
@@ -1134,7 +1226,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1238,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[13]
+	mi := &file_sandbox_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1251,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{13}
+	return file_sandbox_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UploadRequest) GetId() string {
@@ -1191,7 +1283,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1295,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[14]
+	mi := &file_sandbox_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1308,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{14}
+	return file_sandbox_proto_rawDescGZIP(), []int{16}
 }
 
 type DownloadRequest struct {
@@ -1230,7 +1322,7 @@ type DownloadRequest struct {
 
 func (x *DownloadRequest) Reset() {
 	*x = DownloadRequest{}
-	mi := &file_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1334,7 @@ func (x *DownloadRequest) String() string {
 func (*DownloadRequest) ProtoMessage() {}
 
 func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[15]
+	mi := &file_sandbox_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1347,7 @@ func (x *DownloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{15}
+	return file_sandbox_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DownloadRequest) GetId() string {
@@ -1287,7 +1379,7 @@ type DownloadResponse struct {
 
 func (x *DownloadResponse) Reset() {
 	*x = DownloadResponse{}
-	mi := &file_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1391,7 @@ func (x *DownloadResponse) String() string {
 func (*DownloadResponse) ProtoMessage() {}
 
 func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[16]
+	mi := &file_sandbox_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1404,7 @@ func (x *DownloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadResponse.ProtoReflect.Descriptor instead.
 func (*DownloadResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{16}
+	return file_sandbox_proto_rawDescGZIP(), []int{18}
 }
 
 type StatusRequest struct {
@@ -1324,7 +1416,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1428,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[17]
+	mi := &file_sandbox_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1441,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{17}
+	return file_sandbox_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatusRequest) GetIds() []string {
@@ -1368,7 +1460,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1472,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[18]
+	mi := &file_sandbox_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1485,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{18}
+	return file_sandbox_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusResponse) GetStatuses() []*StatusMsg {
@@ -1411,7 +1503,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1515,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[19]
+	mi := &file_sandbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1528,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{19}
+	return file_sandbox_proto_rawDescGZIP(), []int{21}
 }
 
 type ListResponse struct {
@@ -1451,7 +1543,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1555,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[20]
+	mi := &file_sandbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1568,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{20}
+	return file_sandbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListResponse) GetStatuses() []*StatusMsg {
@@ -1504,7 +1596,7 @@ type SkippedHandle struct {
 
 func (x *SkippedHandle) Reset() {
 	*x = SkippedHandle{}
-	mi := &file_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1608,7 @@ func (x *SkippedHandle) String() string {
 func (*SkippedHandle) ProtoMessage() {}
 
 func (x *SkippedHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[21]
+	mi := &file_sandbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1621,7 @@ func (x *SkippedHandle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkippedHandle.ProtoReflect.Descriptor instead.
 func (*SkippedHandle) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{21}
+	return file_sandbox_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SkippedHandle) GetPath() string {
@@ -1555,7 +1647,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1659,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[22]
+	mi := &file_sandbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1672,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{22}
+	return file_sandbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CloseRequest) GetId() string {
@@ -1598,7 +1690,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1702,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[23]
+	mi := &file_sandbox_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1715,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{23}
+	return file_sandbox_proto_rawDescGZIP(), []int{25}
 }
 
 type CloseAllRequest struct {
@@ -1636,7 +1728,7 @@ type CloseAllRequest struct {
 
 func (x *CloseAllRequest) Reset() {
 	*x = CloseAllRequest{}
-	mi := &file_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1740,7 @@ func (x *CloseAllRequest) String() string {
 func (*CloseAllRequest) ProtoMessage() {}
 
 func (x *CloseAllRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[24]
+	mi := &file_sandbox_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1753,7 @@ func (x *CloseAllRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAllRequest.ProtoReflect.Descriptor instead.
 func (*CloseAllRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{24}
+	return file_sandbox_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CloseAllRequest) GetAllOwners() bool {
@@ -1681,7 +1773,7 @@ type CloseAllResponse struct {
 
 func (x *CloseAllResponse) Reset() {
 	*x = CloseAllResponse{}
-	mi := &file_sandbox_proto_msgTypes[25]
+	mi := &file_sandbox_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1785,7 @@ func (x *CloseAllResponse) String() string {
 func (*CloseAllResponse) ProtoMessage() {}
 
 func (x *CloseAllResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[25]
+	mi := &file_sandbox_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1798,7 @@ func (x *CloseAllResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseAllResponse.ProtoReflect.Descriptor instead.
 func (*CloseAllResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{25}
+	return file_sandbox_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CloseAllResponse) GetIds() []string {
@@ -1725,7 +1817,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_sandbox_proto_msgTypes[26]
+	mi := &file_sandbox_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1829,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[26]
+	mi := &file_sandbox_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1842,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{26}
+	return file_sandbox_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PullRequest) GetImage() string {
@@ -1773,7 +1865,7 @@ type PullMsg struct {
 
 func (x *PullMsg) Reset() {
 	*x = PullMsg{}
-	mi := &file_sandbox_proto_msgTypes[27]
+	mi := &file_sandbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1877,7 @@ func (x *PullMsg) String() string {
 func (*PullMsg) ProtoMessage() {}
 
 func (x *PullMsg) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[27]
+	mi := &file_sandbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1890,7 @@ func (x *PullMsg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullMsg.ProtoReflect.Descriptor instead.
 func (*PullMsg) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{27}
+	return file_sandbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PullMsg) GetMsg() isPullMsg_Msg {
@@ -1850,7 +1942,7 @@ type DoctorRequest struct {
 
 func (x *DoctorRequest) Reset() {
 	*x = DoctorRequest{}
-	mi := &file_sandbox_proto_msgTypes[28]
+	mi := &file_sandbox_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1862,7 +1954,7 @@ func (x *DoctorRequest) String() string {
 func (*DoctorRequest) ProtoMessage() {}
 
 func (x *DoctorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[28]
+	mi := &file_sandbox_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1875,7 +1967,7 @@ func (x *DoctorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorRequest.ProtoReflect.Descriptor instead.
 func (*DoctorRequest) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{28}
+	return file_sandbox_proto_rawDescGZIP(), []int{30}
 }
 
 type DoctorResponse struct {
@@ -1887,7 +1979,7 @@ type DoctorResponse struct {
 
 func (x *DoctorResponse) Reset() {
 	*x = DoctorResponse{}
-	mi := &file_sandbox_proto_msgTypes[29]
+	mi := &file_sandbox_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +1991,7 @@ func (x *DoctorResponse) String() string {
 func (*DoctorResponse) ProtoMessage() {}
 
 func (x *DoctorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[29]
+	mi := &file_sandbox_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2004,7 @@ func (x *DoctorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DoctorResponse.ProtoReflect.Descriptor instead.
 func (*DoctorResponse) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{29}
+	return file_sandbox_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DoctorResponse) GetChecks() []*Check {
@@ -1935,7 +2027,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_sandbox_proto_msgTypes[30]
+	mi := &file_sandbox_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2039,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_sandbox_proto_msgTypes[30]
+	mi := &file_sandbox_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2052,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_sandbox_proto_rawDescGZIP(), []int{30}
+	return file_sandbox_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Check) GetName() string {
@@ -2006,7 +2098,11 @@ const file_sandbox_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
 	"\x11ConfigureResponse\x12)\n" +
-	"\x10provider_version\x18\x01 \x01(\tR\x0fproviderVersion\"\x84\x01\n" +
+	"\x10provider_version\x18\x01 \x01(\tR\x0fproviderVersion\"\x11\n" +
+	"\x0fExecLaneRequest\"<\n" +
+	"\x10ExecLaneResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\fR\x05token\"\x84\x01\n" +
 	"\tResources\x12\x10\n" +
 	"\x03cpu\x18\x01 \x01(\x01R\x03cpu\x12\x1d\n" +
 	"\n" +
@@ -2139,9 +2235,10 @@ const file_sandbox_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\tR\x05level\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x10\n" +
-	"\x03fix\x18\x04 \x01(\tR\x03fix2\x9a\a\n" +
+	"\x03fix\x18\x04 \x01(\tR\x03fix2\xeb\a\n" +
 	"\x0fSandboxProvider\x12R\n" +
-	"\tConfigure\x12!.gymapptainer.v1.ConfigureRequest\x1a\".gymapptainer.v1.ConfigureResponse\x12D\n" +
+	"\tConfigure\x12!.gymapptainer.v1.ConfigureRequest\x1a\".gymapptainer.v1.ConfigureResponse\x12O\n" +
+	"\bExecLane\x12 .gymapptainer.v1.ExecLaneRequest\x1a!.gymapptainer.v1.ExecLaneResponse\x12D\n" +
 	"\x06Create\x12\x1e.gymapptainer.v1.CreateRequest\x1a\x1a.gymapptainer.v1.StatusMsg\x12J\n" +
 	"\x04Exec\x12\x1e.gymapptainer.v1.ExecClientMsg\x1a\x1e.gymapptainer.v1.ExecServerMsg(\x010\x01\x12O\n" +
 	"\bKillExec\x12 .gymapptainer.v1.KillExecRequest\x1a!.gymapptainer.v1.KillExecResponse\x12I\n" +
@@ -2166,86 +2263,90 @@ func file_sandbox_proto_rawDescGZIP() []byte {
 	return file_sandbox_proto_rawDescData
 }
 
-var file_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_sandbox_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_sandbox_proto_goTypes = []any{
 	(*ConfigureRequest)(nil),  // 0: gymapptainer.v1.ConfigureRequest
 	(*ConfigureResponse)(nil), // 1: gymapptainer.v1.ConfigureResponse
-	(*Resources)(nil),         // 2: gymapptainer.v1.Resources
-	(*Spec)(nil),              // 3: gymapptainer.v1.Spec
-	(*CreateRequest)(nil),     // 4: gymapptainer.v1.CreateRequest
-	(*StatusMsg)(nil),         // 5: gymapptainer.v1.StatusMsg
-	(*ExecRequest)(nil),       // 6: gymapptainer.v1.ExecRequest
-	(*WinSize)(nil),           // 7: gymapptainer.v1.WinSize
-	(*ExecClientMsg)(nil),     // 8: gymapptainer.v1.ExecClientMsg
-	(*ExecResult)(nil),        // 9: gymapptainer.v1.ExecResult
-	(*ExecServerMsg)(nil),     // 10: gymapptainer.v1.ExecServerMsg
-	(*KillExecRequest)(nil),   // 11: gymapptainer.v1.KillExecRequest
-	(*KillExecResponse)(nil),  // 12: gymapptainer.v1.KillExecResponse
-	(*UploadRequest)(nil),     // 13: gymapptainer.v1.UploadRequest
-	(*UploadResponse)(nil),    // 14: gymapptainer.v1.UploadResponse
-	(*DownloadRequest)(nil),   // 15: gymapptainer.v1.DownloadRequest
-	(*DownloadResponse)(nil),  // 16: gymapptainer.v1.DownloadResponse
-	(*StatusRequest)(nil),     // 17: gymapptainer.v1.StatusRequest
-	(*StatusResponse)(nil),    // 18: gymapptainer.v1.StatusResponse
-	(*ListRequest)(nil),       // 19: gymapptainer.v1.ListRequest
-	(*ListResponse)(nil),      // 20: gymapptainer.v1.ListResponse
-	(*SkippedHandle)(nil),     // 21: gymapptainer.v1.SkippedHandle
-	(*CloseRequest)(nil),      // 22: gymapptainer.v1.CloseRequest
-	(*CloseResponse)(nil),     // 23: gymapptainer.v1.CloseResponse
-	(*CloseAllRequest)(nil),   // 24: gymapptainer.v1.CloseAllRequest
-	(*CloseAllResponse)(nil),  // 25: gymapptainer.v1.CloseAllResponse
-	(*PullRequest)(nil),       // 26: gymapptainer.v1.PullRequest
-	(*PullMsg)(nil),           // 27: gymapptainer.v1.PullMsg
-	(*DoctorRequest)(nil),     // 28: gymapptainer.v1.DoctorRequest
-	(*DoctorResponse)(nil),    // 29: gymapptainer.v1.DoctorResponse
-	(*Check)(nil),             // 30: gymapptainer.v1.Check
-	nil,                       // 31: gymapptainer.v1.ConfigureRequest.OverridesEntry
-	nil,                       // 32: gymapptainer.v1.Spec.EnvEntry
-	nil,                       // 33: gymapptainer.v1.Spec.FilesEntry
-	nil,                       // 34: gymapptainer.v1.Spec.MetadataEntry
-	nil,                       // 35: gymapptainer.v1.ExecRequest.EnvEntry
+	(*ExecLaneRequest)(nil),   // 2: gymapptainer.v1.ExecLaneRequest
+	(*ExecLaneResponse)(nil),  // 3: gymapptainer.v1.ExecLaneResponse
+	(*Resources)(nil),         // 4: gymapptainer.v1.Resources
+	(*Spec)(nil),              // 5: gymapptainer.v1.Spec
+	(*CreateRequest)(nil),     // 6: gymapptainer.v1.CreateRequest
+	(*StatusMsg)(nil),         // 7: gymapptainer.v1.StatusMsg
+	(*ExecRequest)(nil),       // 8: gymapptainer.v1.ExecRequest
+	(*WinSize)(nil),           // 9: gymapptainer.v1.WinSize
+	(*ExecClientMsg)(nil),     // 10: gymapptainer.v1.ExecClientMsg
+	(*ExecResult)(nil),        // 11: gymapptainer.v1.ExecResult
+	(*ExecServerMsg)(nil),     // 12: gymapptainer.v1.ExecServerMsg
+	(*KillExecRequest)(nil),   // 13: gymapptainer.v1.KillExecRequest
+	(*KillExecResponse)(nil),  // 14: gymapptainer.v1.KillExecResponse
+	(*UploadRequest)(nil),     // 15: gymapptainer.v1.UploadRequest
+	(*UploadResponse)(nil),    // 16: gymapptainer.v1.UploadResponse
+	(*DownloadRequest)(nil),   // 17: gymapptainer.v1.DownloadRequest
+	(*DownloadResponse)(nil),  // 18: gymapptainer.v1.DownloadResponse
+	(*StatusRequest)(nil),     // 19: gymapptainer.v1.StatusRequest
+	(*StatusResponse)(nil),    // 20: gymapptainer.v1.StatusResponse
+	(*ListRequest)(nil),       // 21: gymapptainer.v1.ListRequest
+	(*ListResponse)(nil),      // 22: gymapptainer.v1.ListResponse
+	(*SkippedHandle)(nil),     // 23: gymapptainer.v1.SkippedHandle
+	(*CloseRequest)(nil),      // 24: gymapptainer.v1.CloseRequest
+	(*CloseResponse)(nil),     // 25: gymapptainer.v1.CloseResponse
+	(*CloseAllRequest)(nil),   // 26: gymapptainer.v1.CloseAllRequest
+	(*CloseAllResponse)(nil),  // 27: gymapptainer.v1.CloseAllResponse
+	(*PullRequest)(nil),       // 28: gymapptainer.v1.PullRequest
+	(*PullMsg)(nil),           // 29: gymapptainer.v1.PullMsg
+	(*DoctorRequest)(nil),     // 30: gymapptainer.v1.DoctorRequest
+	(*DoctorResponse)(nil),    // 31: gymapptainer.v1.DoctorResponse
+	(*Check)(nil),             // 32: gymapptainer.v1.Check
+	nil,                       // 33: gymapptainer.v1.ConfigureRequest.OverridesEntry
+	nil,                       // 34: gymapptainer.v1.Spec.EnvEntry
+	nil,                       // 35: gymapptainer.v1.Spec.FilesEntry
+	nil,                       // 36: gymapptainer.v1.Spec.MetadataEntry
+	nil,                       // 37: gymapptainer.v1.ExecRequest.EnvEntry
 }
 var file_sandbox_proto_depIdxs = []int32{
-	31, // 0: gymapptainer.v1.ConfigureRequest.overrides:type_name -> gymapptainer.v1.ConfigureRequest.OverridesEntry
-	32, // 1: gymapptainer.v1.Spec.env:type_name -> gymapptainer.v1.Spec.EnvEntry
-	33, // 2: gymapptainer.v1.Spec.files:type_name -> gymapptainer.v1.Spec.FilesEntry
-	2,  // 3: gymapptainer.v1.Spec.resources:type_name -> gymapptainer.v1.Resources
-	34, // 4: gymapptainer.v1.Spec.metadata:type_name -> gymapptainer.v1.Spec.MetadataEntry
-	3,  // 5: gymapptainer.v1.CreateRequest.spec:type_name -> gymapptainer.v1.Spec
-	35, // 6: gymapptainer.v1.ExecRequest.env:type_name -> gymapptainer.v1.ExecRequest.EnvEntry
-	6,  // 7: gymapptainer.v1.ExecClientMsg.start:type_name -> gymapptainer.v1.ExecRequest
-	7,  // 8: gymapptainer.v1.ExecClientMsg.resize:type_name -> gymapptainer.v1.WinSize
-	9,  // 9: gymapptainer.v1.ExecServerMsg.result:type_name -> gymapptainer.v1.ExecResult
-	5,  // 10: gymapptainer.v1.StatusResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
-	5,  // 11: gymapptainer.v1.ListResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
-	21, // 12: gymapptainer.v1.ListResponse.skipped:type_name -> gymapptainer.v1.SkippedHandle
-	30, // 13: gymapptainer.v1.DoctorResponse.checks:type_name -> gymapptainer.v1.Check
+	33, // 0: gymapptainer.v1.ConfigureRequest.overrides:type_name -> gymapptainer.v1.ConfigureRequest.OverridesEntry
+	34, // 1: gymapptainer.v1.Spec.env:type_name -> gymapptainer.v1.Spec.EnvEntry
+	35, // 2: gymapptainer.v1.Spec.files:type_name -> gymapptainer.v1.Spec.FilesEntry
+	4,  // 3: gymapptainer.v1.Spec.resources:type_name -> gymapptainer.v1.Resources
+	36, // 4: gymapptainer.v1.Spec.metadata:type_name -> gymapptainer.v1.Spec.MetadataEntry
+	5,  // 5: gymapptainer.v1.CreateRequest.spec:type_name -> gymapptainer.v1.Spec
+	37, // 6: gymapptainer.v1.ExecRequest.env:type_name -> gymapptainer.v1.ExecRequest.EnvEntry
+	8,  // 7: gymapptainer.v1.ExecClientMsg.start:type_name -> gymapptainer.v1.ExecRequest
+	9,  // 8: gymapptainer.v1.ExecClientMsg.resize:type_name -> gymapptainer.v1.WinSize
+	11, // 9: gymapptainer.v1.ExecServerMsg.result:type_name -> gymapptainer.v1.ExecResult
+	7,  // 10: gymapptainer.v1.StatusResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
+	7,  // 11: gymapptainer.v1.ListResponse.statuses:type_name -> gymapptainer.v1.StatusMsg
+	23, // 12: gymapptainer.v1.ListResponse.skipped:type_name -> gymapptainer.v1.SkippedHandle
+	32, // 13: gymapptainer.v1.DoctorResponse.checks:type_name -> gymapptainer.v1.Check
 	0,  // 14: gymapptainer.v1.SandboxProvider.Configure:input_type -> gymapptainer.v1.ConfigureRequest
-	4,  // 15: gymapptainer.v1.SandboxProvider.Create:input_type -> gymapptainer.v1.CreateRequest
-	8,  // 16: gymapptainer.v1.SandboxProvider.Exec:input_type -> gymapptainer.v1.ExecClientMsg
-	11, // 17: gymapptainer.v1.SandboxProvider.KillExec:input_type -> gymapptainer.v1.KillExecRequest
-	13, // 18: gymapptainer.v1.SandboxProvider.Upload:input_type -> gymapptainer.v1.UploadRequest
-	15, // 19: gymapptainer.v1.SandboxProvider.Download:input_type -> gymapptainer.v1.DownloadRequest
-	17, // 20: gymapptainer.v1.SandboxProvider.Status:input_type -> gymapptainer.v1.StatusRequest
-	19, // 21: gymapptainer.v1.SandboxProvider.List:input_type -> gymapptainer.v1.ListRequest
-	22, // 22: gymapptainer.v1.SandboxProvider.Close:input_type -> gymapptainer.v1.CloseRequest
-	24, // 23: gymapptainer.v1.SandboxProvider.CloseAll:input_type -> gymapptainer.v1.CloseAllRequest
-	26, // 24: gymapptainer.v1.SandboxProvider.Pull:input_type -> gymapptainer.v1.PullRequest
-	28, // 25: gymapptainer.v1.SandboxProvider.Doctor:input_type -> gymapptainer.v1.DoctorRequest
-	1,  // 26: gymapptainer.v1.SandboxProvider.Configure:output_type -> gymapptainer.v1.ConfigureResponse
-	5,  // 27: gymapptainer.v1.SandboxProvider.Create:output_type -> gymapptainer.v1.StatusMsg
-	10, // 28: gymapptainer.v1.SandboxProvider.Exec:output_type -> gymapptainer.v1.ExecServerMsg
-	12, // 29: gymapptainer.v1.SandboxProvider.KillExec:output_type -> gymapptainer.v1.KillExecResponse
-	14, // 30: gymapptainer.v1.SandboxProvider.Upload:output_type -> gymapptainer.v1.UploadResponse
-	16, // 31: gymapptainer.v1.SandboxProvider.Download:output_type -> gymapptainer.v1.DownloadResponse
-	18, // 32: gymapptainer.v1.SandboxProvider.Status:output_type -> gymapptainer.v1.StatusResponse
-	20, // 33: gymapptainer.v1.SandboxProvider.List:output_type -> gymapptainer.v1.ListResponse
-	23, // 34: gymapptainer.v1.SandboxProvider.Close:output_type -> gymapptainer.v1.CloseResponse
-	25, // 35: gymapptainer.v1.SandboxProvider.CloseAll:output_type -> gymapptainer.v1.CloseAllResponse
-	27, // 36: gymapptainer.v1.SandboxProvider.Pull:output_type -> gymapptainer.v1.PullMsg
-	29, // 37: gymapptainer.v1.SandboxProvider.Doctor:output_type -> gymapptainer.v1.DoctorResponse
-	26, // [26:38] is the sub-list for method output_type
-	14, // [14:26] is the sub-list for method input_type
+	2,  // 15: gymapptainer.v1.SandboxProvider.ExecLane:input_type -> gymapptainer.v1.ExecLaneRequest
+	6,  // 16: gymapptainer.v1.SandboxProvider.Create:input_type -> gymapptainer.v1.CreateRequest
+	10, // 17: gymapptainer.v1.SandboxProvider.Exec:input_type -> gymapptainer.v1.ExecClientMsg
+	13, // 18: gymapptainer.v1.SandboxProvider.KillExec:input_type -> gymapptainer.v1.KillExecRequest
+	15, // 19: gymapptainer.v1.SandboxProvider.Upload:input_type -> gymapptainer.v1.UploadRequest
+	17, // 20: gymapptainer.v1.SandboxProvider.Download:input_type -> gymapptainer.v1.DownloadRequest
+	19, // 21: gymapptainer.v1.SandboxProvider.Status:input_type -> gymapptainer.v1.StatusRequest
+	21, // 22: gymapptainer.v1.SandboxProvider.List:input_type -> gymapptainer.v1.ListRequest
+	24, // 23: gymapptainer.v1.SandboxProvider.Close:input_type -> gymapptainer.v1.CloseRequest
+	26, // 24: gymapptainer.v1.SandboxProvider.CloseAll:input_type -> gymapptainer.v1.CloseAllRequest
+	28, // 25: gymapptainer.v1.SandboxProvider.Pull:input_type -> gymapptainer.v1.PullRequest
+	30, // 26: gymapptainer.v1.SandboxProvider.Doctor:input_type -> gymapptainer.v1.DoctorRequest
+	1,  // 27: gymapptainer.v1.SandboxProvider.Configure:output_type -> gymapptainer.v1.ConfigureResponse
+	3,  // 28: gymapptainer.v1.SandboxProvider.ExecLane:output_type -> gymapptainer.v1.ExecLaneResponse
+	7,  // 29: gymapptainer.v1.SandboxProvider.Create:output_type -> gymapptainer.v1.StatusMsg
+	12, // 30: gymapptainer.v1.SandboxProvider.Exec:output_type -> gymapptainer.v1.ExecServerMsg
+	14, // 31: gymapptainer.v1.SandboxProvider.KillExec:output_type -> gymapptainer.v1.KillExecResponse
+	16, // 32: gymapptainer.v1.SandboxProvider.Upload:output_type -> gymapptainer.v1.UploadResponse
+	18, // 33: gymapptainer.v1.SandboxProvider.Download:output_type -> gymapptainer.v1.DownloadResponse
+	20, // 34: gymapptainer.v1.SandboxProvider.Status:output_type -> gymapptainer.v1.StatusResponse
+	22, // 35: gymapptainer.v1.SandboxProvider.List:output_type -> gymapptainer.v1.ListResponse
+	25, // 36: gymapptainer.v1.SandboxProvider.Close:output_type -> gymapptainer.v1.CloseResponse
+	27, // 37: gymapptainer.v1.SandboxProvider.CloseAll:output_type -> gymapptainer.v1.CloseAllResponse
+	29, // 38: gymapptainer.v1.SandboxProvider.Pull:output_type -> gymapptainer.v1.PullMsg
+	31, // 39: gymapptainer.v1.SandboxProvider.Doctor:output_type -> gymapptainer.v1.DoctorResponse
+	27, // [27:40] is the sub-list for method output_type
+	14, // [14:27] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -2256,19 +2357,19 @@ func file_sandbox_proto_init() {
 	if File_sandbox_proto != nil {
 		return
 	}
-	file_sandbox_proto_msgTypes[8].OneofWrappers = []any{
+	file_sandbox_proto_msgTypes[10].OneofWrappers = []any{
 		(*ExecClientMsg_Start)(nil),
 		(*ExecClientMsg_Stdin)(nil),
 		(*ExecClientMsg_StdinEof)(nil),
 		(*ExecClientMsg_Resize)(nil),
 		(*ExecClientMsg_Signal)(nil),
 	}
-	file_sandbox_proto_msgTypes[10].OneofWrappers = []any{
+	file_sandbox_proto_msgTypes[12].OneofWrappers = []any{
 		(*ExecServerMsg_Stdout)(nil),
 		(*ExecServerMsg_Stderr)(nil),
 		(*ExecServerMsg_Result)(nil),
 	}
-	file_sandbox_proto_msgTypes[27].OneofWrappers = []any{
+	file_sandbox_proto_msgTypes[29].OneofWrappers = []any{
 		(*PullMsg_Progress)(nil),
 		(*PullMsg_Path)(nil),
 	}
@@ -2278,7 +2379,7 @@ func file_sandbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sandbox_proto_rawDesc), len(file_sandbox_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	SandboxProvider_Configure_FullMethodName = "/gymapptainer.v1.SandboxProvider/Configure"
+	SandboxProvider_ExecLane_FullMethodName  = "/gymapptainer.v1.SandboxProvider/ExecLane"
 	SandboxProvider_Create_FullMethodName    = "/gymapptainer.v1.SandboxProvider/Create"
 	SandboxProvider_Exec_FullMethodName      = "/gymapptainer.v1.SandboxProvider/Exec"
 	SandboxProvider_KillExec_FullMethodName  = "/gymapptainer.v1.SandboxProvider/KillExec"
@@ -69,6 +70,11 @@ type SandboxProviderClient interface {
 	// does no work before it (startup stays cheap) and it runs no external
 	// command itself.
 	Configure(ctx context.Context, in *ConfigureRequest, opts ...grpc.CallOption) (*ConfigureResponse, error)
+	// ExecLane says where this host may run the execs that carry no stdin,
+	// terminal or controls on a leaner connection than a gRPC stream (see
+	// plugin/lane.go): the same ExecClientMsg/ExecServerMsg messages, framed
+	// on a unix socket. An empty name: the plugin offers none (use Exec).
+	ExecLane(ctx context.Context, in *ExecLaneRequest, opts ...grpc.CallOption) (*ExecLaneResponse, error)
 	// Create starts a sandbox and returns once it has proved that it runs
 	// commands and its seed files are in place. On error nothing is left behind.
 	Create(ctx context.Context, in *CreateRequest, opts ...grpc.CallOption) (*StatusMsg, error)
@@ -119,6 +125,16 @@ func (c *sandboxProviderClient) Configure(ctx context.Context, in *ConfigureRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ConfigureResponse)
 	err := c.cc.Invoke(ctx, SandboxProvider_Configure_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sandboxProviderClient) ExecLane(ctx context.Context, in *ExecLaneRequest, opts ...grpc.CallOption) (*ExecLaneResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExecLaneResponse)
+	err := c.cc.Invoke(ctx, SandboxProvider_ExecLane_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +275,11 @@ type SandboxProviderServer interface {
 	// does no work before it (startup stays cheap) and it runs no external
 	// command itself.
 	Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error)
+	// ExecLane says where this host may run the execs that carry no stdin,
+	// terminal or controls on a leaner connection than a gRPC stream (see
+	// plugin/lane.go): the same ExecClientMsg/ExecServerMsg messages, framed
+	// on a unix socket. An empty name: the plugin offers none (use Exec).
+	ExecLane(context.Context, *ExecLaneRequest) (*ExecLaneResponse, error)
 	// Create starts a sandbox and returns once it has proved that it runs
 	// commands and its seed files are in place. On error nothing is left behind.
 	Create(context.Context, *CreateRequest) (*StatusMsg, error)
@@ -307,6 +328,9 @@ type UnimplementedSandboxProviderServer struct{}
 
 func (UnimplementedSandboxProviderServer) Configure(context.Context, *ConfigureRequest) (*ConfigureResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Configure not implemented")
+}
+func (UnimplementedSandboxProviderServer) ExecLane(context.Context, *ExecLaneRequest) (*ExecLaneResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ExecLane not implemented")
 }
 func (UnimplementedSandboxProviderServer) Create(context.Context, *CreateRequest) (*StatusMsg, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Create not implemented")
@@ -376,6 +400,24 @@ func _SandboxProvider_Configure_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SandboxProviderServer).Configure(ctx, req.(*ConfigureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SandboxProvider_ExecLane_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExecLaneRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxProviderServer).ExecLane(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SandboxProvider_ExecLane_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxProviderServer).ExecLane(ctx, req.(*ExecLaneRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -570,6 +612,10 @@ var SandboxProvider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Configure",
 			Handler:    _SandboxProvider_Configure_Handler,
+		},
+		{
+			MethodName: "ExecLane",
+			Handler:    _SandboxProvider_ExecLane_Handler,
 		},
 		{
 			MethodName: "Create",
