@@ -57,9 +57,9 @@ var ErrNoLink = errors.New("no executor link")
 var _ placement.ExecutorLinker = (*Placement)(nil)
 
 // ExecutorDialer returns how to reach sandbox h's executor: a pinned TLS
-// connection to its holder, which splices it to the executor's socket. A
-// holder this process has reached before gets its next connection dialled
-// ahead (execlink.Spares).
+// connection to its holder, which splices it to the executor's socket. The
+// provider keeps a connection for the next command (provider/executor's
+// keep-alive), so a long-lived plugin dials each holder about once.
 func (p *Placement) ExecutorDialer(h *handles.Handle) (func(context.Context) (net.Conn, error), error) {
 	addr, cert := h.Extra[ExtraExecAddr], h.Extra[ExtraExecCert]
 	if addr == "" || cert == "" {
@@ -75,10 +75,7 @@ func (p *Placement) ExecutorDialer(h *handles.Handle) (func(context.Context) (ne
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoLink, err)
 	}
-	if p.spares == nil {
-		return execlink.Dialer(addr, cfg), nil
-	}
-	return p.spares.Dialer(addr, cfg), nil
+	return execlink.Dialer(addr, cfg), nil
 }
 
 // linkConfig is the TLS config towards one holder, kept for the process's

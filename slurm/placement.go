@@ -13,7 +13,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/gym-apptainer/gym-apptainer/internal/execlink"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/placement"
 	"github.com/gym-apptainer/gym-apptainer/provider/runner"
@@ -111,7 +110,6 @@ type Placement struct {
 	keyErr       error
 	linkMu       sync.Mutex
 	linkCfgs     map[string]*tls.Config
-	spares       *execlink.Spares // links dialled ahead, per holder
 	pollInterval time.Duration
 	fastPoll     time.Duration
 	user         string
@@ -226,7 +224,6 @@ func New(cfg Config) (*Placement, error) {
 		allocJob:     allocJob,
 		nodePlugin:   plugin,
 		keyDir:       cfg.KeyDir,
-		spares:       execlink.NewSpares(0),
 		pollInterval: interval,
 		fastPoll:     defaultFastPoll,
 		user:         usr,

@@ -20,17 +20,22 @@ import (
 // linkPingWait bounds create's check that the link works.
 const linkPingWait = 10 * time.Second
 
-// newLinkClient makes the client of an executor reached through dial. A
-// connection that cannot be made (holder gone, handshake refused) is
-// "unreachable": nothing ran, and the call goes through a SLURM step.
-var newLinkClient = func(name string, dial func(context.Context) (net.Conn, error)) executorClient {
-	return realExecutor{executor.NewDialClient(name, func(ctx context.Context) (net.Conn, error) {
+// newLinkClient makes the client of an executor reached through dial,
+// keeping its connections in pool under key. A connection that cannot be
+// made (holder gone, handshake refused) is "unreachable": nothing ran, and
+// the call goes through a SLURM step.
+var newLinkClient = func(name string, dial func(context.Context) (net.Conn, error), pool *executor.Pool, key string) executorClient {
+	c := executor.NewDialClient(name, func(ctx context.Context) (net.Conn, error) {
 		c, err := dial(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errExecutorUnreachable, err)
 		}
 		return c, nil
-	})}
+	})
+	if pool != nil {
+		c.UsePool(pool, key)
+	}
+	return realExecutor{c}
 }
 
 // linker is the placement's executor link, when it has one and the
@@ -90,7 +95,7 @@ func (p *Provider) pingLink(ctx context.Context, l placement.ExecutorLinker, h *
 	}
 	pctx, cancel := context.WithTimeout(ctx, linkPingWait)
 	defer cancel()
-	return newLinkClient(h.Node, dial).Ping(pctx)
+	return newLinkClient(h.Node, dial, nil, "").Ping(pctx)
 }
 
 // linkClientFor is the client of h's executor on its node.
@@ -103,5 +108,6 @@ func (p *Provider) linkClientFor(h *handles.Handle) (executorClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errExecutorUnreachable, err)
 	}
-	return newLinkClient("node "+h.Node, dial), nil
+	// Keyed by sandbox: each has a holder, and so an executor, of its own.
+	return newLinkClient("node "+h.Node, dial, p.execPool, "link "+h.ID), nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
+	"github.com/gym-apptainer/gym-apptainer/provider/executor"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/imagecache"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
@@ -55,11 +56,14 @@ type Provider struct {
 
 	// The executor (executor.go).
 	newExecutorClient func(socket string) executorClient
-	execBinOnce       sync.Once
-	execBin           string
-	execBinErr        error
-	execMissingOnce   sync.Once
-	execFellBack      execFallbacks
+	// execPool keeps the executors' connections between commands
+	// (provider/executor's keep-alive), local and through SLURM links.
+	execPool        *executor.Pool
+	execBinOnce     sync.Once
+	execBin         string
+	execBinErr      error
+	execMissingOnce sync.Once
+	execFellBack    execFallbacks
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -110,8 +114,10 @@ func New(cfg *config.Config, logger hclog.Logger, opts ...Option) (*Provider, er
 		handles:    map[string]cachedHandle{},
 		caches:     map[string]*imagecache.Cache{},
 		mountinfo:  readMountinfo,
-
-		newExecutorClient: newExecutorClient,
+		execPool:   executor.NewPool(0),
+	}
+	p.newExecutorClient = func(socket string) executorClient {
+		return realExecutor{executor.NewClient(socket).UsePool(p.execPool, socket)}
 	}
 	p.place = NewLocalPlacement(baseEnv(cfg), logger)
 	for _, o := range opts {

@@ -37,12 +37,22 @@ var ErrNoAnswer = errors.New("the connection closed before the executor answered
 // and killed it; the command's own exit is unknown.
 var ErrStopped = errors.New("the executor stopped and killed the command")
 
-// Client reaches one executor. It holds no connection: each call dials.
+// Client reaches one executor. Each call dials, unless the client shares
+// a Pool: then Run keeps its connection for the next one (keepalive.go).
 type Client struct {
 	path string // names the executor in errors
 	// dialFn, when set, replaces the unix socket (an executor on another
 	// node, through its holder).
 	dialFn func(ctx context.Context) (net.Conn, error)
+	pool   *Pool
+	key    string // this executor's connections in pool
+}
+
+// UsePool makes Run take and keep connections in p, under key (which
+// names this executor among the pool's: its socket path, its link).
+func (c *Client) UsePool(p *Pool, key string) *Client {
+	c.pool, c.key = p, key
+	return c
 }
 
 // NewClient returns a client for the executor listening on socketPath.
@@ -189,15 +199,29 @@ func readHello(conn net.Conn) (wireHello, error) {
 // A req.Stdin that blocks (a terminal) keeps a goroutine reading it after
 // Run returns, until its next read returns, as with os/exec.
 func (c *Client) Run(ctx context.Context, req Request) (Result, error) {
-	s, err := c.open(ctx, req, req.Stdin != nil)
+	keep := c.pool != nil && req.Stdin == nil && req.TTY == nil
+	res, reused, err := c.run(ctx, req, keep, false)
+	if reused && errors.Is(err, ErrNoAnswer) && ctx.Err() == nil {
+		// A kept connection the executor had closed (it went away, or
+		// retired the connection): nothing ran, so the call goes again on
+		// a new connection.
+		c.pool.Drop(c.key)
+		res, _, err = c.run(ctx, req, keep, true)
+	}
+	return res, err
+}
+
+func (c *Client) run(ctx context.Context, req Request, keep, fresh bool) (Result, bool, error) {
+	s, err := c.openConn(ctx, req, req.Stdin != nil, keep, fresh)
 	if err != nil {
-		return Result{ExitCode: -1}, err
+		return Result{ExitCode: -1}, false, err
 	}
 	defer s.Close()
 	if req.Stdin != nil {
 		go s.feed(req.Stdin)
 	}
-	return s.Wait(context.Background())
+	res, err := s.Wait(context.Background())
+	return res, s.reused, err
 }
 
 // Open starts req and returns at once with a session to drive it: write
@@ -217,16 +241,42 @@ func (c *Client) Open(ctx context.Context, req Request) (*Session, error) {
 }
 
 func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, error) {
+	return c.openConn(ctx, req, stdin, false, false)
+}
+
+// openConn sends req on a new connection, or with keep on a kept one
+// (unless fresh), asking the executor to keep it.
+func (c *Client) openConn(ctx context.Context, req Request, stdin, keep, fresh bool) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	conn, err := c.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
 	wr := wireRequest{Proto: ProtocolVersion, Op: opExec, Argv: req.Argv, Env: req.Env, Cwd: req.Cwd,
-		ExecID: req.ExecID, TimeoutNS: int64(req.Timeout), Stdin: stdin, TTY: req.TTY}
-	if _, err := conn.Write(jsonFrame(frameRequest, wr)); err != nil {
+		ExecID: req.ExecID, TimeoutNS: int64(req.Timeout), Stdin: stdin, TTY: req.TTY, KeepAlive: keep}
+	frame := jsonFrame(frameRequest, wr)
+	var conn net.Conn
+	reused := false
+	for {
+		if keep && !fresh {
+			conn = c.pool.get(c.key)
+		}
+		reused = conn != nil
+		if conn == nil {
+			var err error
+			if conn, err = c.connect(ctx); err != nil {
+				return nil, err
+			}
+		}
+		_, err := conn.Write(frame)
+		if err == nil {
+			break
+		}
+		if reused {
+			// A kept connection the executor had closed: nothing was read.
+			conn.Close()
+			c.pool.Drop(c.key)
+			conn, fresh = nil, true
+			continue
+		}
 		werr := err
 		err = whyWriteFailed(conn, err)
 		if err == werr && hungUp(werr) { // no refusal came back: nothing ran
@@ -236,7 +286,7 @@ func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, e
 		return nil, fmt.Errorf("sending the request to the executor at %s: %w", c.path, err)
 	}
 	s := &Session{conn: conn, stdout: orDiscard(req.Stdout), stderr: orDiscard(req.Stderr),
-		done: make(chan struct{}), path: c.path}
+		done: make(chan struct{}), path: c.path, keep: keep, reused: reused, pool: c.pool, key: c.key}
 	s.cond = sync.NewCond(&s.mu)
 	go s.read()
 	go s.watch(ctx)
@@ -256,9 +306,20 @@ type Session struct {
 	path           string
 	stdout, stderr io.Writer
 
-	wmu sync.Mutex // one frame at a time on conn
+	wmu       sync.Mutex // one frame at a time on conn
+	stateMu   sync.Mutex // guards connState; Close takes only this one
+	connState int        // connActive, connKept or connClosed
+
+	// keep: the request asked to keep the connection; kept: the executor
+	// agreed (hello). A session that ends with its exit, uncancelled, then
+	// hands the connection to pool instead of closing it.
+	keep, reused bool
+	pool         *Pool
+	key          string
 
 	mu        sync.Mutex
+	kept      bool
+	exited    bool
 	cond      *sync.Cond // credit arrived, or the session ended
 	credit    int
 	ended     bool
@@ -268,12 +329,26 @@ type Session struct {
 	outErr    error // a failed write to Stdout or Stderr
 	cancelled error // the caller's context ended the exec
 	done      chan struct{}
-	closeMu   sync.Once
 }
 
+const (
+	connActive = iota
+	connKept   // handed to the pool: no longer this session's
+	connClosed
+)
+
+// send writes one frame. It holds wmu for the write, so finish never hands
+// the connection on while a frame is half written; Close, which takes only
+// stateMu, can still break a write that blocks.
 func (s *Session) send(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.stateMu.Lock()
+	active := s.connState == connActive
+	s.stateMu.Unlock()
+	if !active {
+		return net.ErrClosed
+	}
 	_, err := s.conn.Write(b)
 	return err
 }
@@ -288,6 +363,7 @@ func (s *Session) read() {
 	}
 	s.mu.Lock()
 	s.credit = h.Window
+	s.kept = s.keep && h.KeepAlive
 	s.mu.Unlock()
 	s.cond.Broadcast()
 	var hdr [headerLen]byte
@@ -348,6 +424,7 @@ func (s *Session) read() {
 				return
 			}
 			s.mu.Lock()
+			s.exited = true
 			s.res = Result{ExitCode: x.ExitCode, TimedOut: x.TimedOut, StartErr: x.StartErr}
 			if x.Killed == "shutdown" {
 				// The exit code is the kill's, not the command's.
@@ -378,10 +455,23 @@ func (s *Session) fail(err error) {
 func (s *Session) finish() {
 	s.mu.Lock()
 	s.ended = true
+	keep := s.kept && s.exited && s.err == nil && s.cancelled == nil
 	s.mu.Unlock()
 	s.cond.Broadcast()
+	s.wmu.Lock()
+	s.stateMu.Lock()
+	switch {
+	case s.connState != connActive:
+	case keep:
+		s.connState = connKept
+		s.pool.put(s.key, s.conn) // before done: the caller's next call finds it
+	default:
+		s.connState = connClosed
+		_ = s.conn.Close()
+	}
+	s.stateMu.Unlock()
+	s.wmu.Unlock()
 	close(s.done)
-	_ = s.conn.Close()
 }
 
 // watch turns the end of ctx into a kill; the exit then reports it.
@@ -395,13 +485,13 @@ func (s *Session) watch(ctx context.Context) {
 	s.cancelled = ctx.Err()
 	s.mu.Unlock()
 	if err := s.send(appendFrame(nil, frameKill, nil)); err != nil {
-		_ = s.conn.Close()
+		_ = s.Close()
 		return
 	}
 	select {
 	case <-s.done:
 	case <-time.After(killGrace):
-		_ = s.conn.Close() // the server kills on disconnect
+		_ = s.Close() // the server kills on disconnect
 	}
 }
 
@@ -504,7 +594,12 @@ func (s *Session) Wait(ctx context.Context) (Result, error) {
 // Close ends the session; a command still running is killed (with
 // everything it started).
 func (s *Session) Close() error {
-	s.closeMu.Do(func() { _ = s.conn.Close() })
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if s.connState == connActive {
+		s.connState = connClosed
+		_ = s.conn.Close()
+	}
 	return nil
 }
 

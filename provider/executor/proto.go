@@ -10,7 +10,8 @@ import (
 
 // ProtocolVersion is the wire protocol's version. History:
 //
-//	1: first version.
+//	1: first version. Added since, compatibly (a side that does not know a
+//	   field ignores it): keep_alive in the request and the hello.
 const ProtocolVersion = 1
 
 // Frame types, client to server.
@@ -26,11 +27,11 @@ const (
 // Frame types, server to client.
 const (
 	frameHello   byte = 'h' // JSON wireHello; always the first frame
-	frameStarted byte = 's' // JSON wireStarted
+	frameStarted byte = 's' // JSON wireStarted; with the first output, credit or the exit
 	frameStdout  byte = 'o'
 	frameStderr  byte = 'e'
 	frameCredit  byte = 'c' // 4 bytes: stdin bytes consumed, the client may send that many more
-	frameExit    byte = 'x' // JSON wireExit; the last frame
+	frameExit    byte = 'x' // JSON wireExit; the exec's last frame
 	frameError   byte = 'E' // text: the request was refused (peer, protocol); the last frame
 )
 
@@ -56,6 +57,9 @@ type wireRequest struct {
 	TimeoutNS int64             `json:"timeout_ns,omitempty"`
 	Stdin     bool              `json:"stdin,omitempty"` // false: the command gets /dev/null
 	TTY       *WinSize          `json:"tty,omitempty"`
+	// KeepAlive asks the server to read the next request on the same
+	// connection after this exec's exit (keepalive.go).
+	KeepAlive bool `json:"keep_alive,omitempty"`
 }
 
 type wireHello struct {
@@ -63,6 +67,8 @@ type wireHello struct {
 	Version string `json:"version"`
 	PID     int    `json:"pid"`
 	Window  int    `json:"window"` // initial stdin credit
+	// KeepAlive: the server will read another request after the exit.
+	KeepAlive bool `json:"keep_alive,omitempty"`
 }
 
 type wireStarted struct {

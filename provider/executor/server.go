@@ -15,8 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// requestTimeout bounds the wait for a new connection's request frame, so a
-// peer that connects and says nothing does not hold a goroutine forever.
+// requestTimeout bounds the wait for a connection's next request frame, so a
+// peer that connects (or keeps a connection) and says nothing does not hold
+// a goroutine forever.
 const requestTimeout = 30 * time.Second
 
 // Serve runs commands for the connections accepted on ln (a unix socket)
@@ -32,7 +33,7 @@ func Serve(ctx context.Context, ln net.Listener, opts ServerOptions) error {
 	if opts.WaitDelay <= 0 {
 		opts.WaitDelay = DefaultWaitDelay
 	}
-	s := &server{opts: opts, live: map[*session]struct{}{}}
+	s := &server{opts: opts, live: map[*session]struct{}{}, idle: map[net.Conn]struct{}{}}
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
@@ -57,8 +58,12 @@ func Serve(ctx context.Context, ln net.Listener, opts ServerOptions) error {
 		}()
 	}
 	s.mu.Lock()
+	s.stopping = true
 	for sess := range s.live {
 		sess.kill(reasonShutdown)
+	}
+	for c := range s.idle {
+		_ = c.Close() // kept connections waiting for a next request
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -75,8 +80,10 @@ type server struct {
 	opts    ServerOptions
 	execSeq atomic.Uint64
 
-	mu   sync.Mutex
-	live map[*session]struct{}
+	mu       sync.Mutex
+	live     map[*session]struct{}
+	idle     map[net.Conn]struct{} // kept connections between two requests
+	stopping bool
 }
 
 func (s *server) logf(format string, args ...any) {
@@ -92,14 +99,43 @@ func (s *server) handle(conn net.Conn) {
 		_, _ = conn.Write(appendFrame(nil, frameError, []byte(err.Error())))
 		return
 	}
+	for first := true; ; first = false {
+		if !s.serveOne(conn, first) {
+			return
+		}
+	}
+}
+
+// serveOne reads one request on conn and answers it. It reports whether
+// the connection carries on to the next request (keep-alive, keepalive.go).
+func (s *server) serveOne(conn net.Conn, first bool) bool {
+	if !first {
+		s.mu.Lock()
+		if s.stopping {
+			s.mu.Unlock()
+			return false
+		}
+		s.idle[conn] = struct{}{}
+		s.mu.Unlock()
+	}
 	_ = conn.SetReadDeadline(time.Now().Add(requestTimeout))
 	var hdr [headerLen]byte
 	typ, p, err := readFrame(conn, &hdr, nil)
+	if !first {
+		s.mu.Lock()
+		delete(s.idle, conn)
+		s.mu.Unlock()
+	}
 	if err != nil {
-		if !errors.Is(err, io.EOF) { // a client that hung up unused (a retired spare link) is no news
+		// A client that hung up unused (a retired link, an idle kept
+		// connection) is no news, nor is a kept connection left idle.
+		s.mu.Lock()
+		stopping := s.stopping
+		s.mu.Unlock()
+		if !errors.Is(err, io.EOF) && (first || !isTimeout(err) && !stopping) {
 			s.logf("reading a request: %v", err)
 		}
-		return
+		return false
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	hello := wireHello{Proto: ProtocolVersion, Version: s.opts.Version, PID: os.Getpid(), Window: stdinWindow}
@@ -114,22 +150,26 @@ func (s *server) handle(conn net.Conn) {
 	if err != nil {
 		s.logf("bad request: %v", err)
 		_, _ = conn.Write(appendFrame(jsonFrame(frameHello, hello), frameError, []byte(err.Error())))
-		return
+		return false
 	}
+	hello.KeepAlive = req.KeepAlive
 	switch req.Op {
 	case opPing:
-		_, _ = conn.Write(jsonFrame(frameHello, hello))
+		_, err := conn.Write(jsonFrame(frameHello, hello))
+		return err == nil && req.KeepAlive
 	case opExec:
 		sess := newSession(s, conn, req)
 		s.mu.Lock()
 		s.live[sess] = struct{}{}
 		s.mu.Unlock()
-		sess.run(hello)
+		kept := sess.run(hello)
 		s.mu.Lock()
 		delete(s.live, sess)
 		s.mu.Unlock()
+		return kept
 	default:
 		_, _ = conn.Write(appendFrame(jsonFrame(frameHello, hello), frameError, []byte(fmt.Sprintf("unknown operation %q", req.Op))))
+		return false
 	}
 }
 

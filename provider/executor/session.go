@@ -31,7 +31,15 @@ type session struct {
 	req    wireRequest
 	execID string
 
-	wmu sync.Mutex // one frame at a time on conn
+	wmu     sync.Mutex // one frame at a time on conn
+	started []byte     // the started frame, until a frame carries it (under wmu)
+
+	// Keep-alive (keepalive.go): keep says the connection serves another
+	// request after the exit; readConn then stops at a frame boundary.
+	keep       bool
+	stopping   atomic.Bool
+	clean      atomic.Bool // readConn stopped between two frames
+	readerDone chan struct{}
 
 	pid    int
 	status chan syscall.WaitStatus
@@ -49,7 +57,7 @@ type session struct {
 
 func newSession(srv *server, conn net.Conn, req wireRequest) *session {
 	s := &session{srv: srv, conn: conn, req: req, execID: req.ExecID,
-		done: make(chan struct{}), killDone: make(chan struct{})}
+		done: make(chan struct{}), killDone: make(chan struct{}), readerDone: make(chan struct{})}
 	if s.execID == "" {
 		s.execID = "executor-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(srv.execSeq.Add(1), 10)
 	}
@@ -57,24 +65,40 @@ func newSession(srv *server, conn net.Conn, req wireRequest) *session {
 	return s
 }
 
+// write sends b, after the started frame if that is still held: the
+// start is news only with the command's first output, credit or exit, so a
+// command that prints nothing costs one frame less through every hop.
 func (s *session) write(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.started != nil {
+		b = append(s.started, b...)
+		s.started = nil
+	}
 	_, err := s.conn.Write(b)
 	return err
 }
 
-func (s *session) run(hello wireHello) {
+// run runs the exec to its exit frame and reports whether the connection
+// may carry the client's next request.
+func (s *session) run(hello wireHello) bool {
+	// Only an exec without stdin or terminal keeps its connection: nothing
+	// of the client's can then be left in flight after the exit.
+	s.keep = hello.KeepAlive && !s.req.Stdin && s.req.TTY == nil
+	hello.KeepAlive = s.keep
 	// The hello goes first, so a client learns the server's version even
-	// when the command cannot start.
+	// when the command cannot start; and before the start, so a connection
+	// that ends without one tells the client that nothing ran.
 	if err := s.write(jsonFrame(frameHello, hello)); err != nil {
-		return
+		return false
 	}
 	if err := s.start(); err != nil {
-		_ = s.write(jsonFrame(frameExit, wireExit{ExitCode: -1, StartErr: err.Error()}))
-		return
+		err = s.write(jsonFrame(frameExit, wireExit{ExitCode: -1, StartErr: err.Error()}))
+		return err == nil && s.keep
 	}
-	_ = s.write(jsonFrame(frameStarted, wireStarted{PID: s.pid, ExecID: s.execID}))
+	s.wmu.Lock()
+	s.started = jsonFrame(frameStarted, wireStarted{PID: s.pid, ExecID: s.execID})
+	s.wmu.Unlock()
 
 	var pumps sync.WaitGroup
 	for i, f := range s.outs {
@@ -131,7 +155,13 @@ func (s *session) run(hello wireHello) {
 	case reasonShutdown:
 		exit.Killed = "shutdown"
 	}
-	_ = s.write(jsonFrame(frameExit, exit))
+	// A kept connection's reader stops before the exit goes out: the
+	// client may send its next request as soon as it has the exit.
+	kept := s.keep && s.stopReader()
+	if err := s.write(jsonFrame(frameExit, exit)); err != nil {
+		return false
+	}
+	return kept
 }
 
 // kill kills every process of the exec, once, in the background.
@@ -191,13 +221,20 @@ func (s *session) pump(f *os.File, typ byte) {
 // window), so a disconnect is seen at once even when the command reads
 // nothing.
 func (s *session) readConn() {
+	defer close(s.readerDone)
 	var hdr [headerLen]byte
 	bp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bp)
 	buf := *bp
+	r := &byteCounter{r: s.conn}
 	for {
-		typ, p, err := readFrame(s.conn, &hdr, buf)
+		r.n = 0
+		typ, p, err := readFrame(r, &hdr, buf)
 		if err != nil {
+			if s.stopping.Load() {
+				s.clean.Store(r.n == 0 && isTimeout(err))
+				return
+			}
 			if !s.finished() {
 				s.srv.logf("exec %s: connection lost (%v): killing it", s.execID, err)
 				s.kill(reasonGone)
