@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -129,8 +130,6 @@ func (l *laneServer) serve(ln net.Listener, srv *SandboxGRPCServer) {
 }
 
 // handle serves one connection: its token, then calls one after another.
-// The connection is read at all times, so a host that goes away cancels
-// its call at once.
 func (l *laneServer) handle(c net.Conn, srv *SandboxGRPCServer) {
 	if err := l.admit(c); err != nil {
 		l.logger.Warn("exec lane: refused a connection", "error", err)
@@ -138,13 +137,6 @@ func (l *laneServer) handle(c net.Conn, srv *SandboxGRPCServer) {
 		return
 	}
 	var wmu sync.Mutex // one frame at a time on c
-	var cur *laneCallState
-	defer func() {
-		if cur != nil {
-			cur.cancel()
-			<-cur.done
-		}
-	}()
 	for {
 		typ, p, err := readLaneFrame(c, maxMessage)
 		if err != nil {
@@ -152,12 +144,6 @@ func (l *laneServer) handle(c net.Conn, srv *SandboxGRPCServer) {
 				l.logger.Debug("exec lane: connection ended", "error", err)
 			}
 			return
-		}
-		if cur != nil {
-			// The host sends a call only after the last one's end, which
-			// the call's goroutine writes just before it returns.
-			<-cur.done
-			cur = nil
 		}
 		if typ != laneCall {
 			writeLaneStatus(c, &wmu, status.Errorf(codes.InvalidArgument, "exec lane: unexpected frame %q", typ))
@@ -168,8 +154,78 @@ func (l *laneServer) handle(c net.Conn, srv *SandboxGRPCServer) {
 			writeLaneStatus(c, &wmu, status.Errorf(codes.InvalidArgument, "exec lane: decoding the call: %v", err))
 			return
 		}
-		cur = l.start(c, &wmu, srv, msg)
+		if !l.call(c, &wmu, srv, msg) {
+			return
+		}
 	}
+}
+
+// call runs one call through srv's Exec handler, as a gRPC stream would,
+// on this goroutine: handing it to another costs a wake-up on the call's
+// path. A watcher reads the connection meanwhile, so a host that goes away
+// cancels the call at once. It reports whether the connection is in step
+// for the next call.
+func (l *laneServer) call(c net.Conn, wmu *sync.Mutex, srv *SandboxGRPCServer, msg *pb.ExecClientMsg) bool {
+	ctx, cancel := context.WithCancel(l.base)
+	defer cancel()
+	l.calls.wg.Add(1)
+	defer l.calls.wg.Done()
+	w := watchLane(c, cancel)
+	st := &laneServerStream{ctx: ctx, first: msg, conn: c, wmu: wmu, watch: w}
+	var err error
+	if s := msg.GetStart(); s != nil && (s.GetHasStdin() || s.GetHasControl()) {
+		err = status.Error(codes.InvalidArgument, "exec lane: a call with stdin or controls goes through gRPC")
+	} else {
+		err = srv.Exec(st)
+	}
+	inStep := w.stop() // before the call's last frame: the host then sends the next call
+	if err != nil {
+		writeLaneStatus(c, wmu, err)
+	}
+	return inStep
+}
+
+// laneWatch reads the connection while a call runs: the host sends
+// nothing then, so what ends the read is the host going away (the call is
+// cancelled) or stop.
+type laneWatch struct {
+	c        net.Conn
+	stopping atomic.Bool
+	done     chan struct{}
+	inStep   bool // stopped with nothing read: the next frame is whole
+	once     sync.Once
+}
+
+func watchLane(c net.Conn, cancel context.CancelFunc) *laneWatch {
+	w := &laneWatch{c: c, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var b [1]byte
+		n, err := c.Read(b[:])
+		if w.stopping.Load() && n == 0 && isTimeout(err) {
+			w.inStep = true
+			return
+		}
+		cancel() // gone, or a frame in the middle of a call: out of step
+	}()
+	return w
+}
+
+// stop ends the watch (once) and reports whether the connection is in
+// step.
+func (w *laneWatch) stop() bool {
+	w.once.Do(func() {
+		w.stopping.Store(true)
+		_ = w.c.SetReadDeadline(time.Unix(1, 0))
+		<-w.done
+		_ = w.c.SetReadDeadline(time.Time{})
+	})
+	return w.inStep
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // admit checks the peer's uid and its token.
@@ -207,34 +263,6 @@ func (l *laneServer) admit(c net.Conn) error {
 	return nil
 }
 
-// laneCallState is one call in flight on a connection.
-type laneCallState struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// start runs msg's call through srv's Exec handler, as a gRPC stream would.
-func (l *laneServer) start(c net.Conn, wmu *sync.Mutex, srv *SandboxGRPCServer, msg *pb.ExecClientMsg) *laneCallState {
-	ctx, cancel := context.WithCancel(l.base)
-	st := &laneCallState{cancel: cancel, done: make(chan struct{})}
-	l.calls.wg.Add(1)
-	go func() {
-		defer l.calls.wg.Done()
-		defer close(st.done)
-		defer cancel()
-		var err error
-		if s := msg.GetStart(); s != nil && (s.GetHasStdin() || s.GetHasControl()) {
-			err = status.Error(codes.InvalidArgument, "exec lane: a call with stdin or controls goes through gRPC")
-		} else {
-			err = srv.Exec(&laneServerStream{ctx: ctx, first: msg, conn: c, wmu: wmu})
-		}
-		if err != nil {
-			writeLaneStatus(c, wmu, err)
-		}
-	}()
-	return st
-}
-
 // writeLaneStatus sends err as the call's end.
 func writeLaneStatus(c net.Conn, wmu *sync.Mutex, err error) {
 	b, merr := proto.Marshal(status.Convert(err).Proto())
@@ -253,6 +281,7 @@ type laneServerStream struct {
 	first *pb.ExecClientMsg
 	conn  net.Conn
 	wmu   *sync.Mutex
+	watch *laneWatch
 }
 
 var _ pb.SandboxProvider_ExecServer = (*laneServerStream)(nil)
@@ -271,6 +300,9 @@ func (s *laneServerStream) Send(m *pb.ExecServerMsg) error {
 		return err
 	}
 	frame := appendLaneFrame(make([]byte, 0, laneHeaderLen+len(b)), laneMsg, b)
+	if m.GetResult() != nil {
+		s.watch.stop() // the result is the call's last frame
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.ctx.Err(); err != nil {

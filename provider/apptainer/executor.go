@@ -98,6 +98,13 @@ func executorState(h *handles.Handle) string {
 }
 
 // executorPaths are h's executor paths on the host.
+// ExecutorSocket is the host path of h's executor socket (benchmarks reach
+// it directly, to measure what the plugin adds).
+func ExecutorSocket(h *handles.Handle) string {
+	_, socket := executorPaths(h)
+	return socket
+}
+
 func executorPaths(h *handles.Handle) (dir, socket string) {
 	dir = filepath.Join(h.StagingDir, gymDir)
 	return dir, filepath.Join(dir, executorSocket)

@@ -123,7 +123,14 @@ func (b *slurmBench) benchExec(ctx context.Context, rep *slurmReport, id string,
 	}
 	quiet := slices.Concat(ov, []string{"-Q", "-u"})
 	agent := slices.Concat(quiet, []string{b.nodeAgent, "node-exec", "--"})
+	hop, link, socket, err := b.fastArms(ctx, id)
+	if err != nil {
+		return err
+	}
 	arms := map[string]func(int) (time.Duration, error){
+		armHop:       hop,
+		armLink:      link,
+		armSocket:    socket,
 		armOurs:      func(int) (time.Duration, error) { return execTrue(ctx, b.host, id) },
 		armRaw:       func(int) (time.Duration, error) { return b.rawExecTrue(ctx, j) },
 		armByHand:    func(int) (time.Duration, error) { return b.timed(ctx, ourEnv(), slices.Concat(agent, ourArgv)...) },
@@ -142,6 +149,9 @@ func (b *slurmBench) benchExec(ctx context.Context, rep *slurmReport, id string,
 	onNode := b.nodeIsHere(j.node)
 	var run []int
 	for i, a := range execArms {
+		if arms[a.key] == nil {
+			continue // nothing to reach here (no link; the socket of a node on another host)
+		}
 		if onNode || !strings.HasPrefix(a.key, "local") {
 			run = append(run, i)
 		}
@@ -183,10 +193,16 @@ const (
 	armLocalAppt  = "localappt"
 	armLocalOurs  = "localours"
 	armLocalAgent = "localagent"
+	armHop        = "hop"
+	armLink       = "link"
+	armSocket     = "socket"
 )
 
 var execArms = []struct{ key, desc string }{
 	{armOurs, "ours: plugin.Host.Exec `true` (the executor's link)"},
+	{armHop, "the host-plugin hop alone: plugin.Host.Exec of an unknown sandbox (the exec lane)"},
+	{armLink, "no plugin: the executor's client here, through the holder's link (kept connection)"},
+	{armSocket, "no plugin, no link: the executor's client on its socket (kept connection)"},
 	{armRaw, "raw: srun --overlap ... apptainer exec instance://NAME true"},
 	{armByHand, "our step path (a sandbox without executor) by hand: srun ... -Q -u node-exec -- apptainer exec --cleanenv --no-eval ... sh -c WRAPPER sh true"},
 	{armNoAgent, "same without node-exec: srun ... -Q -u apptainer exec --cleanenv --no-eval ... WRAPPER"},
@@ -202,7 +218,9 @@ var execArms = []struct{ key, desc string }{
 var execSteps = []struct{ name, what, a, b string }{
 	{"+ our argv, -Q -u", "srun -Q -u + our apptainer argv/env vs the raw srun (--cleanenv --no-eval, sh wrapper, marker env)", armNoAgent, armRaw},
 	{"+ node-exec", "the same wrapped in node-exec (framing, process group, reaper setup) vs without", armByHand, armNoAgent},
-	{"+ plugin", "ours vs our exact command by hand (gRPC, provider, frame decoding, handle check)", armOurs, armByHand},
+	{"executor vs step", "ours (through the executor) vs our step path by hand (srun + node-exec + apptainer exec)", armOurs, armByHand},
+	{"+ plugin process", "ours vs the link's client in this process (the exec lane, the provider, the plugin waking)", armOurs, armLink},
+	{"+ holder relay", "the link's client vs the socket's (TLS, the holder's splice, two more processes waking)", armLink, armSocket},
 	{"node-exec alone", "srun -Q -u node-exec -- true vs srun true", armAgentTrue, armSrunTrue},
 	{"srun step", "raw srun vs the same apptainer exec without srun", armRaw, armLocalAppt},
 	{"our argv alone", "our apptainer argv + env vs apptainer exec true, both without srun", armLocalOurs, armLocalAppt},
