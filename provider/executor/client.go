@@ -367,7 +367,9 @@ func (s *Session) read() {
 	s.mu.Unlock()
 	s.cond.Broadcast()
 	var hdr [headerLen]byte
-	buf := make([]byte, chunkSize)
+	// Small at first: most commands' frames are the exit alone, and a
+	// long-lived plugin reads thousands; output grows it once.
+	buf := make([]byte, 512)
 	for {
 		typ, p, err := readFrame(s.conn, &hdr, buf)
 		if err != nil {
