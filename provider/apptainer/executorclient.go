@@ -43,9 +43,9 @@ func (r realExecutor) Run(ctx context.Context, q fastRequest) (fastResult, error
 	}
 	res, err := r.c.Run(ctx, req)
 	if errors.Is(err, executor.ErrNoAnswer) && ctx.Err() == nil {
-		// Nothing ran and stdin is untouched: a connection that died
-		// unseen (a link dialled ahead whose executor had just gone) is
-		// not the executor's verdict. A fresh one is: it connects, or it
+		// Nothing ran and stdin is untouched: a connection whose holder or
+		// executor went away just as the request left is not the
+		// executor's verdict. A fresh one is: it connects, or it
 		// says the executor is unreachable.
 		res, err = r.c.Run(ctx, req)
 	}

@@ -29,8 +29,8 @@ var ErrRefused = errors.New("the executor refused the request")
 // ErrNoAnswer is a connection that ended before the executor's hello. The
 // executor says hello before it starts a command, so nothing ran and the
 // request's stdin was not read: the request may be sent again on a new
-// connection (a link dialled ahead whose holder or executor had just gone
-// ends this way).
+// connection (a kept connection whose holder or executor had gone ends
+// this way; Run then does so itself).
 var ErrNoAnswer = errors.New("the connection closed before the executor answered; nothing ran")
 
 // ErrStopped: the executor was stopped (SIGTERM) while the command ran,
