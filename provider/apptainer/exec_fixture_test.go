@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/config"
+	"github.com/gym-apptainer/gym-apptainer/provider/executor"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 	"github.com/gym-apptainer/gym-apptainer/provider/owner"
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
@@ -101,6 +102,7 @@ func newExecFixture(t *testing.T, rn runner.Runner) (*Provider, *handles.Handle,
 		execSem:    make(chan struct{}, 2),
 		controlSem: make(chan struct{}, 2),
 		handles:    map[string]cachedHandle{},
+		execPool:   executor.NewPool(0),
 	}
 	id := owner.NewID()
 	h := &handles.Handle{

@@ -583,3 +583,24 @@ func TestBulkStatusAsksNoExecutor(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(sts[0].Executor, "fallback: "), "a status of a few asks: %s", sts[0].Executor)
 }
+
+// A closed sandbox's kept executor connections leave the pool with its
+// handle: they would otherwise hold descriptors until they expire.
+func TestDeleteHandleDropsKeptConnections(t *testing.T) {
+	p, h, _ := newExecFixture(t, nil)
+	_, other, _ := newExecFixture(t, nil)
+	_, err := p.handle(h.ID) // cached, as after an exec
+	require.NoError(t, err)
+	_, socket := executorPaths(h)
+	keep := func(key string) {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		p.execPool.Put(key, a)
+	}
+	keep(socket)
+	keep(linkPoolKey(h.ID))
+	keep(linkPoolKey(other.ID))
+	require.Equal(t, 3, p.execPool.Len())
+	require.NoError(t, p.deleteHandle(h.ID))
+	assert.Equal(t, 1, p.execPool.Len(), "only the other sandbox's connection is kept")
+}

@@ -108,6 +108,9 @@ func (p *Provider) linkClientFor(h *handles.Handle) (executorClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errExecutorUnreachable, err)
 	}
-	// Keyed by sandbox: each has a holder, and so an executor, of its own.
-	return newLinkClient("node "+h.Node, dial, p.execPool, "link "+h.ID), nil
+	return newLinkClient("node "+h.Node, dial, p.execPool, linkPoolKey(h.ID)), nil
 }
+
+// linkPoolKey names sandbox id's kept link connections in the pool: each
+// sandbox has a holder, and so an executor, of its own.
+func linkPoolKey(id string) string { return "link " + id }

@@ -92,6 +92,13 @@ func (p *Provider) deleteHandle(id string) error {
 	p.execFellBack.forget(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Connections kept to its executor go with it (a sandbox this process
+	// never ran a command in has none, and then no cached handle either).
+	if c, ok := p.handles[id]; ok {
+		_, socket := executorPaths(c.h)
+		p.execPool.Drop(socket)
+	}
+	p.execPool.Drop(linkPoolKey(id))
 	delete(p.handles, id)
 	if err := p.store.Delete(id); err != nil && !errors.Is(err, provider.ErrNotFound) {
 		return fmt.Errorf("delete handle of sandbox %s: %w", id, err)

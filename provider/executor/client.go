@@ -466,7 +466,7 @@ func (s *Session) finish() {
 	case s.connState != connActive:
 	case keep:
 		s.connState = connKept
-		s.pool.put(s.key, s.conn) // before done: the caller's next call finds it
+		s.pool.Put(s.key, s.conn) // before done: the caller's next call finds it
 	default:
 		s.connState = connClosed
 		_ = s.conn.Close()

@@ -64,8 +64,10 @@ func (p *Pool) get(key string) net.Conn {
 	return nil
 }
 
-// put keeps c for key; a full pool drops its oldest connections first.
-func (p *Pool) put(key string, c net.Conn) {
+// Put keeps c, a connection to key's executor that is between two
+// requests, for the next Run; a full pool drops its oldest connections
+// first.
+func (p *Pool) Put(key string, c net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || len(p.idle[key]) >= poolPerKey {
@@ -80,8 +82,12 @@ func (p *Pool) put(key string, c net.Conn) {
 	p.n++
 }
 
-// Drop closes key's idle connections (its executor went away).
+// Drop closes key's idle connections (its executor went away). A nil
+// pool keeps nothing.
 func (p *Pool) Drop(key string) {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, ic := range p.idle[key] {

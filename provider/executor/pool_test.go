@@ -25,9 +25,9 @@ func TestPoolGivesTheNewestOfItsKey(t *testing.T) {
 	a, _ := pipeConn(t)
 	b, _ := pipeConn(t)
 	c, _ := pipeConn(t)
-	p.put("k", a)
-	p.put("k", b)
-	p.put("other", c)
+	p.Put("k", a)
+	p.Put("k", b)
+	p.Put("other", c)
 	assert.Same(t, b, p.get("k"))
 	assert.Same(t, a, p.get("k"))
 	assert.Nil(t, p.get("k"))
@@ -37,7 +37,7 @@ func TestPoolGivesTheNewestOfItsKey(t *testing.T) {
 func TestPoolRetiresOldConnections(t *testing.T) {
 	p := NewPool(0)
 	a, aClosed := pipeConn(t)
-	p.put("k", a)
+	p.Put("k", a)
 	p.idle["k"][0].since = time.Now().Add(-poolMaxIdle)
 	assert.Nil(t, p.get("k"), "a connection idle for poolMaxIdle is not handed out")
 	assert.True(t, aClosed())
@@ -50,7 +50,7 @@ func TestPoolBounds(t *testing.T) {
 	for range poolPerKey + 1 {
 		c, isClosed := pipeConn(t)
 		closed = append(closed, isClosed)
-		p.put("k", c)
+		p.Put("k", c)
 	}
 	assert.Equal(t, 3, p.Len(), "the pool's size bounds it")
 	for i, isClosed := range closed {
@@ -61,7 +61,7 @@ func TestPoolBounds(t *testing.T) {
 	var last func() bool
 	for range poolPerKey + 1 {
 		c, isClosed := pipeConn(t)
-		q.put("k", c)
+		q.Put("k", c)
 		last = isClosed
 	}
 	assert.Equal(t, poolPerKey, q.Len())
@@ -72,15 +72,15 @@ func TestPoolDropAndClose(t *testing.T) {
 	p := NewPool(0)
 	a, aClosed := pipeConn(t)
 	b, bClosed := pipeConn(t)
-	p.put("k", a)
-	p.put("j", b)
+	p.Put("k", a)
+	p.Put("j", b)
 	p.Drop("k")
 	assert.True(t, aClosed())
 	assert.Equal(t, 1, p.Len())
 	p.Close()
 	assert.True(t, bClosed())
 	c, cClosed := pipeConn(t)
-	p.put("k", c)
+	p.Put("k", c)
 	require.Equal(t, 0, p.Len())
 	assert.True(t, cClosed(), "a closed pool keeps nothing")
 }
