@@ -59,8 +59,8 @@ func (c *Client) UsePool(p *Pool, key string) *Client {
 func NewClient(socketPath string) *Client { return &Client{path: socketPath} }
 
 // NewDialClient returns a client that reaches the executor through dial,
-// one connection per call, the protocol unchanged (the link to an executor
-// on a SLURM node); name says where it is, in errors.
+// the protocol unchanged (the link to an executor on a SLURM node); name
+// says where it is, in errors.
 func NewDialClient(name string, dial func(ctx context.Context) (net.Conn, error)) *Client {
 	return &Client{path: name, dialFn: dial}
 }

@@ -4,14 +4,15 @@
 // with the environment, cwd, stdin and optional terminal of the request,
 // and reports output and exit code. It knows nothing of Apptainer.
 //
-// Transport: one unix-socket connection per exec (or ping). Connecting to a
-// local unix socket costs about 20 µs, far below the fork+exec floor, so
-// multiplexing several execs over one connection would buy nothing and add
-// head-of-line blocking and a demultiplexer; with a connection per exec,
+// Transport: one exec (or ping) at a time per unix-socket connection, so
 // "the connection closed" means "the caller is gone" and the server kills
-// the exec. Only the owner may connect: the socket is created 0600, and the
-// server also checks the peer's uid (SO_PEERCRED), which holds even where
-// the socket's mode is widened or its directory shared.
+// the exec; there is no demultiplexer and no head-of-line blocking. An exec
+// without stdin or terminal may keep its connection for the caller's next
+// one (keepalive.go): a new connection costs little locally, but on SLURM,
+// through the holder's link, it is a TLS handshake and the holder's dial.
+// Only the owner may connect: the socket is created 0600, and the server
+// also checks the peer's uid (SO_PEERCRED), which holds even where the
+// socket's mode is widened or its directory shared.
 //
 // Wire format (see proto.go): frames of 1 type byte, a 4-byte big-endian
 // length and a payload, in both directions. The client opens with a request
