@@ -15,6 +15,8 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
@@ -35,13 +37,17 @@ func Dir(stateDir string) string { return filepath.Join(stateDir, "tls") }
 // ClientCert loads the state directory's client key pair, making it on
 // first use. It returns the pair and the certificate's PEM, which is public
 // and goes to every holder.
+//
+// The pair is two files, so making it is serialised by a lock file: two
+// writers each renaming a key and then a certificate into place could
+// otherwise leave one's key beside the other's certificate (8 creates at
+// once on a fresh state directory did), a pair nobody can use. Reading
+// takes no lock; a read that fails is done again under it.
 func ClientCert(stateDir string) (tls.Certificate, []byte, error) {
 	dir := Dir(stateDir)
 	keyPath, certPath := filepath.Join(dir, "client.key"), filepath.Join(dir, "client.pem")
 	if c, pemBytes, err := loadPair(certPath, keyPath); err == nil {
 		return c, pemBytes, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return tls.Certificate{}, nil, fmt.Errorf("reading the executor link key in %s: %w (remove the directory to make a new one)", dir, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("creating %s for the executor link key: %w", dir, err)
@@ -49,30 +55,61 @@ func ClientCert(stateDir string) (tls.Certificate, []byte, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("making %s private: %w", dir, err)
 	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	defer unlock()
+	c, pemBytes, err := loadPair(certPath, keyPath)
+	if err == nil {
+		return c, pemBytes, nil // made meanwhile by another process
+	}
+	if !errors.Is(err, fs.ErrNotExist) && !isTornPair(err) {
+		return tls.Certificate{}, nil, fmt.Errorf("reading the executor link key in %s: %w (remove the directory to make a new one)", dir, err)
+	}
+	// Missing, or torn by an older build's race: a new pair. Links of
+	// running sandboxes pinned the old certificate; with a torn pair they
+	// could not be used anyway.
 	certPEM, keyPEM, err := newPair("gym-apptainer client")
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	// Key first, certificate last: the certificate's presence says the pair
-	// is complete. Two plugins racing both write whole pairs; the last
-	// rename wins and both then read it back, so they agree.
 	if err := atomicfile.Write(keyPath, keyPEM); err != nil {
 		return tls.Certificate{}, nil, err
 	}
 	if err := atomicfile.Write(certPath, certPEM); err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	c, pemBytes, err := loadPair(certPath, keyPath)
-	if err != nil {
-		// A racing plugin replaced the key between our two renames: its
-		// certificate follows, read once more.
-		time.Sleep(50 * time.Millisecond)
-		c, pemBytes, err = loadPair(certPath, keyPath)
-	}
+	c, pemBytes, err = loadPair(certPath, keyPath)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("reading back the executor link key in %s: %w", dir, err)
 	}
 	return c, pemBytes, nil
+}
+
+// isTornPair: a key and a certificate that are not one pair.
+func isTornPair(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "private key does not match public key")
+}
+
+// lockDir takes an exclusive flock on dir/.lock (one per open, so
+// goroutines of one process exclude each other too).
+func lockDir(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s to make the executor link key: %w", dir, err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s to make the executor link key: %w", dir, err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
 }
 
 func loadPair(certPath, keyPath string) (tls.Certificate, []byte, error) {

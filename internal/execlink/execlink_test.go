@@ -191,3 +191,57 @@ func TestSessionsResume(t *testing.T) {
 	}
 	assert.Equal(t, []bool{false, true, true}, resumed)
 }
+
+// Creates starting at once on a fresh state directory all get one pair,
+// and the pair on disk is whole: without the lock, two writers' renames
+// could leave one's key beside the other's certificate.
+func TestClientKeyMadeOnceUnderConcurrency(t *testing.T) {
+	for round := range 30 {
+		state := t.TempDir()
+		const n = 16
+		pems := make(chan []byte, n)
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for range n {
+			go func() {
+				<-start
+				_, pem, err := ClientCert(state)
+				pems <- pem
+				errs <- err
+			}()
+		}
+		close(start)
+		var first []byte
+		for range n {
+			require.NoError(t, <-errs, "round %d", round)
+			pem := <-pems
+			if first == nil {
+				first = pem
+			}
+			require.Equal(t, first, pem, "round %d: every caller gets the same certificate", round)
+		}
+		_, err := tls.LoadX509KeyPair(filepath.Join(Dir(state), "client.pem"), filepath.Join(Dir(state), "client.key"))
+		require.NoError(t, err, "round %d: the pair on disk is whole", round)
+	}
+}
+
+// A pair torn by an older build's race is replaced, not reported forever.
+func TestTornClientKeyIsReplaced(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	_, _, err := ClientCert(a)
+	require.NoError(t, err)
+	_, _, err = ClientCert(b)
+	require.NoError(t, err)
+	key, err := os.ReadFile(filepath.Join(Dir(b), "client.key"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(Dir(a), "client.key"), key, 0o600))
+
+	c, pem, err := ClientCert(a)
+	require.NoError(t, err)
+	assert.NotEmpty(t, c.Certificate)
+	_, err = tls.LoadX509KeyPair(filepath.Join(Dir(a), "client.pem"), filepath.Join(Dir(a), "client.key"))
+	require.NoError(t, err)
+	_, pem2, err := ClientCert(a)
+	require.NoError(t, err)
+	assert.Equal(t, pem, pem2)
+}
