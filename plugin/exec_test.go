@@ -217,6 +217,14 @@ func TestExecIDIsChosenByTheClient(t *testing.T) {
 
 func TestExecCancelReachesProvider(t *testing.T) {
 	fake := newFake("sb1")
+	checkCancelReachesProvider(t, fake, dialFake(t, fake))
+}
+
+// checkCancelReachesProvider cancels an exec through c while fake runs it,
+// and checks that the caller gets the cancellation (not a dead plugin) and
+// the provider's context was cancelled.
+func checkCancelReachesProvider(t *testing.T, fake *fakeProvider, c *SandboxGRPCClient) {
+	t.Helper()
 	started := make(chan struct{})
 	providerSaw := make(chan error, 1)
 	fake.execFn = func(ctx context.Context, _ string, _ provider.ExecRequest) (provider.ExecResult, error) {
@@ -230,8 +238,6 @@ func TestExecCancelReachesProvider(t *testing.T) {
 			return provider.ExecResult{}, nil
 		}
 	}
-	c := dialFake(t, fake)
-
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-started
@@ -247,6 +253,7 @@ func TestExecCancelReachesProvider(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the provider never saw the cancellation")
 	}
+	fake.execFn = nil
 }
 
 func TestExecDeadlineReachesProvider(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // The exec lane: a leaner road between a host and its plugin for the
@@ -74,4 +76,27 @@ func readLaneFrame(r io.Reader, max int) (byte, []byte, error) {
 		return 0, nil, err
 	}
 	return hdr[0], p, nil
+}
+
+// sendMsg and recvMsg are a lane stream's untyped SendMsg and RecvMsg (the
+// grpc stream interfaces' own) over its typed Send and Recv.
+func sendMsg[T any](m any, send func(*T) error) error {
+	msg, ok := m.(*T)
+	if !ok {
+		return fmt.Errorf("exec lane: cannot send a %T", m)
+	}
+	return send(msg)
+}
+
+func recvMsg[T proto.Message](m any, recv func() (T, error)) error {
+	msg, ok := m.(T)
+	if !ok {
+		return fmt.Errorf("exec lane: cannot receive a %T", m)
+	}
+	got, err := recv()
+	if err != nil {
+		return err
+	}
+	proto.Merge(msg, got)
+	return nil
 }

@@ -201,23 +201,5 @@ func (s *laneClientStream) Context() context.Context     { return s.ctx }
 func (s *laneClientStream) Header() (metadata.MD, error) { return nil, nil }
 func (s *laneClientStream) Trailer() metadata.MD         { return nil }
 
-func (s *laneClientStream) SendMsg(m any) error {
-	msg, ok := m.(*pb.ExecClientMsg)
-	if !ok {
-		return fmt.Errorf("exec lane: cannot send a %T", m)
-	}
-	return s.Send(msg)
-}
-
-func (s *laneClientStream) RecvMsg(m any) error {
-	msg, ok := m.(*pb.ExecServerMsg)
-	if !ok {
-		return fmt.Errorf("exec lane: cannot receive a %T", m)
-	}
-	got, err := s.Recv()
-	if err != nil {
-		return err
-	}
-	proto.Merge(msg, got)
-	return nil
-}
+func (s *laneClientStream) SendMsg(m any) error { return sendMsg(m, s.Send) }
+func (s *laneClientStream) RecvMsg(m any) error { return recvMsg(m, s.Recv) }

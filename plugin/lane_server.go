@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/peercred"
 	pb "github.com/gym-apptainer/gym-apptainer/plugin/proto"
 )
 
@@ -230,26 +230,12 @@ func isTimeout(err error) bool {
 
 // admit checks the peer's uid and its token.
 func (l *laneServer) admit(c net.Conn) error {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return fmt.Errorf("a %T is not a unix connection", c)
-	}
-	rc, err := uc.SyscallConn()
+	uid, pid, err := peercred.Of(c)
 	if err != nil {
 		return err
 	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return err
-	}
-	if credErr != nil {
-		return fmt.Errorf("reading the peer's credentials: %w", credErr)
-	}
-	if int(cred.Uid) != os.Getuid() {
-		return fmt.Errorf("peer uid %d (pid %d) is not the plugin's (uid %d)", cred.Uid, cred.Pid, os.Getuid())
+	if uid != os.Getuid() {
+		return fmt.Errorf("peer uid %d (pid %d) is not the plugin's (uid %d)", uid, pid, os.Getuid())
 	}
 	_ = c.SetReadDeadline(time.Now().Add(laneAuthTimeout))
 	typ, p, err := readLaneFrame(c, laneTokenLen)
@@ -258,7 +244,7 @@ func (l *laneServer) admit(c net.Conn) error {
 		return fmt.Errorf("reading the token: %w", err)
 	}
 	if typ != laneAuth || subtle.ConstantTimeCompare(p, l.token) != 1 {
-		return fmt.Errorf("peer pid %d sent no valid token", cred.Pid)
+		return fmt.Errorf("peer pid %d sent no valid token", pid)
 	}
 	return nil
 }
@@ -317,23 +303,5 @@ func (s *laneServerStream) SetHeader(metadata.MD) error  { return nil }
 func (s *laneServerStream) SendHeader(metadata.MD) error { return nil }
 func (s *laneServerStream) SetTrailer(metadata.MD)       {}
 
-func (s *laneServerStream) SendMsg(m any) error {
-	msg, ok := m.(*pb.ExecServerMsg)
-	if !ok {
-		return fmt.Errorf("exec lane: cannot send a %T", m)
-	}
-	return s.Send(msg)
-}
-
-func (s *laneServerStream) RecvMsg(m any) error {
-	msg, ok := m.(*pb.ExecClientMsg)
-	if !ok {
-		return fmt.Errorf("exec lane: cannot receive a %T", m)
-	}
-	got, err := s.Recv()
-	if err != nil {
-		return err
-	}
-	proto.Merge(msg, got)
-	return nil
-}
+func (s *laneServerStream) SendMsg(m any) error { return sendMsg(m, s.Send) }
+func (s *laneServerStream) RecvMsg(m any) error { return recvMsg(m, s.Recv) }

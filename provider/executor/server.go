@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/gym-apptainer/gym-apptainer/internal/peercred"
 )
 
 // requestTimeout bounds the wait for a connection's next request frame, so a
@@ -176,30 +176,16 @@ func (s *server) serveOne(conn net.Conn, first bool) bool {
 // checkPeer admits only our own uid. The socket's mode already keeps
 // others out; this holds even if the mode or its directory is widened.
 func (s *server) checkPeer(conn net.Conn) error {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return fmt.Errorf("a %T is not a unix socket connection: the peer cannot be checked", conn)
-	}
-	rc, err := uc.SyscallConn()
+	uid, pid, err := peercred.Of(conn)
 	if err != nil {
 		return err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := rc.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return err
-	}
-	if credErr != nil {
-		return fmt.Errorf("reading the peer's credentials (SO_PEERCRED): %w", credErr)
 	}
 	want := os.Getuid()
 	if s.opts.peerUID != nil {
 		want = *s.opts.peerUID
 	}
-	if int(cred.Uid) != want {
-		return fmt.Errorf("peer uid %d (pid %d) is not the executor's owner (uid %d)", cred.Uid, cred.Pid, want)
+	if uid != want {
+		return fmt.Errorf("peer uid %d (pid %d) is not the executor's owner (uid %d)", uid, pid, want)
 	}
 	return nil
 }
