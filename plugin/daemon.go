@@ -311,12 +311,12 @@ func (d *daemon) settle() {
 // that is going away. Under the key's lock, so as not to race a host that
 // is replacing them.
 func (d *daemon) removeOwnRecord() {
-	lock, err := lockFile(d.files.lock())
+	unlock, err := lockFile(d.files.lock())
 	if err != nil {
 		d.logger.Warn("could not clean up the daemon record", "error", err)
 		return
 	}
-	defer lock.unlock()
+	defer unlock()
 	rec, err := readRecord(d.opts.record)
 	if err != nil || rec == nil || rec.PID != d.pid {
 		return

@@ -70,11 +70,11 @@ func (h *Host) launchDaemon(ctx context.Context, path string) (*pluginProc, erro
 		h.logger.Debug("plugin daemon did not answer; taking the lock", "pid", rec.PID, "error", err)
 	}
 
-	lock, err := lockFile(files.lock())
+	unlock, err := lockFile(files.lock())
 	if err != nil {
 		return nil, err
 	}
-	defer lock.unlock()
+	defer unlock()
 	// Another host may have started it while this one waited for the lock.
 	if rec := usableRecord(files); rec != nil && rec.PID != failed {
 		p, err := h.attach(ctx, files, rec)
@@ -468,11 +468,11 @@ func removeStaleRecord(st DaemonStatus) {
 		return
 	}
 	files := filesOfRecord(st.path)
-	lock, err := lockFile(files.lock())
+	unlock, err := lockFile(files.lock())
 	if err != nil {
 		return
 	}
-	defer lock.unlock()
+	defer unlock()
 	rec, err := readRecord(st.path)
 	if err != nil || rec == nil || rec.PID != st.PID {
 		return

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
+	"github.com/gym-apptainer/gym-apptainer/internal/filelock"
 )
 
 // Daemon mode's files, all in one state directory (0700), all named by the
@@ -287,30 +288,13 @@ func pidZombie(pid int) bool {
 	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
-// fileLock is an exclusive flock on a lock file, held until unlock.
-type fileLock struct{ f *os.File }
-
-func lockFile(path string) (*fileLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// lockFile takes the daemon's exclusive lock (filelock).
+func lockFile(path string) (unlock func(), err error) {
+	unlock, err = filelock.Lock(path, false)
 	if err != nil {
 		return nil, fmt.Errorf("daemon lock: %w", err)
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("daemon lock %s: %w", path, err)
-	}
-	return &fileLock{f: f}, nil
-}
-
-func (l *fileLock) unlock() {
-	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
-	_ = l.f.Close()
+	return unlock, nil
 }
 
 // ListDaemons returns the records in stateDir (DefaultDaemonStateDir when

@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
+	"github.com/gym-apptainer/gym-apptainer/internal/filelock"
 
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
@@ -264,19 +264,9 @@ func lockPool(store PoolStore, name string) (func(), error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pool %s's dir: %w", name, err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	unlock, err := filelock.Lock(filepath.Join(dir, "lock"), false)
 	if err != nil {
-		return nil, fmt.Errorf("open pool %s's lock: %w", name, err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		_ = f.Close()
 		return nil, fmt.Errorf("lock pool %s: %w", name, err)
 	}
-	return func() { _ = f.Close() }, nil
+	return unlock, nil
 }

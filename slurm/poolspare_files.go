@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/gym-apptainer/gym-apptainer/internal/filelock"
 	"github.com/gym-apptainer/gym-apptainer/provider/handles"
 )
 
@@ -18,38 +18,16 @@ import (
 // liveness of whoever is making or claiming one, the sweep of interrupted
 // ones, and the marks a claim leaves for the refill.
 
-// lockFile takes an exclusive flock on path (created 0600); nb: fail at
-// once with errLocked when another holds it. flock locks belong to the open
-// file, so goroutines of one process exclude each other as processes do.
+// lockFile takes an exclusive flock on path (filelock), making its
+// directory first; nb: fail at once with errLocked when another holds it.
 func lockFile(path string, nb bool) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	how := syscall.LOCK_EX
-	if nb {
-		how |= syscall.LOCK_NB
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errLocked
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() { _ = f.Close() }, nil
+	return filelock.Lock(path, nb)
 }
 
-var errLocked = errors.New("held by another process")
+var errLocked = filelock.ErrLocked
 
 // creatorAlive reports whether c, a handle's creator, still runs (same
 // host, same pid and start time); a creator on another host is taken as

@@ -16,10 +16,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gym-apptainer/gym-apptainer/internal/atomicfile"
+	"github.com/gym-apptainer/gym-apptainer/internal/filelock"
 )
 
 // certLifetime: a client key lives as long as its state directory, and the
@@ -55,9 +55,9 @@ func ClientCert(stateDir string) (tls.Certificate, []byte, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("making %s private: %w", dir, err)
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"), false)
 	if err != nil {
-		return tls.Certificate{}, nil, err
+		return tls.Certificate{}, nil, fmt.Errorf("locking %s to make the executor link key: %w", dir, err)
 	}
 	defer unlock()
 	c, pemBytes, err := loadPair(certPath, keyPath)
@@ -90,26 +90,6 @@ func ClientCert(stateDir string) (tls.Certificate, []byte, error) {
 // isTornPair: a key and a certificate that are not one pair.
 func isTornPair(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "private key does not match public key")
-}
-
-// lockDir takes an exclusive flock on dir/.lock (one per open, so
-// goroutines of one process exclude each other too).
-func lockDir(dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("locking %s to make the executor link key: %w", dir, err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s to make the executor link key: %w", dir, err)
-	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
 }
 
 func loadPair(certPath, keyPath string) (tls.Certificate, []byte, error) {
