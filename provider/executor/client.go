@@ -211,15 +211,21 @@ func (c *Client) Run(ctx context.Context, req Request) (Result, error) {
 	return res, err
 }
 
+// run reads the session's frames on the caller's goroutine: a goroutine
+// per exec would cost its start, a stack grown in the decoders, and a
+// hand-off of the exit to the caller.
 func (c *Client) run(ctx context.Context, req Request, keep, fresh bool) (Result, bool, error) {
 	s, err := c.openConn(ctx, req, req.Stdin != nil, keep, fresh)
 	if err != nil {
 		return Result{ExitCode: -1}, false, err
 	}
 	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.cancel(ctx) })
 	if req.Stdin != nil {
 		go s.feed(req.Stdin)
 	}
+	s.read()
+	stop()
 	res, err := s.Wait(context.Background())
 	return res, s.reused, err
 }
@@ -241,11 +247,18 @@ func (c *Client) Open(ctx context.Context, req Request) (*Session, error) {
 }
 
 func (c *Client) open(ctx context.Context, req Request, stdin bool) (*Session, error) {
-	return c.openConn(ctx, req, stdin, false, false)
+	s, err := c.openConn(ctx, req, stdin, false, false)
+	if err != nil {
+		return nil, err
+	}
+	go s.read()
+	go s.watch(ctx)
+	return s, nil
 }
 
 // openConn sends req on a new connection, or with keep on a kept one
-// (unless fresh), asking the executor to keep it.
+// (unless fresh), asking the executor to keep it. The caller reads the
+// session (read) and watches ctx.
 func (c *Client) openConn(ctx context.Context, req Request, stdin, keep, fresh bool) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -288,8 +301,6 @@ func (c *Client) openConn(ctx context.Context, req Request, stdin, keep, fresh b
 	s := &Session{conn: conn, stdout: orDiscard(req.Stdout), stderr: orDiscard(req.Stderr),
 		done: make(chan struct{}), path: c.path, keep: keep, reused: reused, pool: c.pool, key: c.key}
 	s.cond = sync.NewCond(&s.mu)
-	go s.read()
-	go s.watch(ctx)
 	return s, nil
 }
 
@@ -483,6 +494,12 @@ func (s *Session) watch(ctx context.Context) {
 		return
 	case <-ctx.Done():
 	}
+	s.cancel(ctx)
+}
+
+// cancel kills the exec for ctx, which has ended, and closes the
+// connection if the executor does not report the exit in time.
+func (s *Session) cancel(ctx context.Context) {
 	s.mu.Lock()
 	s.cancelled = ctx.Err()
 	s.mu.Unlock()

@@ -3,16 +3,24 @@ package executor
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// The reaper is the only waiter for this process's children. One
-// wait4(-1) loop sees every child (commands, and orphans re-parented to us
-// as a subreaper) and hands each command's status to its session; statuses
-// of orphans are dropped, which reaps them.
+// The reaper is the only waiter for this process's children. It reaps
+// every child that has ended (commands, and orphans re-parented to us as a
+// subreaper) whenever SIGCHLD comes, and hands each command's status to its
+// session; statuses of orphans are dropped, which reaps them.
+//
+// It never blocks in wait4: a goroutine blocked in a system call keeps the
+// runtime's P (the executor, in a one-CPU job, has one) until the runtime's
+// monitor thread takes it back, tens of microseconds later, and the session
+// woken by the exit would wait for that. wait4 with WNOHANG returns at once;
+// SIGCHLD wakes the loop through os/signal, whose thread holds no P.
 //
 // A session registers its pid while holding mu across the fork, so the
 // loop, which takes mu to dispatch, cannot see a pid before it is
@@ -22,7 +30,7 @@ var reaper struct {
 	err   error
 	mu    sync.Mutex
 	byPID map[int]chan syscall.WaitStatus
-	kick  chan struct{} // a child was started: wait4 has something to wait for
+	sig   chan os.Signal // SIGCHLD: a child ended (or stopped)
 }
 
 // startReaper makes this process a child subreaper and starts the loop.
@@ -34,7 +42,9 @@ func startReaper() error {
 			return
 		}
 		reaper.byPID = map[int]chan syscall.WaitStatus{}
-		reaper.kick = make(chan struct{}, 1)
+		// One pending signal is enough: each wake reaps every ended child.
+		reaper.sig = make(chan os.Signal, 1)
+		signal.Notify(reaper.sig, syscall.SIGCHLD)
 		go reapLoop()
 	})
 	return reaper.err
@@ -42,20 +52,23 @@ func startReaper() error {
 
 func reapLoop() {
 	for {
+		reapEnded()
+		<-reaper.sig
+	}
+}
+
+// reapEnded reaps every child that has ended, without waiting. A child that
+// ends after its last wait4 sends SIGCHLD, which finds the loop waiting or
+// leaves the signal pending for it: no exit is missed.
+func reapEnded() {
+	for {
 		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(-1, &ws, 0, nil)
-		switch {
-		case errors.Is(err, syscall.EINTR):
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if errors.Is(err, syscall.EINTR) {
 			continue
-		case errors.Is(err, syscall.ECHILD):
-			// No children and, as a subreaper, no descendants either (an
-			// orphan becomes our child before its parent can be reaped).
-			<-reaper.kick
-			continue
-		case err != nil:
-			// Not expected from wait4(-1); do not spin.
-			<-reaper.kick
-			continue
+		}
+		if err != nil || pid <= 0 {
+			return // ECHILD: no children; 0: none has ended
 		}
 		reaper.mu.Lock()
 		ch := reaper.byPID[pid]
@@ -79,10 +92,6 @@ func spawn(argv0 string, argv []string, attr *syscall.ProcAttr) (int, chan sysca
 	reaper.mu.Unlock()
 	if err != nil {
 		return 0, nil, err
-	}
-	select {
-	case reaper.kick <- struct{}{}:
-	default:
 	}
 	return pid, ch, nil
 }

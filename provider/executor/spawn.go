@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
@@ -59,14 +60,10 @@ func (s *session) start() error {
 				return fmt.Errorf("making the stdin pipe: %w", err)
 			}
 			stdin, s.stdinW = r, w
-			parentEnds = append(parentEnds, w)
-		} else {
-			stdin, err = os.Open(os.DevNull)
-			if err != nil {
-				return err
-			}
+			parentEnds, childEnds = append(parentEnds, w), append(childEnds, r)
+		} else if stdin, err = devNull(); err != nil {
+			return err
 		}
-		childEnds = append(childEnds, stdin)
 		for range 2 {
 			r, w, err := os.Pipe()
 			if err != nil {
@@ -77,7 +74,8 @@ func (s *session) start() error {
 			parentEnds, childEnds = append(parentEnds, r), append(childEnds, w)
 			s.outs = append(s.outs, r)
 		}
-		attr.Files = []uintptr{childEnds[0].Fd(), childEnds[1].Fd(), childEnds[2].Fd()}
+		outs := childEnds[len(childEnds)-2:]
+		attr.Files = []uintptr{stdin.Fd(), outs[0].Fd(), outs[1].Fd()}
 		attr.Sys.Setpgid = true
 	}
 	pid, status, err := spawn(argv[0], argv, attr)
@@ -90,6 +88,10 @@ func (s *session) start() error {
 	s.pid, s.status = pid, status
 	return nil
 }
+
+// devNull is the stdin of every command without one: opened once, never
+// closed (each child gets its own copy at the fork).
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
 
 // execEnv is base overlaid with overlay (sorted, so one request always
 // gives one environment), and the exec's marker last. A marker already in
