@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -183,44 +182,6 @@ func (l *laneServer) call(c net.Conn, wmu *sync.Mutex, srv *SandboxGRPCServer, m
 		writeLaneStatus(c, wmu, err)
 	}
 	return inStep
-}
-
-// laneWatch reads the connection while a call runs: the host sends
-// nothing then, so what ends the read is the host going away (the call is
-// cancelled) or stop.
-type laneWatch struct {
-	c        net.Conn
-	stopping atomic.Bool
-	done     chan struct{}
-	inStep   bool // stopped with nothing read: the next frame is whole
-	once     sync.Once
-}
-
-func watchLane(c net.Conn, cancel context.CancelFunc) *laneWatch {
-	w := &laneWatch{c: c, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		var b [1]byte
-		n, err := c.Read(b[:])
-		if w.stopping.Load() && n == 0 && isTimeout(err) {
-			w.inStep = true
-			return
-		}
-		cancel() // gone, or a frame in the middle of a call: out of step
-	}()
-	return w
-}
-
-// stop ends the watch (once) and reports whether the connection is in
-// step.
-func (w *laneWatch) stop() bool {
-	w.once.Do(func() {
-		w.stopping.Store(true)
-		_ = w.c.SetReadDeadline(time.Unix(1, 0))
-		<-w.done
-		_ = w.c.SetReadDeadline(time.Time{})
-	})
-	return w.inStep
 }
 
 func isTimeout(err error) bool {

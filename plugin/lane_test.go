@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,6 +91,19 @@ func TestLaneAnswersAsGRPCDoes(t *testing.T) {
 }
 
 func TestLaneCancelReachesProvider(t *testing.T) {
+	checkLaneCancel(t)
+}
+
+// Without an epoll set, a goroutine watches each call's connection.
+func TestLaneCancelReachesProviderWithoutEpoll(t *testing.T) {
+	poller, create := lanePoller, laneEpollCreate
+	lanePoller, laneEpollCreate = &laneEpoll{}, func() (int, error) { return -1, syscall.EMFILE }
+	t.Cleanup(func() { lanePoller, laneEpollCreate = poller, create })
+	checkLaneCancel(t)
+	require.ErrorIs(t, lanePoller.err, errNoPoll, "the calls ran without the epoll set")
+}
+
+func checkLaneCancel(t *testing.T) {
 	fake := newFake("sb1")
 	c, _ := dialFakeLane(t, fake)
 	checkCancelReachesProvider(t, fake, c) // closing the lane connection cancels the call
