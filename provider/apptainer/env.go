@@ -3,7 +3,6 @@ package apptainer
 import (
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -11,8 +10,6 @@ import (
 	"github.com/gym-apptainer/gym-apptainer/provider"
 	"github.com/gym-apptainer/gym-apptainer/provider/reap"
 )
-
-var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // reservedEnv are keys a sandbox env may not set. EUID GID HOME IFS OPTIND
 // PWD UID are NeMo Gym's list: the shell or apptainer own them (apptainer
@@ -36,7 +33,7 @@ var reservedEnvPrefixes = []string{"APPTAINER_", "SINGULARITY_", "APPTAINERENV_"
 // key, never the value: values are secrets.
 func validateEnv(env map[string]string) error {
 	for _, k := range slices.Sorted(maps.Keys(env)) {
-		if !envKeyRE.MatchString(k) {
+		if !validEnvKey(k) {
 			return fmt.Errorf("env key %q is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*): %w", k, provider.ErrInvalid)
 		}
 		if reservedEnv[k] {

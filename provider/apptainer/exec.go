@@ -21,9 +21,9 @@ import (
 // own: a caller that gave up must still get its processes killed.
 const reapTimeout = 30 * time.Second
 
-// execIDRE: exec ids are matched against the environment of every process
-// on the node when killing, so they are plain tokens of sane length.
-var execIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// Exec ids are matched against the environment of every process on the
+// node when killing, so they are plain tokens of sane length:
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ (validExecID).
 
 // userRE: a user name or uid for su. No leading '-': su would read it as an
 // option.
@@ -102,7 +102,7 @@ func validateExecRequest(req provider.ExecRequest) error {
 }
 
 func validateExecID(id string) error {
-	if !execIDRE.MatchString(id) {
+	if !validExecID(id) {
 		return fmt.Errorf("exec id %q must be 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit: %w", id, provider.ErrInvalid)
 	}
 	return nil
