@@ -29,6 +29,7 @@ targets=(
   "./cmd/gym-host FuzzEnvFile"
   "./provider/handles FuzzGet"
   "./provider/apptainer FuzzRemotePath"
+  "./provider/apptainer FuzzTokensMatchTheirPatterns"
   "./provider/executor FuzzReadFrames"
 )
 
