@@ -31,6 +31,7 @@ targets=(
   "./provider/apptainer FuzzRemotePath"
   "./provider/apptainer FuzzTokensMatchTheirPatterns"
   "./provider/executor FuzzReadFrames"
+  "./provider/executor FuzzDecodeFrames"
 )
 
 # Every Fuzz function in the tree must be listed.

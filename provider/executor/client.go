@@ -414,10 +414,9 @@ func (s *Session) read() {
 				}
 			}
 		case frameStarted:
-			var st wireStarted
-			if err := json.Unmarshal(p, &st); err == nil {
+			if pid, err := decodeStartedPID(p); err == nil {
 				s.mu.Lock()
-				s.pid = st.PID
+				s.pid = pid
 				s.mu.Unlock()
 			}
 		case frameCredit:
@@ -431,8 +430,8 @@ func (s *Session) read() {
 			s.mu.Unlock()
 			s.cond.Broadcast()
 		case frameExit:
-			var x wireExit
-			if err := json.Unmarshal(p, &x); err != nil {
+			x, err := decodeExit(p)
+			if err != nil {
 				s.fail(fmt.Errorf("decoding the executor's exit frame: %w", err))
 				return
 			}

@@ -2,7 +2,6 @@ package executor
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -100,12 +99,13 @@ func appendFrame(b []byte, typ byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-func jsonFrame(typ byte, v any) []byte {
-	p, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only our own wire types come here
-	}
-	return appendFrame(nil, typ, p)
+// jsonFrame is a frame of one of the wire types, encoded by hand
+// (wirejson.go).
+func jsonFrame(typ byte, v jsonAppender) []byte {
+	b := append(make([]byte, 0, 128), typ, 0, 0, 0, 0)
+	b = v.appendJSON(b)
+	binary.BigEndian.PutUint32(b[1:headerLen], uint32(len(b)-headerLen))
+	return b
 }
 
 func u32Frame(typ byte, n uint32) []byte {
