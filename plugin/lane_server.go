@@ -161,9 +161,9 @@ func (l *laneServer) handle(c net.Conn, srv *SandboxGRPCServer) {
 
 // call runs one call through srv's Exec handler, as a gRPC stream would,
 // on this goroutine: handing it to another costs a wake-up on the call's
-// path. A watcher reads the connection meanwhile, so a host that goes away
-// cancels the call at once. It reports whether the connection is in step
-// for the next call.
+// path. The connection is watched meanwhile (lane_watch.go), so a host that
+// goes away cancels the call at once. It reports whether the connection is
+// in step for the next call.
 func (l *laneServer) call(c net.Conn, wmu *sync.Mutex, srv *SandboxGRPCServer, msg *pb.ExecClientMsg) bool {
 	ctx, cancel := context.WithCancel(l.base)
 	defer cancel()

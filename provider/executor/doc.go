@@ -27,8 +27,8 @@
 // pipe fills, and the command blocks, so memory does not grow.
 //
 // Processes: the server is a child subreaper and the only waiter for its
-// children (one wait4(-1) loop), so double-forked grandchildren are
-// re-parented to it and reaped. Every command runs in a process group of
+// children (wait4(-1, WNOHANG) on every SIGCHLD), so double-forked
+// grandchildren are re-parented to it and reaped. Every command runs in a process group of
 // its own with GYM_EXEC_ID=<exec id> in its environment; killing an exec
 // (timeout, caller gone, kill frame) SIGKILLs the group and every process
 // whose environment carries the marker, repeatedly, until none is left, so
