@@ -98,7 +98,7 @@ func (s *laneClientStream) Send(m *pb.ExecClientMsg) error {
 		s.fail(status.Error(codes.Internal, "exec lane: only one start message per call"))
 		return s.err
 	}
-	b, err := proto.Marshal(m)
+	b, err := marshalClientMsg(m)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func (s *laneClientStream) Recv() (*pb.ExecServerMsg, error) {
 	switch typ {
 	case laneMsg:
 		m := &pb.ExecServerMsg{}
-		if err := proto.Unmarshal(p, m); err != nil {
+		if err := unmarshalServerMsg(p, m); err != nil {
 			s.fail(status.Errorf(codes.Internal, "exec lane: decoding a message: %v", err))
 			return nil, s.err
 		}

@@ -148,8 +148,8 @@ func (l *laneServer) handle(c net.Conn, srv *SandboxGRPCServer) {
 			writeLaneStatus(c, &wmu, status.Errorf(codes.InvalidArgument, "exec lane: unexpected frame %q", typ))
 			return
 		}
-		msg := &pb.ExecClientMsg{}
-		if err := proto.Unmarshal(p, msg); err != nil {
+		msg, err := unmarshalClientMsg(p)
+		if err != nil {
 			writeLaneStatus(c, &wmu, status.Errorf(codes.InvalidArgument, "exec lane: decoding the call: %v", err))
 			return
 		}
@@ -242,7 +242,7 @@ func (s *laneServerStream) Recv() (*pb.ExecClientMsg, error) {
 }
 
 func (s *laneServerStream) Send(m *pb.ExecServerMsg) error {
-	b, err := proto.Marshal(m)
+	b, err := marshalServerMsg(m)
 	if err != nil {
 		return err
 	}

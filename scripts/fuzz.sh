@@ -32,6 +32,7 @@ targets=(
   "./provider/apptainer FuzzTokensMatchTheirPatterns"
   "./provider/executor FuzzReadFrames"
   "./provider/executor FuzzDecodeFrames"
+  "./plugin FuzzLaneCodec"
 )
 
 # Every Fuzz function in the tree must be listed.
