@@ -90,8 +90,25 @@ func (s *session) start() error {
 }
 
 // devNull is the stdin of every command without one: opened once, never
-// closed (each child gets its own copy at the fork).
-var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+// closed (each child gets its own copy at the fork). A failed open (out of
+// descriptors) is not kept: the next command tries again.
+func devNull() (*os.File, error) {
+	devNullMu.Lock()
+	defer devNullMu.Unlock()
+	if devNullFile == nil {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		devNullFile = f
+	}
+	return devNullFile, nil
+}
+
+var (
+	devNullMu   sync.Mutex
+	devNullFile *os.File
+)
 
 // execEnv is base overlaid with overlay (sorted, so one request always
 // gives one environment), and the exec's marker last. A marker already in
