@@ -259,7 +259,8 @@ func readEnvEntry(b []byte) (k, v string, ok bool) {
 	return k, v, true
 }
 
-// unmarshalServerMsg decodes an output chunk or the result into m.
+// unmarshalServerMsg decodes an output chunk or the result into m. An
+// output chunk may alias b, which the caller must not reuse.
 func unmarshalServerMsg(b []byte, m *pb.ExecServerMsg) error {
 	if readServerMsg(b, m) {
 		return nil
@@ -277,11 +278,13 @@ func readServerMsg(b []byte, m *pb.ExecServerMsg) bool {
 	if k < 0 || n+k != len(b) {
 		return false
 	}
+	// An output chunk aliases b: the lane reads each frame into a buffer
+	// of its own, so copying it would only double the bytes moved.
 	switch num {
 	case fServerStdout:
-		m.Msg = &pb.ExecServerMsg_Stdout{Stdout: append([]byte{}, body...)}
+		m.Msg = &pb.ExecServerMsg_Stdout{Stdout: body}
 	case fServerStderr:
-		m.Msg = &pb.ExecServerMsg_Stderr{Stderr: append([]byte{}, body...)}
+		m.Msg = &pb.ExecServerMsg_Stderr{Stderr: body}
 	case fServerResult:
 		r, ok := readResult(body)
 		if !ok {
